@@ -1,0 +1,102 @@
+/* kernels.h - CPU compute kernels.
+ *
+ * Three tiers, as ggml does it: a scalar reference (`_ref`, in ref.c, the
+ * definition of what each kernel computes), and AVX2 / AVX-512 versions
+ * (avx2.c, avx512.c, compiled with their own -m flags) chosen at run time
+ * by pg_kernels_init() through the table `pgk`. Every table entry has a test
+ * against its reference (tests/test_kernels.c).
+ *
+ * Shapes: a matrix W of `rows` x `cols` stores each row contiguously
+ * (cols elements, pg_row_bytes(type, cols) bytes); y = W x means
+ * y[r] = sum_c W[r][c] x[c]. Activations are always float32.
+ */
+#ifndef PG_KERNELS_H
+#define PG_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../tensor.h"
+#include "../threadpool.h"
+
+/* A weight matrix: rows x cols of `type`, row r at data + r * row_bytes. */
+typedef struct {
+    pg_type type;
+    int rows, cols;
+    size_t row_bytes;
+    const void *data;
+} pg_mat;
+
+typedef enum { PG_ISA_SCALAR = 0, PG_ISA_AVX2 = 1, PG_ISA_AVX512 = 2 } pg_isa;
+
+/* Dot products of one weight row with prepared activations. For F32, F16
+ * and BF16 the activation is float32 (n any size >= 0); for Q8_0 the
+ * activation is a Q8_0-quantized row and n is a multiple of 32. */
+typedef float (*pg_dot_fn)(int n, const void *w, const void *x);
+
+typedef struct {
+    pg_isa isa;
+    pg_dot_fn dot[PG_TYPE_COUNT];           /* NULL where the type has no kernel */
+    void (*quantize_q8_0)(int n, const float *x, block_q8_0 *y); /* n % 32 == 0 */
+    void (*f16_to_f32)(int n, const uint16_t *x, float *y);
+    void (*bf16_to_f32)(int n, const uint16_t *x, float *y);
+    void (*rmsnorm)(int n, const float *x, const float *w, float eps, float *y);
+    void (*softmax)(int n, float *x);       /* in place, max-subtracted */
+    void (*silu_mul)(int n, const float *gate, const float *up, float *y); /* y = silu(gate)*up */
+    void (*axpy)(int n, float a, const float *x, float *y);               /* y += a*x */
+} pg_kernel_table;
+
+extern pg_kernel_table pgk;
+
+/* Picks the best ISA the CPU supports, or `force` if >= 0 (capped to what
+ * the CPU has). Returns the ISA chosen. Idempotent; call before any kernel. */
+pg_isa pg_kernels_init(int force);
+const char *pg_isa_name(pg_isa isa);
+
+/* Scalar references (also the portable fallback). */
+float pg_dot_f32_ref(int n, const void *w, const void *x);
+float pg_dot_f16_ref(int n, const void *w, const void *x);
+float pg_dot_bf16_ref(int n, const void *w, const void *x);
+float pg_dot_q8_0_ref(int n, const void *w, const void *x);
+void pg_quantize_q8_0_ref(int n, const float *x, block_q8_0 *y);
+void pg_dequantize_q8_0_ref(int n, const block_q8_0 *x, float *y);
+void pg_rmsnorm_ref(int n, const float *x, const float *w, float eps, float *y);
+void pg_softmax_ref(int n, float *x);
+void pg_silu_mul_ref(int n, const float *gate, const float *up, float *y);
+void pg_axpy_ref(int n, float a, const float *x, float *y);
+
+/* Row r of W as float32 (dequantised) into y[cols]: embedding lookups. */
+void pg_mat_row_f32(const pg_mat *W, int r, float *y);
+
+/* The type of activation a weight type's dot product expects. */
+static inline pg_type pg_vec_dot_type(pg_type t) { return t == PG_TYPE_Q8_0 ? PG_TYPE_Q8_0 : PG_TYPE_F32; }
+
+/* Y[t][r] = W[r] . X[t] for t < T, r < W->rows, run on the pool.
+ * X is T rows of W->cols floats (stride ldx floats); Y is T rows with
+ * stride ldy floats. Weights are streamed once per call, whatever T is.
+ * `scratch` must hold pg_matmul_scratch_bytes(W, T) bytes (or be NULL to
+ * let the call allocate). */
+size_t pg_matmul_scratch_bytes(const pg_mat *W, int T);
+void pg_matmul(pg_pool *pool, const pg_mat *W, int T, const float *X, int ldx, float *Y, int ldy,
+               void *scratch);
+/* The same, one thread, scalar reference (for tests). */
+void pg_matmul_ref(const pg_mat *W, int T, const float *X, int ldx, float *Y, int ldy);
+
+/* RoPE on one token's heads in place: n_heads heads of head_dim values at
+ * stride head_dim. neox=false rotates adjacent pairs (2i, 2i+1) (GGUF llama);
+ * neox=true rotates (i, i+head_dim/2) (Hugging Face rotate_half). Uses the
+ * first n_rot dims (n_rot <= head_dim, even). theta_i = pos * base^(-2i/n_rot). */
+void pg_rope_ref(float *x, int n_heads, int head_dim, int n_rot, int pos, float base, int neox);
+
+/* Causal attention of one query token over n_kv cached positions for all
+ * heads: q [n_head*hd], K/V cache rows of n_head_kv*hd floats at stride
+ * kv_stride floats, out [n_head*hd]. Scale 1/sqrt(hd). GQA: head h uses kv
+ * head h / (n_head / n_head_kv). `att` is scratch of n_kv floats. */
+void pg_attention_ref(const float *q, const float *k, const float *v, int kv_stride, int n_kv,
+                      int n_head, int n_head_kv, int hd, float *att, float *out);
+/* Same contract, SIMD dot products, heads split over the pool; scratch of
+ * pool_size * n_kv floats. */
+void pg_attention(pg_pool *pool, const float *q, const float *k, const float *v, int kv_stride,
+                  int n_kv, int n_head, int n_head_kv, int hd, float *scratch, float *out);
+
+#endif
