@@ -123,13 +123,26 @@ void gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
 void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *v, uint64_t n);
 void gguf_writer_set_arr_i32(gguf_writer *w, const char *key, const int32_t *v, uint64_t n);
 void gguf_writer_set_arr_f32(gguf_writer *w, const char *key, const float *v, uint64_t n);
+/* The remaining scalar types, and a numeric array of any element type
+ * (elem_type not STRING/ARRAY; v holds n elements in the file's encoding). */
+void gguf_writer_set_u8(gguf_writer *w, const char *key, uint8_t v);
+void gguf_writer_set_i8(gguf_writer *w, const char *key, int8_t v);
+void gguf_writer_set_u16(gguf_writer *w, const char *key, uint16_t v);
+void gguf_writer_set_i16(gguf_writer *w, const char *key, int16_t v);
+void gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v);
+void gguf_writer_set_i64(gguf_writer *w, const char *key, int64_t v);
+void gguf_writer_set_f64(gguf_writer *w, const char *key, double v);
+void gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem_type, const void *v, uint64_t n);
 /* Copies the metadata entry (any type) from a reader. */
 void gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv);
 /* Adds a tensor; data is NOT copied and must stay valid until write.
  * ne in GGML order. nbytes must equal the size implied by type and shape. */
 void gguf_writer_add_tensor(gguf_writer *w, const char *name, pg_type type, int n_dims,
                             const int64_t *ne, const void *data, size_t nbytes);
-/* Writes a GGUF v3 file (alignment 32, or general.alignment if set). */
+/* Writes a GGUF v3 file (alignment 32, or general.alignment if set) via
+ * PATH.tmp + rename. Setting a key twice replaces its value in place. A bad
+ * add_tensor call (unknown type, bad shape, nbytes mismatch, duplicate name)
+ * is reported here. */
 int gguf_writer_write(gguf_writer *w, const char *path, pg_error *e);
 
 #endif
