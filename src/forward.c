@@ -1,0 +1,244 @@
+/* forward.c - one pass of the transformer over a chunk of tokens.
+ *
+ * Reads top to bottom like the model:
+ *   x = embed(tokens)
+ *   for each layer:
+ *       x += attention(rmsnorm(x))          q/k norm, RoPE, KV cache, GQA
+ *       h  = rmsnorm(x)
+ *       x += dense_ffn(h)                   or, in an MoE layer:
+ *       x += sum_k w_k * expert_k(h) (+ sigmoid(g.h) * shared(h))
+ *   logits = output(rmsnorm(x))
+ * All families share it; the differences are data in pg_hparams/pg_layer.
+ */
+#include "forward.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int max_i_(int a, int b) { return a > b ? a : b; }
+
+pg_session *pg_session_new(pg_model *m, int n_ctx, int n_threads, pg_error *e) {
+    const pg_hparams *hp = &m->hp;
+    if (n_ctx <= 0) n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+    if (n_ctx > (1 << 20)) {
+        pg_fail(e, "context length %d is too large", n_ctx);
+        return NULL;
+    }
+    pg_session *s = xcalloc(1, sizeof *s);
+    s->m = m;
+    s->n_ctx = n_ctx;
+    s->pool = pg_pool_new(n_threads);
+    int B = PG_MAX_BATCH, D = hp->dim, qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
+    int E = max_i_(hp->n_expert, 1), K = max_i_(hp->n_expert_used, 1);
+    int F = max_i_(max_i_(hp->ffn_dim, hp->expert_ffn_dim), hp->shared_ffn_dim);
+    size_t cache = (size_t)hp->n_layer * n_ctx * kvd;
+    s->k_cache = calloc(cache, sizeof(float));
+    s->v_cache = calloc(cache, sizeof(float));
+    if (!s->k_cache || !s->v_cache) {
+        pg_fail(e, "cannot allocate the KV cache for %d positions (%.1f MiB)", n_ctx, 2.0 * cache * 4 / 1048576);
+        pg_session_free(s);
+        return NULL;
+    }
+    s->x = xcalloc((size_t)B * D, sizeof(float));
+    s->xn = xcalloc((size_t)B * D, sizeof(float));
+    s->q = xcalloc((size_t)B * qd, sizeof(float));
+    s->k = xcalloc((size_t)B * kvd, sizeof(float));
+    s->v = xcalloc((size_t)B * kvd, sizeof(float));
+    s->att = xcalloc((size_t)B * qd, sizeof(float));
+    s->ffn_g = xcalloc((size_t)B * F, sizeof(float));
+    s->ffn_u = xcalloc((size_t)B * F, sizeof(float));
+    s->acc = xcalloc((size_t)B * D, sizeof(float));
+    s->router = xcalloc((size_t)B * E, sizeof(float));
+    s->probs = xcalloc((size_t)E, sizeof(float));
+    s->sel = xcalloc((size_t)B * K, sizeof(int));
+    s->sel_w = xcalloc((size_t)B * K, sizeof(float));
+    s->exp_out = xcalloc((size_t)B * K * D, sizeof(float));
+    s->exp_in = xcalloc((size_t)B * D, sizeof(float));
+    s->exp_rows = xcalloc((size_t)E * B * K, sizeof(int));
+    s->exp_count = xcalloc((size_t)E, sizeof(int));
+    s->rope_cs = xcalloc((size_t)B * hp->n_rot, sizeof(float));
+    s->logits = xcalloc((size_t)hp->vocab, sizeof(float));
+    /* the widest input any matmul sees, in the widest activation format */
+    pg_mat widest = {.type = PG_TYPE_Q8_0, .rows = 1, .cols = (max_i_(max_i_(D, qd), F) + 31) / 32 * 32};
+    s->mm_scratch = xmalloc(pg_matmul_scratch_bytes(&widest, B) + 64);
+    s->att_scratch = xcalloc((size_t)pg_pool_size(s->pool) * n_ctx, sizeof(float));
+    return s;
+}
+
+void pg_session_free(pg_session *s) {
+    if (!s) return;
+    pg_pool_free(s->pool);
+    free(s->k_cache); free(s->v_cache);
+    free(s->x); free(s->xn); free(s->q); free(s->k); free(s->v); free(s->att);
+    free(s->ffn_g); free(s->ffn_u); free(s->acc); free(s->router); free(s->probs);
+    free(s->sel); free(s->sel_w); free(s->exp_out); free(s->exp_in); free(s->exp_rows);
+    free(s->exp_count); free(s->rope_cs); free(s->logits); free(s->mm_scratch); free(s->att_scratch);
+    free(s);
+}
+
+void pg_session_reset(pg_session *s) { s->n_past = 0; }
+
+static void matmul_(pg_session *s, const pg_mat *W, int T, const float *X, int ldx, float *Y, int ldy) {
+    pg_matmul(s->pool, W, T, X, ldx, Y, ldy, s->mm_scratch);
+}
+
+static void rmsnorm_rows_(int T, int n, const float *x, const float *w, float eps, float *y) {
+    for (int t = 0; t < T; t++) pgk.rmsnorm(n, x + (size_t)t * n, w, eps, y + (size_t)t * n);
+}
+
+static void add_bias_(int T, int n, float *x, const float *b) {
+    if (!b) return;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < n; i++) x[(size_t)t * n + i] += b[i];
+}
+
+static void clamp_(size_t n, float *x, float c) {
+    for (size_t i = 0; i < n; i++) x[i] = x[i] > c ? c : x[i] < -c ? -c : x[i];
+}
+
+/* x[T][D] += attention block of layer l for tokens at positions pos0.. */
+static void attention_(pg_session *s, int l, int T, int pos0) {
+    const pg_hparams *hp = &s->m->hp;
+    const pg_layer *L = &s->m->layers[l];
+    int D = hp->dim, hd = hp->head_dim, H = hp->n_head, KV = hp->n_head_kv;
+    int qd = H * hd, kvd = KV * hd;
+    rmsnorm_rows_(T, D, s->x, L->attn_norm, hp->norm_eps, s->xn);
+    matmul_(s, &L->wq, T, s->xn, D, s->q, qd);
+    matmul_(s, &L->wk, T, s->xn, D, s->k, kvd);
+    matmul_(s, &L->wv, T, s->xn, D, s->v, kvd);
+    add_bias_(T, qd, s->q, L->bq);
+    add_bias_(T, kvd, s->k, L->bk);
+    add_bias_(T, kvd, s->v, L->bv);
+    for (int t = 0; t < T; t++) {
+        float *q = s->q + (size_t)t * qd, *k = s->k + (size_t)t * kvd;
+        if (hp->qk_norm == PG_QKNORM_HEAD) {
+            for (int h = 0; h < H; h++) pgk.rmsnorm(hd, q + h * hd, L->q_norm, hp->norm_eps, q + h * hd);
+            for (int h = 0; h < KV; h++) pgk.rmsnorm(hd, k + h * hd, L->k_norm, hp->norm_eps, k + h * hd);
+        } else if (hp->qk_norm == PG_QKNORM_FULL) {
+            pgk.rmsnorm(qd, q, L->q_norm, hp->norm_eps, q);
+            pgk.rmsnorm(kvd, k, L->k_norm, hp->norm_eps, k);
+        }
+    }
+    if (hp->clip_qkv > 0) {
+        clamp_((size_t)T * qd, s->q, hp->clip_qkv);
+        clamp_((size_t)T * kvd, s->k, hp->clip_qkv);
+        clamp_((size_t)T * kvd, s->v, hp->clip_qkv);
+    }
+    float *kc = s->k_cache + (size_t)l * s->n_ctx * kvd, *vc = s->v_cache + (size_t)l * s->n_ctx * kvd;
+    for (int t = 0; t < T; t++) {
+        const float *cs = s->rope_cs + (size_t)t * hp->n_rot;
+        pg_rope_apply(s->q + (size_t)t * qd, H, hd, hp->n_rot, cs, hp->rope_neox);
+        pg_rope_apply(s->k + (size_t)t * kvd, KV, hd, hp->n_rot, cs, hp->rope_neox);
+        memcpy(kc + (size_t)(pos0 + t) * kvd, s->k + (size_t)t * kvd, kvd * sizeof(float));
+        memcpy(vc + (size_t)(pos0 + t) * kvd, s->v + (size_t)t * kvd, kvd * sizeof(float));
+    }
+    for (int t = 0; t < T; t++)
+        pg_attention(s->pool, s->q + (size_t)t * qd, kc, vc, kvd, pos0 + t + 1, H, KV, hd, s->att_scratch,
+                     s->att + (size_t)t * qd);
+    matmul_(s, &L->wo, T, s->att, qd, s->acc, D);
+    for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->acc[i];
+}
+
+/* out[T][D] = down(silu(gate X) * up X) for one expert (or a dense FFN). */
+static void swiglu_(pg_session *s, const pg_expert *w, int T, const float *X, float *out) {
+    int F = w->gate.rows, D = w->gate.cols;
+    matmul_(s, &w->gate, T, X, D, s->ffn_g, F);
+    matmul_(s, &w->up, T, X, D, s->ffn_u, F);
+    for (int t = 0; t < T; t++)
+        pgk.silu_mul(F, s->ffn_g + (size_t)t * F, s->ffn_u + (size_t)t * F, s->ffn_g + (size_t)t * F);
+    matmul_(s, &w->down, T, s->ffn_g, F, out, D);
+}
+
+/* acc[T][D] = MoE block output for the normed rows xn[T][D]. */
+static void moe_(pg_session *s, const pg_layer *L, int T) {
+    const pg_hparams *hp = &s->m->hp;
+    int D = hp->dim, E = hp->n_expert, K = hp->n_expert_used;
+    matmul_(s, &L->router, T, s->xn, D, s->router, E);
+    memset(s->exp_count, 0, (size_t)E * sizeof(int));
+    for (int t = 0; t < T; t++) {
+        int *sel = s->sel + (size_t)t * K;
+        pg_route(hp->gating, hp->norm_topk, s->router + (size_t)t * E, E, K, s->probs, sel, s->sel_w + (size_t)t * K);
+        for (int j = 0; j < K; j++) s->exp_rows[(size_t)sel[j] * PG_MAX_BATCH * K + s->exp_count[sel[j]]++] = t * K + j;
+    }
+    /* each expert runs once over all the rows routed to it */
+    for (int e = 0; e < E; e++) {
+        int n = s->exp_count[e];
+        if (!n) continue;
+        const int *rows = s->exp_rows + (size_t)e * PG_MAX_BATCH * K;
+        for (int i = 0; i < n; i++) memcpy(s->exp_in + (size_t)i * D, s->xn + (size_t)(rows[i] / K) * D, D * sizeof(float));
+        swiglu_(s, &L->experts[e], n, s->exp_in, s->acc);
+        for (int i = 0; i < n; i++) memcpy(s->exp_out + (size_t)rows[i] * D, s->acc + (size_t)i * D, D * sizeof(float));
+    }
+    /* combine in slot order, so the sum never depends on the order experts ran in */
+    memset(s->acc, 0, (size_t)T * D * sizeof(float));
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < K; j++)
+            pgk.axpy(D, s->sel_w[(size_t)t * K + j], s->exp_out + ((size_t)t * K + j) * D, s->acc + (size_t)t * D);
+    if (L->has_shared) {
+        float *sh = s->exp_out; /* free again: reuse as [T][D] */
+        swiglu_(s, &L->shared, T, s->xn, sh);
+        for (int t = 0; t < T; t++) {
+            float g = 1.0f;
+            if (L->shared_gate.data) {
+                float z;
+                matmul_(s, &L->shared_gate, 1, s->xn + (size_t)t * D, D, &z, 1);
+                g = 1.0f / (1.0f + expf(-z));
+            }
+            pgk.axpy(D, g, sh + (size_t)t * D, s->acc + (size_t)t * D);
+        }
+    }
+}
+
+static void ffn_(pg_session *s, int l, int T) {
+    const pg_hparams *hp = &s->m->hp;
+    const pg_layer *L = &s->m->layers[l];
+    int D = hp->dim;
+    rmsnorm_rows_(T, D, s->x, L->ffn_norm, hp->norm_eps, s->xn);
+    if (L->is_moe) {
+        moe_(s, L, T);
+    } else {
+        pg_expert dense = {L->ffn_gate, L->ffn_up, L->ffn_down};
+        swiglu_(s, &dense, T, s->xn, s->acc);
+    }
+    for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->acc[i];
+}
+
+static void forward_chunk_(pg_session *s, const int32_t *tokens, int T, float *logits_all) {
+    const pg_model *m = s->m;
+    const pg_hparams *hp = &m->hp;
+    int D = hp->dim, pos0 = s->n_past;
+    for (int t = 0; t < T; t++) {
+        pg_mat_row_f32(&m->tok_embd, tokens[t], s->x + (size_t)t * D);
+        pg_rope_cache(pos0 + t, hp->n_rot, hp->rope_theta, s->rope_cs + (size_t)t * hp->n_rot);
+    }
+    for (int l = 0; l < hp->n_layer; l++) {
+        attention_(s, l, T, pos0);
+        ffn_(s, l, T);
+    }
+    s->n_past += T;
+    /* logits: of every row when asked, else of the last row only */
+    int first = logits_all ? 0 : T - 1;
+    rmsnorm_rows_(T - first, D, s->x + (size_t)first * D, m->output_norm, hp->norm_eps, s->xn);
+    if (logits_all) {
+        matmul_(s, &m->output, T, s->xn, D, logits_all, hp->vocab);
+        memcpy(s->logits, logits_all + (size_t)(T - 1) * hp->vocab, hp->vocab * sizeof(float));
+    } else {
+        matmul_(s, &m->output, 1, s->xn, D, s->logits, hp->vocab);
+    }
+}
+
+int pg_session_eval(pg_session *s, const int32_t *tokens, int n, float *logits_all, pg_error *e) {
+    const pg_hparams *hp = &s->m->hp;
+    if (n <= 0) return pg_fail(e, "nothing to evaluate");
+    if (n > s->n_ctx - s->n_past)
+        return pg_fail(e, "context is full: %d positions used of %d, %d more asked", s->n_past, s->n_ctx, n);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= hp->vocab)
+            return pg_fail(e, "token id %d at position %d is outside the vocabulary (0..%d)", tokens[i], i, hp->vocab - 1);
+    for (int i = 0; i < n; i += PG_MAX_BATCH) {
+        int T = n - i < PG_MAX_BATCH ? n - i : PG_MAX_BATCH;
+        forward_chunk_(s, tokens + i, T, logits_all ? logits_all + (size_t)i * hp->vocab : NULL);
+    }
+    return 0;
+}

@@ -1,0 +1,622 @@
+/* model.c - the architecture table, hyperparameters from GGUF metadata or
+ * config.json, and the binding of tensors to pg_model's weight slots.
+ *
+ * Binding names every weight by a kind (W_*) and a layer; each file format
+ * has one table that spells that kind's tensor name. Shapes are checked
+ * against the hyperparameters before anything points at the data.
+ */
+#include "model.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static const pg_arch_info archs_[PG_ARCH_COUNT] = {
+    [PG_ARCH_LLAMA] = {PG_ARCH_LLAMA, "llama", "llama", "llama", PG_QKNORM_NONE,
+                       PG_GATING_SOFTMAX_TOPK, false, false, false, false},
+    [PG_ARCH_MIXTRAL] = {PG_ARCH_MIXTRAL, "mixtral", "llama", "mixtral", PG_QKNORM_NONE,
+                         PG_GATING_TOPK_SOFTMAX, true, false, true, false},
+    [PG_ARCH_QWEN2MOE] = {PG_ARCH_QWEN2MOE, "qwen2moe", "qwen2moe", "qwen2_moe", PG_QKNORM_NONE,
+                          PG_GATING_SOFTMAX_TOPK, false, true, true, true},
+    [PG_ARCH_QWEN3MOE] = {PG_ARCH_QWEN3MOE, "qwen3moe", "qwen3moe", "qwen3_moe", PG_QKNORM_HEAD,
+                          PG_GATING_SOFTMAX_TOPK, true, true, true, false},
+    [PG_ARCH_OLMOE] = {PG_ARCH_OLMOE, "olmoe", "olmoe", "olmoe", PG_QKNORM_FULL,
+                       PG_GATING_SOFTMAX_TOPK, false, true, true, false},
+};
+
+const pg_arch_info *pg_arch_get(pg_arch a) {
+    return (a >= 0 && a < PG_ARCH_COUNT) ? &archs_[a] : NULL;
+}
+
+const pg_arch_info *pg_arch_by_hf_type(const char *t) {
+    for (int i = 0; i < PG_ARCH_COUNT; i++)
+        if (strcmp(archs_[i].hf_type, t) == 0) return &archs_[i];
+    return NULL;
+}
+
+/* ---- weight kinds and their names in each format ---- */
+
+typedef enum {
+    W_TOK_EMBD, W_OUTPUT_NORM, W_OUTPUT,
+    W_ATTN_NORM, W_Q, W_K, W_V, W_O, W_BQ, W_BK, W_BV, W_QNORM, W_KNORM,
+    W_FFN_NORM, W_FFN_GATE, W_FFN_UP, W_FFN_DOWN,
+    W_ROUTER, W_SH_GATE, W_SH_UP, W_SH_DOWN, W_SH_GATE_INP,
+    W_COUNT
+} wkind;
+
+static const char *gguf_names_[W_COUNT] = {
+    "token_embd.weight", "output_norm.weight", "output.weight",
+    "blk.%d.attn_norm.weight", "blk.%d.attn_q.weight", "blk.%d.attn_k.weight",
+    "blk.%d.attn_v.weight", "blk.%d.attn_output.weight", "blk.%d.attn_q.bias",
+    "blk.%d.attn_k.bias", "blk.%d.attn_v.bias", "blk.%d.attn_q_norm.weight",
+    "blk.%d.attn_k_norm.weight", "blk.%d.ffn_norm.weight", "blk.%d.ffn_gate.weight",
+    "blk.%d.ffn_up.weight", "blk.%d.ffn_down.weight", "blk.%d.ffn_gate_inp.weight",
+    "blk.%d.ffn_gate_shexp.weight", "blk.%d.ffn_up_shexp.weight", "blk.%d.ffn_down_shexp.weight",
+    "blk.%d.ffn_gate_inp_shexp.weight",
+};
+
+static const char *hf_names_[W_COUNT] = {
+    "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
+    "model.layers.%d.input_layernorm.weight", "model.layers.%d.self_attn.q_proj.weight",
+    "model.layers.%d.self_attn.k_proj.weight", "model.layers.%d.self_attn.v_proj.weight",
+    "model.layers.%d.self_attn.o_proj.weight", "model.layers.%d.self_attn.q_proj.bias",
+    "model.layers.%d.self_attn.k_proj.bias", "model.layers.%d.self_attn.v_proj.bias",
+    "model.layers.%d.self_attn.q_norm.weight", "model.layers.%d.self_attn.k_norm.weight",
+    "model.layers.%d.post_attention_layernorm.weight", "model.layers.%d.mlp.gate_proj.weight",
+    "model.layers.%d.mlp.up_proj.weight", "model.layers.%d.mlp.down_proj.weight",
+    "model.layers.%d.mlp.gate.weight", "model.layers.%d.mlp.shared_expert.gate_proj.weight",
+    "model.layers.%d.mlp.shared_expert.up_proj.weight",
+    "model.layers.%d.mlp.shared_expert.down_proj.weight",
+    "model.layers.%d.mlp.shared_expert_gate.weight",
+};
+
+typedef struct {
+    pg_model *m;
+    const char *path;
+    pg_error *e;
+} loader;
+
+static const pg_tensor *find_(loader *ld, const char *name) {
+    pg_model *m = ld->m;
+    if (m->gguf) return gguf_find_tensor(m->gguf, name);
+    const pg_tensor *t = hf_dir_find(m->hf, name);
+    if (!t) { /* Mixtral's older checkpoints say block_sparse_moe where others say mlp */
+        const char *p = strstr(name, ".mlp.");
+        if (p) {
+            char alt[256];
+            snprintf(alt, sizeof alt, "%.*s.block_sparse_moe.%s", (int)(p - name), name, p + 5);
+            t = hf_dir_find(m->hf, alt);
+        }
+    }
+    return t;
+}
+
+static void kind_name_(loader *ld, wkind k, int layer, char *out, size_t cap) {
+    const char *fmt = ld->m->gguf ? gguf_names_[k] : hf_names_[k];
+    snprintf(out, cap, fmt, layer);
+}
+
+static void *own_(pg_model *m, size_t bytes) {
+    if (m->n_owned == m->cap_owned) {
+        m->cap_owned = m->cap_owned ? 2 * m->cap_owned : 64;
+        m->owned = xrealloc(m->owned, (size_t)m->cap_owned * sizeof *m->owned);
+    }
+    void *p = xmalloc_aligned(64, bytes);
+    m->owned[m->n_owned++] = p;
+    return p;
+}
+
+static void shape_str_(const pg_tensor *t, char *out, size_t cap) {
+    int n = snprintf(out, cap, "[");
+    for (int i = 0; i < t->n_dims && n < (int)cap; i++)
+        n += snprintf(out + n, cap - n, "%s%lld", i ? ", " : "", (long long)t->ne[i]);
+    if (n < (int)cap) snprintf(out + n, cap - n, "]");
+}
+
+/* Checks that t has exactly the dims given (GGML order). */
+static int check_shape_(loader *ld, const pg_tensor *t, int n_dims, const int64_t *ne) {
+    bool ok = true;
+    for (int i = 0; i < PG_MAX_DIMS; i++) {
+        int64_t want = i < n_dims ? ne[i] : 1;
+        int64_t have = i < t->n_dims ? t->ne[i] : 1;
+        if (want != have) ok = false;
+    }
+    if (ok) return 0;
+    char have[96], want[96];
+    shape_str_(t, have, sizeof have);
+    pg_tensor w = {.n_dims = n_dims};
+    for (int i = 0; i < n_dims; i++) w.ne[i] = ne[i];
+    shape_str_(&w, want, sizeof want);
+    return pg_fail(ld->e, "%s: tensor '%s' has shape %s but the model needs %s (GGML order)",
+                   ld->path, t->name, have, want);
+}
+
+/* A float32 view of a vector tensor of n elements (converted if needed). */
+static int vec_(loader *ld, wkind k, int layer, int n, bool required, const float **out) {
+    char name[256];
+    kind_name_(ld, k, layer, name, sizeof name);
+    *out = NULL;
+    const pg_tensor *t = find_(ld, name);
+    if (!t) return required ? pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name) : 0;
+    int64_t ne[1] = {n};
+    if (check_shape_(ld, t, 1, ne)) return -1;
+    if (t->type == PG_TYPE_F32 && ((uintptr_t)t->data & 3) == 0) {
+        *out = t->data;
+    } else if (t->type == PG_TYPE_F32 || t->type == PG_TYPE_F16 || t->type == PG_TYPE_BF16) {
+        float *v = own_(ld->m, (size_t)n * sizeof(float));
+        const uint8_t *p = t->data;
+        for (int i = 0; i < n; i++) {
+            if (t->type == PG_TYPE_F32) memcpy(&v[i], p + 4 * i, 4);
+            else {
+                uint16_t h;
+                memcpy(&h, p + 2 * i, 2);
+                v[i] = t->type == PG_TYPE_F16 ? pg_f16_to_f32(h) : pg_bf16_to_f32(h);
+            }
+        }
+        *out = v;
+    } else {
+        return pg_fail(ld->e, "%s: tensor '%s' has type %s; norms and biases must be F32, F16 or BF16",
+                       ld->path, name, pg_type_name(t->type));
+    }
+    for (int i = 0; i < n; i++)
+        if (!isfinite((*out)[i]))
+            return pg_fail(ld->e, "%s: tensor '%s' holds a non-finite value at %d", ld->path, name, i);
+    return 0;
+}
+
+/* A rows x cols matrix starting at `data` inside tensor t (t already shape
+ * checked). Misaligned data is copied so kernels may assume alignment. */
+static int mat_at_(loader *ld, const pg_tensor *t, const uint8_t *data, int rows, int cols,
+                   pg_mat *out) {
+    if (!pgk.dot[t->type])
+        return pg_fail(ld->e, "%s: tensor '%s' has type %s, which pregate cannot compute yet "
+                              "(supported: F32, F16, BF16, Q8_0)",
+                       ld->path, t->name, pg_type_name(t->type));
+    size_t rb = pg_row_bytes(t->type, cols);
+    size_t align = t->type == PG_TYPE_F32 ? 4 : 2;
+    if ((uintptr_t)data % align) {
+        uint8_t *copy = own_(ld->m, rb * (size_t)rows);
+        memcpy(copy, data, rb * (size_t)rows);
+        data = copy;
+    }
+    *out = (pg_mat){.type = t->type, .rows = rows, .cols = cols, .row_bytes = rb, .data = data};
+    return 0;
+}
+
+static int mat_(loader *ld, wkind k, int layer, int rows, int cols, bool required, pg_mat *out) {
+    char name[256];
+    kind_name_(ld, k, layer, name, sizeof name);
+    memset(out, 0, sizeof *out);
+    const pg_tensor *t = find_(ld, name);
+    if (!t) return required ? pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name) : 0;
+    int64_t ne[2] = {cols, rows};
+    if (check_shape_(ld, t, 2, ne)) return -1;
+    return mat_at_(ld, t, t->data, rows, cols, out);
+}
+
+/* Experts of one layer: GGUF stacks them in 3-D tensors (ffn_*_exps, ne =
+ * [cols, rows, E]); Hugging Face names each expert (experts.E.gate_proj /
+ * Mixtral's w1,w3,w2) or, in transformers 5, fuses them (experts.gate_up_proj
+ * [E, 2F, D] with gate in the first F rows, experts.down_proj [E, D, F]). */
+static int experts_(loader *ld, int l, pg_layer *L) {
+    const pg_hparams *hp = &ld->m->hp;
+    int E = hp->n_expert, F = hp->expert_ffn_dim, D = hp->dim;
+    L->experts = xcalloc((size_t)E, sizeof(pg_expert));
+    char name[256];
+    if (ld->m->gguf) {
+        static const char *fmts[3] = {"blk.%d.ffn_gate_exps.weight", "blk.%d.ffn_up_exps.weight",
+                                      "blk.%d.ffn_down_exps.weight"};
+        for (int p = 0; p < 3; p++) {
+            snprintf(name, sizeof name, fmts[p], l);
+            const pg_tensor *t = find_(ld, name);
+            if (!t) return pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name);
+            int rows = p < 2 ? F : D, cols = p < 2 ? D : F;
+            int64_t ne[3] = {cols, rows, E};
+            if (check_shape_(ld, t, 3, ne)) return -1;
+            size_t stride = pg_row_bytes(t->type, cols) * (size_t)rows;
+            for (int e = 0; e < E; e++) {
+                pg_mat *dst = p == 0 ? &L->experts[e].gate : p == 1 ? &L->experts[e].up : &L->experts[e].down;
+                if (mat_at_(ld, t, (const uint8_t *)t->data + stride * e, rows, cols, dst)) return -1;
+            }
+        }
+        return 0;
+    }
+    /* Hugging Face, fused */
+    snprintf(name, sizeof name, "model.layers.%d.mlp.experts.gate_up_proj", l);
+    const pg_tensor *gu = find_(ld, name);
+    if (gu) {
+        snprintf(name, sizeof name, "model.layers.%d.mlp.experts.down_proj", l);
+        const pg_tensor *dn = find_(ld, name);
+        if (!dn) return pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name);
+        int64_t ne_gu[3] = {D, 2 * F, E}, ne_dn[3] = {F, D, E};
+        if (check_shape_(ld, gu, 3, ne_gu) || check_shape_(ld, dn, 3, ne_dn)) return -1;
+        size_t rb_gu = pg_row_bytes(gu->type, D), rb_dn = pg_row_bytes(dn->type, F);
+        for (int e = 0; e < E; e++) {
+            const uint8_t *base = (const uint8_t *)gu->data + rb_gu * (size_t)(2 * F) * e;
+            if (mat_at_(ld, gu, base, F, D, &L->experts[e].gate) ||
+                mat_at_(ld, gu, base + rb_gu * (size_t)F, F, D, &L->experts[e].up) ||
+                mat_at_(ld, dn, (const uint8_t *)dn->data + rb_dn * (size_t)D * e, D, F,
+                        &L->experts[e].down))
+                return -1;
+        }
+        return 0;
+    }
+    /* Hugging Face, one tensor per expert and projection */
+    static const char *names[2][3] = {{"gate_proj", "up_proj", "down_proj"}, {"w1", "w3", "w2"}};
+    int style = hp->arch == PG_ARCH_MIXTRAL ? 1 : 0;
+    snprintf(name, sizeof name, "model.layers.%d.mlp.experts.0.%s.weight", l, names[style][0]);
+    if (!find_(ld, name)) style = 1 - style;
+    for (int e = 0; e < E; e++) {
+        for (int p = 0; p < 3; p++) {
+            snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.%s.weight", l, e, names[style][p]);
+            const pg_tensor *t = find_(ld, name);
+            if (!t) return pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name);
+            int rows = p < 2 ? F : D, cols = p < 2 ? D : F;
+            int64_t ne[2] = {cols, rows};
+            if (check_shape_(ld, t, 2, ne)) return -1;
+            pg_mat *dst = p == 0 ? &L->experts[e].gate : p == 1 ? &L->experts[e].up : &L->experts[e].down;
+            if (mat_at_(ld, t, t->data, rows, cols, dst)) return -1;
+        }
+    }
+    return 0;
+}
+
+static size_t mat_bytes_(const pg_mat *w) { return w->row_bytes * (size_t)w->rows; }
+
+static int bind_weights_(loader *ld) {
+    pg_model *m = ld->m;
+    pg_hparams *hp = &m->hp;
+    int D = hp->dim, hd = hp->head_dim, H = hp->n_head, KV = hp->n_head_kv;
+    if (mat_(ld, W_TOK_EMBD, 0, hp->vocab, D, true, &m->tok_embd)) return -1;
+    if (vec_(ld, W_OUTPUT_NORM, 0, D, true, &m->output_norm)) return -1;
+    if (mat_(ld, W_OUTPUT, 0, hp->vocab, D, false, &m->output)) return -1;
+    if (!m->output.data) {
+        m->output = m->tok_embd;
+        hp->tied_output = true;
+    }
+    m->bytes_dense = mat_bytes_(&m->tok_embd) + (hp->tied_output ? 0 : mat_bytes_(&m->output));
+    m->layers = xcalloc((size_t)hp->n_layer, sizeof(pg_layer));
+    for (int l = 0; l < hp->n_layer; l++) {
+        pg_layer *L = &m->layers[l];
+        int qn = hp->qk_norm == PG_QKNORM_HEAD ? hd : H * hd;
+        int kn = hp->qk_norm == PG_QKNORM_HEAD ? hd : KV * hd;
+        bool qk = hp->qk_norm != PG_QKNORM_NONE;
+        if (vec_(ld, W_ATTN_NORM, l, D, true, &L->attn_norm) ||
+            mat_(ld, W_Q, l, H * hd, D, true, &L->wq) || mat_(ld, W_K, l, KV * hd, D, true, &L->wk) ||
+            mat_(ld, W_V, l, KV * hd, D, true, &L->wv) || mat_(ld, W_O, l, D, H * hd, true, &L->wo) ||
+            vec_(ld, W_BQ, l, H * hd, false, &L->bq) || vec_(ld, W_BK, l, KV * hd, false, &L->bk) ||
+            vec_(ld, W_BV, l, KV * hd, false, &L->bv) || vec_(ld, W_QNORM, l, qn, qk, &L->q_norm) ||
+            vec_(ld, W_KNORM, l, kn, qk, &L->k_norm) || vec_(ld, W_FFN_NORM, l, D, true, &L->ffn_norm))
+            return -1;
+        m->bytes_dense += mat_bytes_(&L->wq) + mat_bytes_(&L->wk) + mat_bytes_(&L->wv) + mat_bytes_(&L->wo);
+        char name[256];
+        kind_name_(ld, W_ROUTER, l, name, sizeof name);
+        L->is_moe = hp->n_expert > 0 && find_(ld, name) != NULL;
+        if (!L->is_moe) {
+            if (hp->ffn_dim <= 0)
+                return pg_fail(ld->e, "%s: layer %d has no experts (missing '%s') and the model has "
+                                      "no dense FFN size", ld->path, l, name);
+            if (mat_(ld, W_FFN_GATE, l, hp->ffn_dim, D, true, &L->ffn_gate) ||
+                mat_(ld, W_FFN_UP, l, hp->ffn_dim, D, true, &L->ffn_up) ||
+                mat_(ld, W_FFN_DOWN, l, D, hp->ffn_dim, true, &L->ffn_down))
+                return -1;
+            m->bytes_dense += mat_bytes_(&L->ffn_gate) + mat_bytes_(&L->ffn_up) + mat_bytes_(&L->ffn_down);
+            continue;
+        }
+        if (mat_(ld, W_ROUTER, l, hp->n_expert, D, true, &L->router) || experts_(ld, l, L)) return -1;
+        m->bytes_dense += mat_bytes_(&L->router);
+        for (int e = 0; e < hp->n_expert; e++)
+            m->bytes_experts += mat_bytes_(&L->experts[e].gate) + mat_bytes_(&L->experts[e].up) +
+                                mat_bytes_(&L->experts[e].down);
+        if (hp->shared_ffn_dim > 0) {
+            int Fs = hp->shared_ffn_dim;
+            L->has_shared = true;
+            if (mat_(ld, W_SH_GATE, l, Fs, D, true, &L->shared.gate) ||
+                mat_(ld, W_SH_UP, l, Fs, D, true, &L->shared.up) ||
+                mat_(ld, W_SH_DOWN, l, D, Fs, true, &L->shared.down) ||
+                mat_(ld, W_SH_GATE_INP, l, 1, D, false, &L->shared_gate))
+                return -1;
+            /* GGUF stores the shared gate as a vector [D] */
+            if (!L->shared_gate.data && m->gguf) {
+                kind_name_(ld, W_SH_GATE_INP, l, name, sizeof name);
+                const pg_tensor *t = find_(ld, name);
+                if (t) {
+                    int64_t ne[1] = {D};
+                    if (check_shape_(ld, t, 1, ne) || mat_at_(ld, t, t->data, 1, D, &L->shared_gate))
+                        return -1;
+                }
+            }
+            m->bytes_dense += mat_bytes_(&L->shared.gate) + mat_bytes_(&L->shared.up) +
+                              mat_bytes_(&L->shared.down) + mat_bytes_(&L->shared_gate);
+        }
+    }
+    return 0;
+}
+
+/* ---- hyperparameters ---- */
+
+static int check_hparams_(loader *ld) {
+    pg_hparams *hp = &ld->m->hp;
+    const char *p = ld->path;
+    if (hp->n_layer < 1 || hp->n_layer > 4096) return pg_fail(ld->e, "%s: bad layer count %d", p, hp->n_layer);
+    if (hp->dim < 1 || hp->dim > (1 << 17)) return pg_fail(ld->e, "%s: bad hidden size %d", p, hp->dim);
+    if (hp->n_head < 1 || hp->n_head > 4096) return pg_fail(ld->e, "%s: bad head count %d", p, hp->n_head);
+    if (hp->n_head_kv < 1 || hp->n_head % hp->n_head_kv)
+        return pg_fail(ld->e, "%s: KV head count %d does not divide head count %d", p, hp->n_head_kv, hp->n_head);
+    if (hp->head_dim < 2 || hp->head_dim > 4096 || hp->head_dim % 2)
+        return pg_fail(ld->e, "%s: bad head dimension %d", p, hp->head_dim);
+    if (hp->n_rot <= 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2)
+        return pg_fail(ld->e, "%s: bad RoPE dimension count %d", p, hp->n_rot);
+    if (hp->vocab < 1) return pg_fail(ld->e, "%s: bad vocabulary size %d", p, hp->vocab);
+    if (!(hp->norm_eps > 0 && hp->norm_eps < 1)) return pg_fail(ld->e, "%s: bad RMSNorm epsilon %g", p, hp->norm_eps);
+    if (!(hp->rope_theta > 0) || !isfinite(hp->rope_theta)) return pg_fail(ld->e, "%s: bad RoPE base %g", p, hp->rope_theta);
+    if (hp->n_expert < 0 || hp->n_expert > 1024) return pg_fail(ld->e, "%s: bad expert count %d", p, hp->n_expert);
+    if (hp->n_expert > 0) {
+        if (hp->n_expert_used < 1 || hp->n_expert_used > hp->n_expert || hp->n_expert_used > 64)
+            return pg_fail(ld->e, "%s: bad number of experts per token %d (of %d)", p, hp->n_expert_used, hp->n_expert);
+        if (hp->expert_ffn_dim < 1 || hp->expert_ffn_dim > (1 << 20))
+            return pg_fail(ld->e, "%s: bad expert FFN size %d", p, hp->expert_ffn_dim);
+    }
+    if (hp->ffn_dim < 0 || hp->ffn_dim > (1 << 20)) return pg_fail(ld->e, "%s: bad FFN size %d", p, hp->ffn_dim);
+    if (hp->shared_ffn_dim < 0 || hp->shared_ffn_dim > (1 << 20))
+        return pg_fail(ld->e, "%s: bad shared expert FFN size %d", p, hp->shared_ffn_dim);
+    if (hp->n_ctx_train <= 0) hp->n_ctx_train = 4096;
+    return 0;
+}
+
+static int gguf_int_(const gguf_file *g, const char *arch, const char *key, int64_t dflt, bool required,
+                     int *out, loader *ld) {
+    char full[160];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    int64_t v;
+    if (!gguf_get_int(g, full, &v)) {
+        if (required) return pg_fail(ld->e, "%s: missing metadata key '%s'", ld->path, full);
+        v = dflt;
+    }
+    if (v < INT32_MIN || v > INT32_MAX) return pg_fail(ld->e, "%s: metadata '%s' out of range", ld->path, full);
+    *out = (int)v;
+    return 0;
+}
+
+static float gguf_float_(const gguf_file *g, const char *arch, const char *key, double dflt) {
+    char full[160];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    double v;
+    return gguf_get_float(g, full, &v) ? (float)v : (float)dflt;
+}
+
+static int hparams_gguf_(loader *ld) {
+    const gguf_file *g = ld->m->gguf;
+    pg_hparams *hp = &ld->m->hp;
+    char *arch = gguf_get_str(g, "general.architecture");
+    if (!arch) return pg_fail(ld->e, "%s: missing metadata key 'general.architecture'", ld->path);
+    const pg_arch_info *ai = NULL;
+    for (int i = 0; i < PG_ARCH_COUNT; i++)
+        if (strcmp(archs_[i].gguf_arch, arch) == 0) { ai = &archs_[i]; break; }
+    if (!ai) {
+        int rc = pg_fail(ld->e, "%s: unsupported architecture '%s' (supported: llama, mixtral, "
+                                "qwen2moe, qwen3moe, olmoe)", ld->path, arch);
+        free(arch);
+        return rc;
+    }
+    int rc = -1;
+    if (gguf_int_(g, arch, "block_count", 0, true, &hp->n_layer, ld) ||
+        gguf_int_(g, arch, "embedding_length", 0, true, &hp->dim, ld) ||
+        gguf_int_(g, arch, "attention.head_count", 0, true, &hp->n_head, ld) ||
+        gguf_int_(g, arch, "attention.head_count_kv", hp->n_head, false, &hp->n_head_kv, ld) ||
+        gguf_int_(g, arch, "context_length", 4096, false, &hp->n_ctx_train, ld) ||
+        gguf_int_(g, arch, "feed_forward_length", 0, false, &hp->ffn_dim, ld) ||
+        gguf_int_(g, arch, "expert_count", 0, false, &hp->n_expert, ld) ||
+        gguf_int_(g, arch, "expert_used_count", 0, false, &hp->n_expert_used, ld) ||
+        gguf_int_(g, arch, "expert_shared_feed_forward_length", 0, false, &hp->shared_ffn_dim, ld))
+        goto done;
+    if (hp->n_head < 1) { pg_fail(ld->e, "%s: bad head count %d", ld->path, hp->n_head); goto done; }
+    if (gguf_int_(g, arch, "attention.key_length", hp->dim / hp->n_head, false, &hp->head_dim, ld) ||
+        gguf_int_(g, arch, "rope.dimension_count", hp->head_dim, false, &hp->n_rot, ld) ||
+        gguf_int_(g, arch, "expert_feed_forward_length", hp->ffn_dim, false, &hp->expert_ffn_dim, ld))
+        goto done;
+    if (ai->arch == PG_ARCH_LLAMA && hp->n_expert > 0) ai = &archs_[PG_ARCH_MIXTRAL];
+    hp->arch = ai->arch;
+    hp->norm_eps = gguf_float_(g, arch, "attention.layer_norm_rms_epsilon", 1e-5);
+    hp->rope_theta = gguf_float_(g, arch, "rope.freq_base", 10000.0);
+    hp->rope_neox = ai->rope_neox_gguf;
+    hp->gating = ai->gating;
+    hp->qk_norm = ai->qk_norm;
+    hp->clip_qkv = gguf_float_(g, arch, "attention.clamp_kqv", 0.0);
+    char key[160];
+    snprintf(key, sizeof key, "%s.expert_weights_norm", arch);
+    hp->norm_topk = ai->norm_topk_default;
+    gguf_get_bool(g, key, &hp->norm_topk);
+    const pg_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
+    if (!emb || emb->n_dims != 2) { pg_fail(ld->e, "%s: missing 2-D tensor 'token_embd.weight'", ld->path); goto done; }
+    if (emb->ne[1] > INT32_MAX) { pg_fail(ld->e, "%s: vocabulary too large", ld->path); goto done; }
+    hp->vocab = (int)emb->ne[1];
+    rc = 0;
+done:
+    free(arch);
+    return rc;
+}
+
+/* config.json field helpers: absent -> default; present with wrong type -> error */
+static int json_int_(loader *ld, json_t *cfg, const char *key, int dflt, bool required, int *out) {
+    json_t *v = json_object_get(cfg, key);
+    if (!v || json_is_null(v)) {
+        if (required) return pg_fail(ld->e, "%s/config.json: missing '%s'", ld->path, key);
+        *out = dflt;
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX)
+        return pg_fail(ld->e, "%s/config.json: '%s' must be a non-negative integer", ld->path, key);
+    *out = (int)json_integer_value(v);
+    return 0;
+}
+
+static int json_num_(loader *ld, json_t *cfg, const char *key, double dflt, double *out) {
+    json_t *v = json_object_get(cfg, key);
+    if (!v || json_is_null(v)) { *out = dflt; return 0; }
+    if (!json_is_number(v)) return pg_fail(ld->e, "%s/config.json: '%s' must be a number", ld->path, key);
+    *out = json_number_value(v);
+    return 0;
+}
+
+static int hparams_hf_(loader *ld) {
+    pg_hparams *hp = &ld->m->hp;
+    json_error_t je;
+    json_t *cfg = json_loads(ld->m->hf->config_json, 0, &je);
+    if (!cfg) return pg_fail(ld->e, "%s/config.json: line %d column %d: %s", ld->path, je.line, je.column, je.text);
+    int rc = -1;
+    if (!json_is_object(cfg)) { pg_fail(ld->e, "%s/config.json: not a JSON object", ld->path); goto done; }
+    json_t *mt = json_object_get(cfg, "model_type");
+    if (!json_is_string(mt)) { pg_fail(ld->e, "%s/config.json: missing 'model_type'", ld->path); goto done; }
+    const pg_arch_info *ai = pg_arch_by_hf_type(json_string_value(mt));
+    if (!ai) {
+        pg_fail(ld->e, "%s/config.json: unsupported model_type '%s' (supported: llama, mixtral, qwen2_moe, "
+                       "qwen3_moe, olmoe)", ld->path, json_string_value(mt));
+        goto done;
+    }
+    hp->arch = ai->arch;
+    int dense_ffn = 0, moe_ffn = 0, n_exp_a = 0, n_exp_b = 0, sparse_step = 1;
+    if (json_int_(ld, cfg, "num_hidden_layers", 0, true, &hp->n_layer) ||
+        json_int_(ld, cfg, "hidden_size", 0, true, &hp->dim) ||
+        json_int_(ld, cfg, "num_attention_heads", 0, true, &hp->n_head) ||
+        json_int_(ld, cfg, "num_key_value_heads", hp->n_head, false, &hp->n_head_kv) ||
+        json_int_(ld, cfg, "vocab_size", 0, true, &hp->vocab) ||
+        json_int_(ld, cfg, "max_position_embeddings", 4096, false, &hp->n_ctx_train) ||
+        json_int_(ld, cfg, "intermediate_size", 0, false, &dense_ffn) ||
+        json_int_(ld, cfg, "moe_intermediate_size", 0, false, &moe_ffn) ||
+        json_int_(ld, cfg, "num_experts", 0, false, &n_exp_a) ||
+        json_int_(ld, cfg, "num_local_experts", 0, false, &n_exp_b) ||
+        json_int_(ld, cfg, "num_experts_per_tok", 0, false, &hp->n_expert_used) ||
+        json_int_(ld, cfg, "shared_expert_intermediate_size", 0, false, &hp->shared_ffn_dim) ||
+        json_int_(ld, cfg, "decoder_sparse_step", 1, false, &sparse_step))
+        goto done;
+    if (hp->n_head < 1) { pg_fail(ld->e, "%s/config.json: bad num_attention_heads", ld->path); goto done; }
+    if (json_int_(ld, cfg, "head_dim", hp->dim / hp->n_head, false, &hp->head_dim)) goto done;
+    hp->n_rot = hp->head_dim;
+    hp->n_expert = ai->moe ? (n_exp_a ? n_exp_a : n_exp_b) : 0;
+    hp->ffn_dim = dense_ffn;
+    /* Mixtral and OLMoE call the expert width intermediate_size */
+    hp->expert_ffn_dim = moe_ffn ? moe_ffn : dense_ffn;
+    (void)sparse_step; /* which layers have experts is read off the tensors */
+    double eps, theta, clip;
+    json_t *rp = json_object_get(cfg, "rope_parameters"); /* transformers 5 */
+    double theta_default = 10000.0;
+    if (json_is_object(rp) && json_is_number(json_object_get(rp, "rope_theta")))
+        theta_default = json_number_value(json_object_get(rp, "rope_theta"));
+    if (json_num_(ld, cfg, "rms_norm_eps", 1e-6, &eps) || json_num_(ld, cfg, "rope_theta", theta_default, &theta) ||
+        json_num_(ld, cfg, "clip_qkv", 0.0, &clip))
+        goto done;
+    json_t *rs = json_object_get(cfg, "rope_scaling");
+    if (rs && !json_is_null(rs)) {
+        json_t *ty = json_object_get(rs, "rope_type");
+        if (!ty) ty = json_object_get(rs, "type");
+        if (!json_is_string(ty) || strcmp(json_string_value(ty), "default") != 0) {
+            pg_fail(ld->e, "%s/config.json: rope_scaling is not supported yet", ld->path);
+            goto done;
+        }
+    }
+    hp->norm_eps = (float)eps;
+    hp->rope_theta = (float)theta;
+    hp->clip_qkv = (float)clip;
+    hp->rope_neox = true; /* Hugging Face checkpoints use rotate_half */
+    hp->gating = ai->gating;
+    hp->qk_norm = ai->qk_norm;
+    hp->norm_topk = ai->norm_topk_default;
+    json_t *nt = json_object_get(cfg, "norm_topk_prob");
+    if (json_is_boolean(nt)) hp->norm_topk = json_is_true(nt);
+    json_t *mlp_only = json_object_get(cfg, "mlp_only_layers");
+    if (mlp_only && !json_is_array(mlp_only)) {
+        pg_fail(ld->e, "%s/config.json: 'mlp_only_layers' must be an array", ld->path);
+        goto done;
+    }
+    rc = 0;
+done:
+    json_decref(cfg);
+    return rc;
+}
+
+pg_model *pg_model_open(const char *path, pg_error *e) {
+    pg_kernels_init(-1);
+    pg_model *m = xcalloc(1, sizeof *m);
+    m->path = xstrdup(path);
+    loader ld = {.m = m, .path = path, .e = e};
+    if (hf_is_dir(path)) {
+        m->hf = xcalloc(1, sizeof *m->hf);
+        if (hf_dir_open(m->hf, path, e)) { free(m->hf); m->hf = NULL; goto fail; }
+        if (hparams_hf_(&ld) || check_hparams_(&ld) || bind_weights_(&ld)) goto fail;
+        char tokpath[4096];
+        snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", path);
+        if (access(tokpath, R_OK) == 0) {
+            m->tok = pg_tokenizer_from_json(tokpath, e);
+            if (!m->tok) goto fail;
+        }
+    } else {
+        m->gguf = xcalloc(1, sizeof *m->gguf);
+        if (gguf_open(m->gguf, path, NULL, e)) { free(m->gguf); m->gguf = NULL; goto fail; }
+        if (hparams_gguf_(&ld) || check_hparams_(&ld) || bind_weights_(&ld)) goto fail;
+        if (gguf_find(m->gguf, "tokenizer.ggml.model")) {
+            m->tok = pg_tokenizer_from_gguf(m->gguf, e);
+            if (!m->tok) goto fail;
+        }
+    }
+    if (m->tok && pg_tokenizer_n_vocab(m->tok) > m->hp.vocab) {
+        pg_fail(e, "%s: tokenizer has %d tokens but the model only %d", path, pg_tokenizer_n_vocab(m->tok), m->hp.vocab);
+        goto fail;
+    }
+    return m;
+fail:
+    pg_model_free(m);
+    return NULL;
+}
+
+void pg_model_free(pg_model *m) {
+    if (!m) return;
+    if (m->layers)
+        for (int l = 0; l < m->hp.n_layer; l++) free(m->layers[l].experts);
+    free(m->layers);
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    pg_tokenizer_free(m->tok);
+    if (m->gguf) { gguf_close(m->gguf); free(m->gguf); }
+    if (m->hf) { hf_dir_close(m->hf); free(m->hf); }
+    free(m->path);
+    free(m);
+}
+
+void pg_model_print(const pg_model *m, FILE *out) {
+    const pg_hparams *hp = &m->hp;
+    const pg_arch_info *ai = pg_arch_get(hp->arch);
+    int n_moe = 0;
+    for (int l = 0; l < hp->n_layer; l++) n_moe += m->layers[l].is_moe;
+    fprintf(out, "file:            %s (%s)\n", m->path, m->gguf ? "GGUF" : "Hugging Face directory");
+    fprintf(out, "architecture:    %s\n", ai->name);
+    fprintf(out, "layers:          %d (%d with experts)\n", hp->n_layer, n_moe);
+    fprintf(out, "hidden size:     %d\n", hp->dim);
+    fprintf(out, "heads:           %d (KV heads %d, head dim %d, RoPE dims %d, %s layout)\n", hp->n_head,
+            hp->n_head_kv, hp->head_dim, hp->n_rot, hp->rope_neox ? "neox" : "normal");
+    fprintf(out, "vocabulary:      %d%s\n", hp->vocab, m->tok ? "" : " (no tokenizer in the file)");
+    fprintf(out, "context (train): %d\n", hp->n_ctx_train);
+    fprintf(out, "RoPE base:       %g\n", hp->rope_theta);
+    fprintf(out, "RMSNorm eps:     %g\n", hp->norm_eps);
+    if (hp->ffn_dim) fprintf(out, "dense FFN:       %d\n", hp->ffn_dim);
+    if (hp->n_expert) {
+        fprintf(out, "experts:         %d, %d per token, FFN %d, gating %s%s\n", hp->n_expert, hp->n_expert_used,
+                hp->expert_ffn_dim, pg_gating_name(hp->gating), hp->norm_topk ? ", renormalised" : "");
+        if (hp->shared_ffn_dim) fprintf(out, "shared expert:   FFN %d\n", hp->shared_ffn_dim);
+    }
+    if (hp->qk_norm) fprintf(out, "q/k norm:        %s\n", hp->qk_norm == PG_QKNORM_HEAD ? "per head" : "full projection");
+    fprintf(out, "output head:     %s\n", hp->tied_output ? "tied to embeddings" : "separate");
+    uint64_t nt = m->gguf ? m->gguf->n_tensors : m->hf->n_tensors;
+    fprintf(out, "tensors:         %llu\n", (unsigned long long)nt);
+    fprintf(out, "weight types:    embeddings %s, attention %s", pg_type_name(m->tok_embd.type),
+            pg_type_name(m->layers[0].wq.type));
+    for (int l = 0; l < hp->n_layer; l++)
+        if (m->layers[l].is_moe) { fprintf(out, ", experts %s", pg_type_name(m->layers[l].experts[0].gate.type)); break; }
+    fprintf(out, "\n");
+    fprintf(out, "dense bytes:     %zu (%.2f MiB)\n", m->bytes_dense, m->bytes_dense / 1048576.0);
+    fprintf(out, "expert bytes:    %zu (%.2f MiB)", m->bytes_experts, m->bytes_experts / 1048576.0);
+    if (n_moe) fprintf(out, ", %.1f KiB per expert", m->bytes_experts / 1024.0 / n_moe / hp->n_expert);
+    fprintf(out, "\n");
+}

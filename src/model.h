@@ -1,0 +1,124 @@
+/* model.h - architectures, hyperparameters and the weights of a loaded model.
+ *
+ * One forward pass (forward.c) serves every family; what differs between
+ * families is data: the entry of the architecture table (pg_arch_info) and
+ * which optional tensors a layer has. A model is opened from a GGUF file or
+ * a Hugging Face directory; both end in the same pg_model, whose matrices
+ * point into the file mappings (no copies, except small vectors converted
+ * to float32 and tensors that were not aligned in the file).
+ *
+ * Experts are reached only through layer->experts[e] (three pg_mat), so
+ * that the offloading code can change where an expert's bytes live without
+ * touching the forward pass.
+ */
+#ifndef PG_MODEL_H
+#define PG_MODEL_H
+
+#include <stdio.h>
+
+#include "gguf.h"
+#include "kernels/kernels.h"
+#include "router.h"
+#include "safetensors.h"
+#include "tokenizer.h"
+#include "util.h"
+
+typedef enum {
+    PG_ARCH_LLAMA = 0,
+    PG_ARCH_MIXTRAL,
+    PG_ARCH_QWEN2MOE,
+    PG_ARCH_QWEN3MOE,
+    PG_ARCH_OLMOE,
+    PG_ARCH_COUNT
+} pg_arch;
+
+typedef enum {
+    PG_QKNORM_NONE = 0,
+    PG_QKNORM_HEAD, /* RMSNorm over each head's head_dim values (Qwen3) */
+    PG_QKNORM_FULL, /* RMSNorm over the whole q / k projection (OLMoE) */
+} pg_qknorm;
+
+/* What distinguishes one family from another. */
+typedef struct {
+    pg_arch arch;
+    const char *name;        /* our name, and GGUF general.architecture */
+    const char *gguf_arch;   /* general.architecture in GGUF files */
+    const char *hf_type;     /* config.json model_type */
+    pg_qknorm qk_norm;
+    pg_gating gating;
+    bool norm_topk_default;  /* renormalise top-k weights unless the file says */
+    bool rope_neox_gguf;     /* RoPE layout of GGUF files (llama.cpp convention) */
+    bool moe;                /* has routed experts */
+    bool shared_expert;      /* may have a shared expert with a sigmoid gate */
+} pg_arch_info;
+
+const pg_arch_info *pg_arch_get(pg_arch a);
+const pg_arch_info *pg_arch_by_hf_type(const char *model_type);
+
+typedef struct {
+    pg_arch arch;
+    int n_layer;
+    int dim;             /* hidden size D */
+    int n_head, n_head_kv, head_dim;
+    int n_rot;           /* dims rotated by RoPE (= head_dim here) */
+    int vocab;
+    int n_ctx_train;
+    int ffn_dim;         /* dense FFN width (dense layers) */
+    int n_expert, n_expert_used, expert_ffn_dim;
+    int shared_ffn_dim;  /* 0: no shared expert */
+    float norm_eps;
+    float rope_theta;
+    bool rope_neox;
+    pg_gating gating;
+    bool norm_topk;
+    pg_qknorm qk_norm;
+    float clip_qkv;      /* 0: none (OLMoE option) */
+    bool tied_output;
+} pg_hparams;
+
+typedef struct {
+    pg_mat gate, up, down; /* gate, up: [F rows x D cols]; down: [D x F] */
+} pg_expert;
+
+typedef struct {
+    const float *attn_norm;                /* [D] */
+    pg_mat wq, wk, wv, wo;                 /* [H*hd x D], [KV*hd x D] x2, [D x H*hd] */
+    const float *bq, *bk, *bv;             /* optional biases (Qwen2) */
+    const float *q_norm, *k_norm;          /* [hd] (HEAD) or [H*hd]/[KV*hd] (FULL) */
+    const float *ffn_norm;                 /* [D] */
+    bool is_moe;
+    pg_mat ffn_gate, ffn_up, ffn_down;     /* dense layers: [F x D], [F x D], [D x F] */
+    pg_mat router;                         /* [E x D] */
+    pg_expert *experts;                    /* [E] */
+    bool has_shared;
+    pg_expert shared;                      /* [Fs x D] ... */
+    pg_mat shared_gate;                    /* [1 x D], may have rows == 0 (no gate) */
+} pg_layer;
+
+typedef struct pg_model {
+    char *path;
+    pg_hparams hp;
+    pg_mat tok_embd;      /* [V x D] */
+    const float *output_norm;
+    pg_mat output;        /* [V x D] (== tok_embd when tied) */
+    pg_layer *layers;
+    pg_tokenizer *tok;    /* NULL if the file has none */
+    /* bytes of weights by kind, for inspect and the memory budget */
+    size_t bytes_dense, bytes_experts;
+    /* where the bytes come from */
+    gguf_file *gguf;
+    hf_dir *hf;
+    void **owned;         /* buffers the loader allocated (converted vectors) */
+    int n_owned, cap_owned;
+} pg_model;
+
+/* Opens a GGUF file or a Hugging Face directory. Returns NULL with e set
+ * ("PATH: problem") on any problem: unknown architecture, missing tensor,
+ * shape mismatch, a type pregate cannot compute, bad hyperparameters. */
+pg_model *pg_model_open(const char *path, pg_error *e);
+void pg_model_free(pg_model *m); /* NULL-safe */
+
+/* Human-readable summary (inspect). */
+void pg_model_print(const pg_model *m, FILE *out);
+
+#endif
