@@ -1,0 +1,111 @@
+/* sampler.c - see sampler.h */
+#include "sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "util.h"
+
+void pg_sampler_params_default(pg_sampler_params *p) {
+    *p = (pg_sampler_params){.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
+                             .repeat_penalty = 1.0f, .repeat_last_n = 64, .seed = 0};
+}
+
+void pg_sampler_init(pg_sampler *s, const pg_sampler_params *p, int n_vocab) {
+    s->p = *p;
+    s->rng = p->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+    s->n_vocab = n_vocab;
+    s->history = xcalloc((size_t)(p->repeat_last_n > 0 ? p->repeat_last_n : 1), sizeof(int32_t));
+    s->n_history = s->history_pos = 0;
+    s->work = xmalloc((size_t)n_vocab * sizeof(float));
+    s->ids = xmalloc((size_t)n_vocab * sizeof(int32_t));
+}
+
+void pg_sampler_free(pg_sampler *s) {
+    free(s->history);
+    free(s->work);
+    free(s->ids);
+}
+
+void pg_sampler_accept(pg_sampler *s, int32_t token) {
+    if (s->p.repeat_last_n <= 0) return;
+    s->history[s->history_pos] = token;
+    s->history_pos = (s->history_pos + 1) % s->p.repeat_last_n;
+    if (s->n_history < s->p.repeat_last_n) s->n_history++;
+}
+
+int32_t pg_argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* xorshift64* -> uniform in [0, 1) */
+static double uniform_(pg_sampler *s) {
+    s->rng ^= s->rng >> 12;
+    s->rng ^= s->rng << 25;
+    s->rng ^= s->rng >> 27;
+    return (double)((s->rng * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static float *work_;
+static int by_logit_desc_(const void *a, const void *b) {
+    float x = work_[*(const int32_t *)a], y = work_[*(const int32_t *)b];
+    if (x != y) return x < y ? 1 : -1;
+    return *(const int32_t *)a - *(const int32_t *)b;
+}
+
+int32_t pg_sampler_sample(pg_sampler *s, const float *logits) {
+    int n = s->n_vocab;
+    float *w = s->work;
+    memcpy(w, logits, (size_t)n * sizeof(float));
+    if (s->p.repeat_penalty != 1.0f) {
+        for (int i = 0; i < s->n_history; i++) {
+            int32_t t = s->history[i];
+            if (t < 0 || t >= n) continue;
+            /* each distinct token once: skip if already seen earlier in the ring */
+            int seen = 0;
+            for (int j = 0; j < i; j++) seen |= s->history[j] == t;
+            if (seen) continue;
+            w[t] = w[t] > 0 ? w[t] / s->p.repeat_penalty : w[t] * s->p.repeat_penalty;
+        }
+    }
+    if (s->p.temperature <= 0) return pg_argmax(w, n);
+    /* candidates sorted by logit (descending, ties by id); top-k cuts the list */
+    int nc = n;
+    for (int i = 0; i < n; i++) s->ids[i] = i;
+    work_ = w; /* qsort has no context argument; sampling is single-threaded per sampler */
+    qsort(s->ids, (size_t)n, sizeof(int32_t), by_logit_desc_);
+    if (s->p.top_k > 0 && s->p.top_k < nc) nc = s->p.top_k;
+    /* softmax with temperature over the candidates, in place in w */
+    float mx = w[s->ids[0]];
+    double sum = 0;
+    for (int i = 0; i < nc; i++) {
+        float pr = expf((w[s->ids[i]] - mx) / s->p.temperature);
+        w[s->ids[i]] = pr;
+        sum += pr;
+    }
+    for (int i = 0; i < nc; i++) w[s->ids[i]] = (float)(w[s->ids[i]] / sum);
+    if (s->p.top_p < 1.0f) {
+        double cum = 0;
+        for (int i = 0; i < nc; i++) {
+            cum += w[s->ids[i]];
+            if (cum >= s->p.top_p) { nc = i + 1; break; }
+        }
+    }
+    if (s->p.min_p > 0) {
+        float floor_p = s->p.min_p * w[s->ids[0]];
+        int keep = 1;
+        while (keep < nc && w[s->ids[keep]] >= floor_p) keep++;
+        nc = keep;
+    }
+    double total = 0;
+    for (int i = 0; i < nc; i++) total += w[s->ids[i]];
+    double r = uniform_(s) * total, cum = 0;
+    for (int i = 0; i < nc; i++) {
+        cum += w[s->ids[i]];
+        if (r < cum) return s->ids[i];
+    }
+    return s->ids[nc - 1];
+}
