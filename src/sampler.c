@@ -18,13 +18,13 @@ void pg_sampler_init(pg_sampler *s, const pg_sampler_params *p, int n_vocab) {
     s->history = xcalloc((size_t)(p->repeat_last_n > 0 ? p->repeat_last_n : 1), sizeof(int32_t));
     s->n_history = s->history_pos = 0;
     s->work = xmalloc((size_t)n_vocab * sizeof(float));
-    s->ids = xmalloc((size_t)n_vocab * sizeof(int32_t));
+    s->cand = xmalloc((size_t)n_vocab * sizeof(pg_candidate));
 }
 
 void pg_sampler_free(pg_sampler *s) {
     free(s->history);
     free(s->work);
-    free(s->ids);
+    free(s->cand);
 }
 
 void pg_sampler_accept(pg_sampler *s, int32_t token) {
@@ -49,11 +49,10 @@ static double uniform_(pg_sampler *s) {
     return (double)((s->rng * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-static float *work_;
 static int by_logit_desc_(const void *a, const void *b) {
-    float x = work_[*(const int32_t *)a], y = work_[*(const int32_t *)b];
-    if (x != y) return x < y ? 1 : -1;
-    return *(const int32_t *)a - *(const int32_t *)b;
+    const pg_candidate *x = a, *y = b;
+    if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
+    return x->id - y->id;
 }
 
 int32_t pg_sampler_sample(pg_sampler *s, const float *logits) {
@@ -73,39 +72,38 @@ int32_t pg_sampler_sample(pg_sampler *s, const float *logits) {
     }
     if (s->p.temperature <= 0) return pg_argmax(w, n);
     /* candidates sorted by logit (descending, ties by id); top-k cuts the list */
+    pg_candidate *c = s->cand;
+    for (int i = 0; i < n; i++) c[i] = (pg_candidate){w[i], i};
+    qsort(c, (size_t)n, sizeof *c, by_logit_desc_);
     int nc = n;
-    for (int i = 0; i < n; i++) s->ids[i] = i;
-    work_ = w; /* qsort has no context argument; sampling is single-threaded per sampler */
-    qsort(s->ids, (size_t)n, sizeof(int32_t), by_logit_desc_);
     if (s->p.top_k > 0 && s->p.top_k < nc) nc = s->p.top_k;
-    /* softmax with temperature over the candidates, in place in w */
-    float mx = w[s->ids[0]];
+    /* softmax with temperature over the candidates; c[i].logit becomes a probability */
+    float mx = c[0].logit;
     double sum = 0;
     for (int i = 0; i < nc; i++) {
-        float pr = expf((w[s->ids[i]] - mx) / s->p.temperature);
-        w[s->ids[i]] = pr;
-        sum += pr;
+        c[i].logit = expf((c[i].logit - mx) / s->p.temperature);
+        sum += c[i].logit;
     }
-    for (int i = 0; i < nc; i++) w[s->ids[i]] = (float)(w[s->ids[i]] / sum);
+    for (int i = 0; i < nc; i++) c[i].logit = (float)(c[i].logit / sum);
     if (s->p.top_p < 1.0f) {
         double cum = 0;
         for (int i = 0; i < nc; i++) {
-            cum += w[s->ids[i]];
+            cum += c[i].logit;
             if (cum >= s->p.top_p) { nc = i + 1; break; }
         }
     }
     if (s->p.min_p > 0) {
-        float floor_p = s->p.min_p * w[s->ids[0]];
+        float floor_p = s->p.min_p * c[0].logit;
         int keep = 1;
-        while (keep < nc && w[s->ids[keep]] >= floor_p) keep++;
+        while (keep < nc && c[keep].logit >= floor_p) keep++;
         nc = keep;
     }
     double total = 0;
-    for (int i = 0; i < nc; i++) total += w[s->ids[i]];
+    for (int i = 0; i < nc; i++) total += c[i].logit;
     double r = uniform_(s) * total, cum = 0;
     for (int i = 0; i < nc; i++) {
-        cum += w[s->ids[i]];
-        if (r < cum) return s->ids[i];
+        cum += c[i].logit;
+        if (r < cum) return c[i].id;
     }
-    return s->ids[nc - 1];
+    return c[nc - 1].id;
 }

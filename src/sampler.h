@@ -21,13 +21,18 @@ typedef struct {
 } pg_sampler_params;
 
 typedef struct {
+    float logit; /* becomes a probability while sampling */
+    int32_t id;
+} pg_candidate;
+
+typedef struct {
     pg_sampler_params p;
     uint64_t rng;
     int n_vocab;
     int32_t *history;     /* ring of the last repeat_last_n tokens */
     int n_history, history_pos;
     float *work;          /* [n_vocab] */
-    int32_t *ids;         /* [n_vocab] */
+    pg_candidate *cand;   /* [n_vocab] */
 } pg_sampler;
 
 void pg_sampler_params_default(pg_sampler_params *p);
