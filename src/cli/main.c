@@ -1,0 +1,284 @@
+/* main.c - the pregate program: subcommand dispatch and `run`, `inspect`,
+ * `convert`. Only this layer prints to the user and calls exit codes. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "convert.h"
+#include "forward.h"
+#include "model.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+static void usage_(FILE *f) {
+    fprintf(f,
+            "usage: pregate COMMAND [options]\n"
+            "  run            generate text:  pregate run -m MODEL -p PROMPT -n N [options]\n"
+            "  inspect        describe a model:  pregate inspect MODEL [--tensors]\n"
+            "  convert        pregate convert --from llama2c CHECKPOINT --tokenizer TOK.bin -o OUT.gguf\n"
+            "                 pregate convert --from hf DIR -o OUT.gguf\n"
+            "  bench-kernels  matrix-vector GB/s beside measured memory bandwidth\n"
+            "run options:\n"
+            "  -m, --model PATH       GGUF file or Hugging Face directory\n"
+            "  -p, --prompt TEXT      prompt (default: empty, i.e. BOS only)\n"
+            "  -f, --file PATH        read the prompt from a file\n"
+            "  --tokens IDS           prompt as token ids (comma or space separated)\n"
+            "  -n, --n-predict N      tokens to generate (default 128)\n"
+            "  -c, --ctx-size N       context length (default: the model's, at most 4096)\n"
+            "  -t, --threads N        threads (default: all cores)\n"
+            "  --temp T               temperature, 0 = greedy (default 0.8)\n"
+            "  --top-k K              (default 40, 0 = off)\n"
+            "  --top-p P              (default 0.95, 1 = off)\n"
+            "  --min-p P              (default 0.05, 0 = off)\n"
+            "  --repeat-penalty R     (default 1.0 = off), --repeat-last-n N (default 64)\n"
+            "  -s, --seed S           (default: from the clock)\n"
+            "  --echo                 print the prompt before the generated text\n"
+            "  --ignore-eos           keep generating after an end-of-generation token\n"
+            "  --print-ids            print generated token ids instead of text\n");
+}
+
+static int parse_int_(const char *opt, const char *v, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "pregate: %s expects an integer in [%ld, %ld], got '%s'\n", opt, lo, hi, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int parse_float_(const char *opt, const char *v, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "pregate: %s expects a number in [%g, %g], got '%s'\n", opt, lo, hi, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* "1,2, 3" -> ids */
+static int parse_ids_(const char *s, int32_t **ids, size_t *n) {
+    size_t cap = 16;
+    *ids = xmalloc(cap * sizeof(int32_t));
+    *n = 0;
+    while (*s) {
+        while (*s == ',' || *s == ' ') s++;
+        if (!*s) break;
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (errno || end == s || v < 0 || v > INT32_MAX) {
+            fprintf(stderr, "pregate: --tokens: '%s' is not a list of token ids\n", s);
+            return -1;
+        }
+        if (*n == cap) *ids = xrealloc(*ids, (cap *= 2) * sizeof(int32_t));
+        (*ids)[(*n)++] = (int32_t)v;
+        s = end;
+    }
+    return 0;
+}
+
+int cmd_run(int argc, char **argv) {
+    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *token_list = NULL;
+    long n_predict = 128, n_ctx = 0, n_threads = 0;
+    bool echo = false, ignore_eos = false, print_ids = false, seed_given = false;
+    pg_sampler_params sp;
+    pg_sampler_params_default(&sp);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long iv;
+        double fv;
+#define NEEDV() do { if (!v) { fprintf(stderr, "pregate: %s needs a value\n", a); return 2; } i++; } while (0)
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) { NEEDV(); model_path = v; }
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { NEEDV(); prompt = v; }
+        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { NEEDV(); prompt_file = v; }
+        else if (!strcmp(a, "--tokens")) { NEEDV(); token_list = v; }
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { NEEDV(); if (parse_int_(a, v, 0, 1 << 24, &n_predict)) return 2; }
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { NEEDV(); if (parse_int_(a, v, 0, 1 << 20, &n_ctx)) return 2; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { NEEDV(); if (parse_int_(a, v, 1, 1024, &n_threads)) return 2; }
+        else if (!strcmp(a, "--temp")) { NEEDV(); if (parse_float_(a, v, 0, 100, &fv)) return 2; sp.temperature = (float)fv; }
+        else if (!strcmp(a, "--top-k")) { NEEDV(); if (parse_int_(a, v, 0, INT32_MAX, &iv)) return 2; sp.top_k = (int)iv; }
+        else if (!strcmp(a, "--top-p")) { NEEDV(); if (parse_float_(a, v, 0, 1, &fv)) return 2; sp.top_p = (float)fv; }
+        else if (!strcmp(a, "--min-p")) { NEEDV(); if (parse_float_(a, v, 0, 1, &fv)) return 2; sp.min_p = (float)fv; }
+        else if (!strcmp(a, "--repeat-penalty")) { NEEDV(); if (parse_float_(a, v, 0.01, 100, &fv)) return 2; sp.repeat_penalty = (float)fv; }
+        else if (!strcmp(a, "--repeat-last-n")) { NEEDV(); if (parse_int_(a, v, 0, 1 << 20, &iv)) return 2; sp.repeat_last_n = (int)iv; }
+        else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) { NEEDV(); if (parse_int_(a, v, 0, LONG_MAX, &iv)) return 2; sp.seed = (uint64_t)iv; seed_given = true; }
+        else if (!strcmp(a, "--echo")) echo = true;
+        else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
+        else if (!strcmp(a, "--print-ids")) print_ids = true;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage_(stdout); return 0; }
+        else { fprintf(stderr, "pregate run: unknown option '%s' (see pregate --help)\n", a); return 2; }
+#undef NEEDV
+    }
+    if (!model_path) { fprintf(stderr, "pregate run: -m MODEL is required\n"); return 2; }
+    if (!seed_given) sp.seed = (uint64_t)time(NULL);
+    pg_error e = {{0}};
+    double t0 = pg_time_s();
+    pg_model *m = pg_model_open(model_path, &e);
+    if (!m) { fprintf(stderr, "pregate: %s\n", e.msg); return 1; }
+    double t_load = pg_time_s() - t0;
+    int rc = 1;
+    char *file_text = NULL;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    pg_session *s = NULL;
+    pg_sampler smp = {0};
+    if (prompt_file) {
+        if (pg_read_file(prompt_file, &file_text, NULL, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+        prompt = file_text;
+    }
+    if (token_list) {
+        if (parse_ids_(token_list, &ids, &n_ids)) goto done;
+    } else {
+        if (!m->tok) {
+            fprintf(stderr, "pregate: %s has no tokenizer; give the prompt as --tokens IDS\n", model_path);
+            goto done;
+        }
+        const char *p = prompt ? prompt : "";
+        if (pg_tokenize(m->tok, p, strlen(p), pg_tokenizer_add_bos(m->tok), false, &ids, &n_ids, &e)) {
+            fprintf(stderr, "pregate: %s\n", e.msg);
+            goto done;
+        }
+    }
+    if (n_ids == 0) {
+        fprintf(stderr, "pregate: the prompt is empty and the model has no BOS token to start from\n");
+        goto done;
+    }
+    s = pg_session_new(m, (int)n_ctx, (int)n_threads, &e);
+    if (!s) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+    if ((long)n_ids + n_predict > s->n_ctx) {
+        long room = s->n_ctx - (long)n_ids;
+        if (room <= 0) {
+            fprintf(stderr, "pregate: the prompt (%zu tokens) does not fit the context (%d)\n", n_ids, s->n_ctx);
+            goto done;
+        }
+        fprintf(stderr, "pregate: generating %ld tokens, not %ld: the context holds %d\n", room, n_predict, s->n_ctx);
+        n_predict = room;
+    }
+    pg_sampler_init(&smp, &sp, m->hp.vocab);
+    for (size_t i = 0; i < n_ids; i++) pg_sampler_accept(&smp, ids[i]);
+    pg_detok dt;
+    pg_detok_init(&dt);
+    char buf[1024];
+    if (echo && m->tok) {
+        for (size_t i = 0; i < n_ids; i++) fwrite(buf, 1, pg_detok_push(m->tok, &dt, ids[i], buf, sizeof buf), stdout);
+        fflush(stdout);
+    }
+    double t1 = pg_time_s();
+    if (pg_session_eval(s, ids, (int)n_ids, NULL, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+    double t_prompt = pg_time_s() - t1, t2 = pg_time_s();
+    long n_gen = 0;
+    for (; n_gen < n_predict; n_gen++) {
+        int32_t tok = pg_sampler_sample(&smp, s->logits);
+        pg_sampler_accept(&smp, tok);
+        if (!ignore_eos && m->tok && pg_tokenizer_is_eog(m->tok, tok)) break;
+        if (print_ids || !m->tok) {
+            printf("%s%d", n_gen ? " " : "", tok);
+        } else {
+            fwrite(buf, 1, pg_detok_push(m->tok, &dt, tok, buf, sizeof buf), stdout);
+        }
+        fflush(stdout);
+        if (n_gen + 1 < n_predict && pg_session_eval(s, &tok, 1, NULL, &e)) {
+            fprintf(stderr, "\npregate: %s\n", e.msg);
+            goto done;
+        }
+    }
+    if (m->tok && !print_ids) fwrite(buf, 1, pg_detok_flush(&dt, buf, sizeof buf), stdout);
+    printf("\n");
+    double t_gen = pg_time_s() - t2;
+    fprintf(stderr, "\npregate: load %.1f ms | prompt %zu tokens, %.1f tok/s | generated %ld tokens, %.1f tok/s | "
+                    "%d threads, %s | peak RSS %.1f MiB\n",
+            t_load * 1e3, n_ids, n_ids / (t_prompt > 0 ? t_prompt : 1e-9), n_gen,
+            n_gen / (t_gen > 0 ? t_gen : 1e-9), pg_pool_size(s->pool), pg_isa_name(pgk.isa),
+            pg_peak_rss_bytes() / 1048576.0);
+    rc = 0;
+done:
+    if (smp.work) pg_sampler_free(&smp);
+    pg_session_free(s);
+    free(ids);
+    free(file_text);
+    pg_model_free(m);
+    return rc;
+}
+
+int cmd_inspect(int argc, char **argv) {
+    const char *path = NULL;
+    bool tensors = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--tensors")) tensors = true;
+        else if (!strcmp(argv[i], "-m") && i + 1 < argc) path = argv[++i];
+        else if (argv[i][0] == '-') { fprintf(stderr, "pregate inspect: unknown option '%s'\n", argv[i]); return 2; }
+        else path = argv[i];
+    }
+    if (!path) { fprintf(stderr, "usage: pregate inspect MODEL [--tensors]\n"); return 2; }
+    pg_error e = {{0}};
+    pg_model *m = pg_model_open(path, &e);
+    if (!m) { fprintf(stderr, "pregate: %s\n", e.msg); return 1; }
+    pg_model_print(m, stdout);
+    if (tensors) {
+        uint64_t n = m->gguf ? m->gguf->n_tensors : m->hf->n_tensors;
+        const pg_tensor *ts = m->gguf ? m->gguf->tensors : m->hf->tensors;
+        for (uint64_t i = 0; i < n; i++) {
+            printf("  %-48s %-5s [", ts[i].name, pg_type_name(ts[i].type));
+            for (int d = 0; d < ts[i].n_dims; d++) printf("%s%lld", d ? ", " : "", (long long)ts[i].ne[d]);
+            printf("] %zu bytes\n", ts[i].nbytes);
+        }
+    }
+    pg_model_free(m);
+    return 0;
+}
+
+int cmd_convert(int argc, char **argv) {
+    const char *from = NULL, *src = NULL, *tok = NULL, *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--from") && i + 1 < argc) from = argv[++i];
+        else if (!strcmp(a, "--tokenizer") && i + 1 < argc) tok = argv[++i];
+        else if (!strcmp(a, "-o") && i + 1 < argc) out = argv[++i];
+        else if (a[0] == '-') { fprintf(stderr, "pregate convert: unknown or incomplete option '%s'\n", a); return 2; }
+        else src = a;
+    }
+    if (!from || !src || !out) {
+        fprintf(stderr, "usage: pregate convert --from llama2c|hf|gguf SOURCE [--tokenizer TOK.bin] -o OUT.gguf\n");
+        return 2;
+    }
+    pg_error e = {{0}};
+    if (!strcmp(from, "llama2c")) {
+        if (!tok) { fprintf(stderr, "pregate convert: --from llama2c needs --tokenizer TOKENIZER.bin\n"); return 2; }
+        if (pg_convert_llama2c(src, tok, out, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); return 1; }
+    } else if (!strcmp(from, "hf") || !strcmp(from, "gguf")) {
+        pg_model *m = pg_model_open(src, &e);
+        if (!m) { fprintf(stderr, "pregate: %s\n", e.msg); return 1; }
+        int rc = pg_model_write_gguf(m, out, &e);
+        pg_model_free(m);
+        if (rc) { fprintf(stderr, "pregate: %s\n", e.msg); return 1; }
+    } else {
+        fprintf(stderr, "pregate convert: unknown source format '%s' (llama2c, hf, gguf)\n", from);
+        return 2;
+    }
+    fprintf(stderr, "pregate: wrote %s\n", out);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage_(stderr); return 2; }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench-kernels")) return cmd_bench_kernels(argc - 1, argv + 1);
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) { usage_(stdout); return 0; }
+    fprintf(stderr, "pregate: unknown command '%s'\n", cmd);
+    usage_(stderr);
+    return 2;
+}
