@@ -29,9 +29,10 @@ static const char *test_current_ = "";
 #define TEST_RUN(fn)                                                              \
     do {                                                                          \
         test_current_ = #fn;                                                      \
-        int before_ = test_failed_;                                               \
+        int before_ = test_failed_, skipped_ = test_skipped_;                      \
         fn();                                                                     \
-        fprintf(stderr, "%s %s\n", test_failed_ == before_ ? "ok  " : "FAIL", #fn); \
+        if (test_skipped_ == skipped_)                                            \
+            fprintf(stderr, "%s %s\n", test_failed_ == before_ ? "ok  " : "FAIL", #fn); \
     } while (0)
 
 #define TEST_SKIP(...)                                                            \

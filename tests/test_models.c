@@ -1,0 +1,167 @@
+/* test_models.c - whole models against references nobody here wrote.
+ *
+ *  - tiny random models of each family made by tools/make_fixtures.py with
+ *    Hugging Face transformers: logits of a fixed token sequence within
+ *    1e-4 and 32 greedy tokens identical, read from the safetensors
+ *    directory and again after `convert` to GGUF;
+ *  - the shipped demo MoE (models/demo-moe.gguf) against the PyTorch model
+ *    it was exported from (tools/train_demo_moe.py);
+ *  - stories260K (llama2.c checkpoint, real trained weights, from the shared
+ *    data folder) converted to GGUF: 200 greedy steps reproduce llama2.c's
+ *    own expected output exactly.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "convert.h"
+#include "forward.h"
+#include "safetensors.h"
+#include "sampler.h"
+#include "test.h"
+
+#define TOL 1e-4f
+
+static const pg_tensor *ref_tensor_(const st_file *f, const char *name, pg_type type) {
+    const pg_tensor *t = st_find(f, name);
+    return t && t->type == type ? t : NULL;
+}
+
+/* Checks logits and greedy tokens of the model at model_path against ref. */
+static void check_model_(const char *what, const char *model_path, const char *ref_path) {
+    pg_error e = {{0}};
+    st_file ref;
+    if (st_open(&ref, ref_path, &e)) { CHECK(0, "%s: %s", what, e.msg); return; }
+    const pg_tensor *tt = ref_tensor_(&ref, "tokens", PG_TYPE_I32);
+    const pg_tensor *tl = ref_tensor_(&ref, "logits", PG_TYPE_F32);
+    const pg_tensor *tg = ref_tensor_(&ref, "greedy", PG_TYPE_I32);
+    CHECK(tt && tl && tg, "%s: reference file lacks tokens/logits/greedy", what);
+    pg_model *m = pg_model_open(model_path, &e);
+    CHECK(m != NULL, "%s: %s", what, e.msg);
+    if (!m || !tt || !tl || !tg) { pg_model_free(m); st_close(&ref); return; }
+    int T = (int)tt->ne[0], V = m->hp.vocab, G = (int)tg->ne[0];
+    CHECK(tl->ne[0] == V && tl->ne[1] == T, "%s: reference logits shape mismatch", what);
+    const int32_t *tokens = tt->data;
+    const float *want = tl->data;
+    const int32_t *greedy = tg->data;
+    for (int threads = 1; threads <= 2; threads++) {
+        pg_session *s = pg_session_new(m, T + G + 1, threads, &e);
+        CHECK(s != NULL, "%s: %s", what, e.msg);
+        if (!s) break;
+        float *got = xmalloc((size_t)T * V * sizeof(float));
+        CHECK(pg_session_eval(s, tokens, T, got, &e) == 0, "%s: %s", what, e.msg);
+        float maxdiff = 0;
+        for (size_t i = 0; i < (size_t)T * V; i++) {
+            float d = fabsf(got[i] - want[i]);
+            if (!(d <= maxdiff)) maxdiff = d; /* NaN propagates as a failure */
+        }
+        CHECK(maxdiff <= TOL, "%s (%d threads): max |logit diff| %g > %g", what, threads, maxdiff, TOL);
+        if (threads == 1) fprintf(stderr, "  %-28s maxdiff %.3g\n", what, maxdiff);
+        int mismatch = -1;
+        for (int i = 0; i < G; i++) {
+            int32_t next = pg_argmax(s->logits, V);
+            if (next != greedy[i]) { mismatch = i; break; }
+            if (pg_session_eval(s, &next, 1, NULL, &e)) { mismatch = i; break; }
+        }
+        CHECK(mismatch < 0, "%s (%d threads): greedy token %d differs", what, threads, mismatch);
+        free(got);
+        pg_session_free(s);
+    }
+    pg_model_free(m);
+    st_close(&ref);
+}
+
+static const char *families_[] = {"llama", "mixtral", "mixtral-fused", "qwen2moe", "qwen3moe",
+                                  "qwen3moe-fused", "qwen3moe-sharded", "olmoe"};
+
+static void test_hf_fixtures(void) {
+    char dir[256], ref[300];
+    for (size_t i = 0; i < sizeof families_ / sizeof *families_; i++) {
+        snprintf(dir, sizeof dir, "tests/fixtures/%s", families_[i]);
+        snprintf(ref, sizeof ref, "%s/reference.safetensors", dir);
+        check_model_(families_[i], dir, ref);
+    }
+}
+
+static void test_hf_fixtures_as_gguf(void) {
+    char dir[256], ref[300], out[300], what[300];
+    for (size_t i = 0; i < sizeof families_ / sizeof *families_; i++) {
+        snprintf(dir, sizeof dir, "tests/fixtures/%s", families_[i]);
+        snprintf(ref, sizeof ref, "%s/reference.safetensors", dir);
+        snprintf(out, sizeof out, "%s/pregate-test-%d-%s.gguf", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+                 (int)getpid(), families_[i]);
+        snprintf(what, sizeof what, "%s as GGUF", families_[i]);
+        pg_error e = {{0}};
+        pg_model *m = pg_model_open(dir, &e);
+        CHECK(m != NULL, "%s", e.msg);
+        if (!m) continue;
+        int rc = pg_model_write_gguf(m, out, &e);
+        pg_model_free(m);
+        CHECK(rc == 0, "%s", e.msg);
+        if (rc == 0) check_model_(what, out, ref);
+        unlink(out);
+    }
+}
+
+static void test_demo_moe(void) {
+    if (access("models/demo-moe.gguf", R_OK) || access("tests/fixtures/demo-moe/reference.safetensors", R_OK))
+        TEST_SKIP("models/demo-moe.gguf or its reference is missing");
+    check_model_("demo-moe", "models/demo-moe.gguf", "tests/fixtures/demo-moe/reference.safetensors");
+}
+
+static void test_stories260k(void) {
+    char ckpt[512], tok[512], expect_path[512], out[512];
+    snprintf(ckpt, sizeof ckpt, "%s/models/stories260K.bin", test_shared_data());
+    snprintf(tok, sizeof tok, "%s/models/tok512.bin", test_shared_data());
+    snprintf(expect_path, sizeof expect_path, "%s/models/stories260K_t0_n200_expected.txt", test_shared_data());
+    if (access(ckpt, R_OK) || access(tok, R_OK) || access(expect_path, R_OK))
+        TEST_SKIP("%s not found (shared data absent)", ckpt);
+    snprintf(out, sizeof out, "/tmp/pregate-test-%d-stories.gguf", (int)getpid());
+    pg_error e = {{0}};
+    CHECK(pg_convert_llama2c(ckpt, tok, out, &e) == 0, "%s", e.msg);
+    pg_model *m = pg_model_open(out, &e);
+    CHECK(m != NULL, "%s", e.msg);
+    if (!m) { unlink(out); return; }
+    CHECK(m->tok != NULL, "converted model has no tokenizer");
+    pg_session *s = pg_session_new(m, 0, 2, &e);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK(pg_tokenize(m->tok, "", 0, true, false, &ids, &n, &e) == 0 && n == 1 && ids[0] == 1,
+          "empty prompt should encode to [BOS]");
+    char *text = xcalloc(1, 1 << 16), buf[256];
+    size_t len = 0;
+    pg_detok dt;
+    pg_detok_init(&dt);
+    int32_t tokv = 1;
+    for (int pos = 0; pos < 200; pos++) {
+        if (pg_session_eval(s, &tokv, 1, NULL, &e)) { CHECK(0, "%s", e.msg); break; }
+        int32_t next = pg_argmax(s->logits, m->hp.vocab);
+        if (next == 1) break;
+        size_t k = pg_detok_push(m->tok, &dt, next, buf, sizeof buf);
+        memcpy(text + len, buf, k);
+        len += k;
+        tokv = next;
+    }
+    len += pg_detok_flush(&dt, text + len, 256);
+    text[len++] = '\n';
+    char *expect = NULL;
+    size_t elen = 0;
+    CHECK(pg_read_file(expect_path, &expect, &elen, &e) == 0, "%s", e.msg);
+    CHECK(expect && elen == len && memcmp(expect, text, len) == 0,
+          "stories260K greedy output differs from llama2.c's:\n--- got ---\n%.*s\n--- expected ---\n%s", (int)len,
+          text, expect ? expect : "");
+    free(expect);
+    free(text);
+    free(ids);
+    pg_session_free(s);
+    pg_model_free(m);
+    unlink(out);
+}
+
+int main(void) {
+    TEST_RUN(test_hf_fixtures);
+    TEST_RUN(test_hf_fixtures_as_gguf);
+    TEST_RUN(test_demo_moe);
+    TEST_RUN(test_stories260k);
+    return test_summary("test_models");
+}
