@@ -85,11 +85,12 @@ typedef struct {
     const char *path;
     const gguf_limits *lim;
     pg_error *e;
+    const char *field; /* the field being read, for truncation messages (may be NULL) */
 } cur_t;
 
 static int trunc_(cur_t *c, const char *what, uint64_t need) {
-    return pg_fail(c->e, "%s: truncated: %s at offset %zu needs %" PRIu64 " bytes but the file ends at %zu",
-                   c->path, what, c->pos, need, c->size);
+    return pg_fail(c->e, "%s: truncated: %s%s%s at offset %zu needs %" PRIu64 " bytes but the file ends at %zu",
+                   c->path, what, c->field ? " " : "", c->field ? c->field : "", c->pos, need, c->size);
 }
 
 static int rd_(cur_t *c, void *out, size_t n, const char *what) {
@@ -105,6 +106,7 @@ static int rd_u64_(cur_t *c, uint64_t *v, const char *what) { return rd_(c, v, 8
 /* Reads a string: length within limits and within the file. */
 static int rd_str_(cur_t *c, gguf_str *s, const char *what) {
     uint64_t len;
+    c->field = "string length";
     if (rd_u64_(c, &len, what)) return -1;
     if (len > c->lim->max_string)
         return pg_fail(c->e, "%s: %s: string length %" PRIu64 " at offset %zu exceeds the limit %" PRIu64,
@@ -112,6 +114,7 @@ static int rd_str_(cur_t *c, gguf_str *s, const char *what) {
     if (len > c->size - c->pos)
         return pg_fail(c->e, "%s: %s: string length %" PRIu64 " at offset %zu extends past end of file (size %zu)",
                        c->path, what, len, c->pos - 8, c->size);
+    c->field = "string bytes";
     s->len = len;
     s->s = (const char *)c->p + c->pos;
     c->pos += (size_t)len;
@@ -144,6 +147,7 @@ static int parse_value_(cur_t *c, gguf_kv *kv, const char *what) {
     if (kv->type != GGUF_TYPE_ARRAY) {
         uint8_t b[8] = {0};
         size_t n = scalar_size_(kv->type);
+        c->field = "value";
         if (rd_(c, b, n, what)) return -1;
         switch (kv->type) {
         case GGUF_TYPE_UINT8: kv->v.u64 = b[0]; break;
@@ -163,6 +167,7 @@ static int parse_value_(cur_t *c, gguf_kv *kv, const char *what) {
     }
     uint32_t at;
     uint64_t n;
+    c->field = "array header";
     if (rd_u32_(c, &at, what) || rd_u64_(c, &n, what)) return -1;
     if (at >= GGUF_TYPE_COUNT)
         return pg_fail(c->e, "%s: %s: invalid array element type %" PRIu32, c->path, what, at);
@@ -218,6 +223,7 @@ static int parse_kvs_(cur_t *c, gguf_file *g) {
         kv->key[key.len] = 0;
         snprintf(what, sizeof what, "kv %" PRIu64 " '%s'", i, show_(nb, sizeof nb, key.s, key.len));
         uint32_t t;
+        c->field = "value type";
         if (rd_u32_(c, &t, what)) return -1;
         if (t >= GGUF_TYPE_COUNT)
             return pg_fail(c->e, "%s: %s has invalid value type %" PRIu32, c->path, what, t);
@@ -268,6 +274,7 @@ static int parse_tensor_infos_(cur_t *c, gguf_file *g) {
         snprintf(what, sizeof what, "tensor %" PRIu64 " '%s'", i, show_(nb, sizeof nb, name.s, name.len));
 
         uint32_t nd;
+        c->field = "n_dims";
         if (rd_u32_(c, &nd, what)) return -1;
         if (nd < 1 || nd > PG_MAX_DIMS)
             return pg_fail(c->e, "%s: %s has n_dims %" PRIu32 " (must be 1..%d)", c->path, what, nd, PG_MAX_DIMS);
@@ -275,7 +282,8 @@ static int parse_tensor_infos_(cur_t *c, gguf_file *g) {
         for (int d = 0; d < PG_MAX_DIMS; d++) t->ne[d] = 1;
         int64_t nel = 1;
         for (uint32_t d = 0; d < nd; d++) {
-            uint64_t ne;
+            uint64_t ne = 0;
+            c->field = "dimensions";
             if (rd_u64_(c, &ne, what)) return -1;
             if (ne < 1 || ne > (uint64_t)lim->max_dim)
                 return pg_fail(c->e, "%s: %s has dimension ne[%" PRIu32 "] = %" PRIu64 " out of range (1..%" PRId64 ")",
@@ -285,6 +293,7 @@ static int parse_tensor_infos_(cur_t *c, gguf_file *g) {
                 return pg_fail(c->e, "%s: %s element count overflows (dimensions too large)", c->path, what);
         }
         uint32_t type;
+        c->field = "type";
         if (rd_u32_(c, &type, what)) return -1;
         const pg_type_traits *tt = pg_type_info((int)type);
         if (!tt) return pg_fail(c->e, "%s: %s has unknown type id %" PRIu32, c->path, what, type);
@@ -297,6 +306,7 @@ static int parse_tensor_infos_(cur_t *c, gguf_file *g) {
             return pg_fail(c->e, "%s: %s byte size overflows", c->path, what);
         t->nbytes = (size_t)nbytes;
         uint64_t off;
+        c->field = "data offset";
         if (rd_u64_(c, &off, what)) return -1;
         if (off % g->alignment)
             return pg_fail(c->e, "%s: %s data offset %" PRIu64 " is not a multiple of the alignment %" PRIu64,
