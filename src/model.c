@@ -168,12 +168,16 @@ static int vec_(loader *ld, wkind k, int layer, int n, bool required, const floa
 
 /* A rows x cols matrix starting at `data` inside tensor t (t already shape
  * checked). Misaligned data is copied so kernels may assume alignment. */
+static int computable_(loader *ld, const pg_tensor *t) {
+    if (pgk.dot[t->type]) return 0;
+    return pg_fail(ld->e, "%s: tensor '%s' has type %s, which pregate cannot compute yet "
+                          "(supported: F32, F16, BF16, Q8_0)",
+                   ld->path, t->name, pg_type_name(t->type));
+}
+
 static int mat_at_(loader *ld, const pg_tensor *t, const uint8_t *data, int rows, int cols,
                    pg_mat *out) {
-    if (!pgk.dot[t->type])
-        return pg_fail(ld->e, "%s: tensor '%s' has type %s, which pregate cannot compute yet "
-                              "(supported: F32, F16, BF16, Q8_0)",
-                       ld->path, t->name, pg_type_name(t->type));
+    if (computable_(ld, t)) return -1;
     size_t rb = pg_row_bytes(t->type, cols);
     size_t align = t->type == PG_TYPE_F32 ? 4 : 2;
     if ((uintptr_t)data % align) {
@@ -192,7 +196,7 @@ static int mat_(loader *ld, wkind k, int layer, int rows, int cols, bool require
     const pg_tensor *t = find_(ld, name);
     if (!t) return required ? pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name) : 0;
     int64_t ne[2] = {cols, rows};
-    if (check_shape_(ld, t, 2, ne)) return -1;
+    if (computable_(ld, t) || check_shape_(ld, t, 2, ne)) return -1;
     return mat_at_(ld, t, t->data, rows, cols, out);
 }
 
@@ -214,7 +218,7 @@ static int experts_(loader *ld, int l, pg_layer *L) {
             if (!t) return pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name);
             int rows = p < 2 ? F : D, cols = p < 2 ? D : F;
             int64_t ne[3] = {cols, rows, E};
-            if (check_shape_(ld, t, 3, ne)) return -1;
+            if (computable_(ld, t) || check_shape_(ld, t, 3, ne)) return -1;
             size_t stride = pg_row_bytes(t->type, cols) * (size_t)rows;
             for (int e = 0; e < E; e++) {
                 pg_mat *dst = p == 0 ? &L->experts[e].gate : p == 1 ? &L->experts[e].up : &L->experts[e].down;
