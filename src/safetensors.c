@@ -394,8 +394,9 @@ static int open_index_(hf_dir *d, const char *ipath, pg_error *e) {
         }
         const char *shard = json_string_value(v);
         if (!shard[0] || strchr(shard, '/') || strstr(shard, "..")) {
+            char nb2[80];
             pg_fail(e, "%s: weight_map names an invalid shard file '%s' (for '%s')", ipath,
-                    show_(nb, sizeof nb, shard), k);
+                    show_(nb, sizeof nb, shard), show_(nb2, sizeof nb2, k));
             goto out;
         }
         int fi = open_shard_(d, shard, &names, e);
