@@ -52,6 +52,12 @@ extern pg_kernel_table pgk;
  * the CPU has). Returns the ISA chosen. Idempotent; call before any kernel. */
 pg_isa pg_kernels_init(int force);
 const char *pg_isa_name(pg_isa isa);
+/* The best ISA this CPU supports (ignores PREGATE_ISA). */
+pg_isa pg_cpu_isa(void);
+/* Overwrite the entries that have SIMD versions (avx2.c, avx512.c); call
+ * only when the CPU supports the ISA. pg_kernels_init uses them. */
+void pg_kernels_fill_avx2(pg_kernel_table *t);
+void pg_kernels_fill_avx512(pg_kernel_table *t);
 
 /* Scalar references (also the portable fallback). */
 float pg_dot_f32_ref(int n, const void *w, const void *x);
@@ -71,7 +77,7 @@ void pg_mat_row_f32(const pg_mat *W, int r, float *y);
 /* The type of activation a weight type's dot product expects. */
 static inline pg_type pg_vec_dot_type(pg_type t) { return t == PG_TYPE_Q8_0 ? PG_TYPE_Q8_0 : PG_TYPE_F32; }
 
-/* Y[t][r] = W[r] . X[t] for t < T, r < W->rows, run on the pool.
+/* Y[t][r] = W[r] . X[t] for t < T, r < W->rows, run on the pool (NULL: one thread).
  * X is T rows of W->cols floats (stride ldx floats); Y is T rows with
  * stride ldy floats. Weights are streamed once per call, whatever T is.
  * `scratch` must hold pg_matmul_scratch_bytes(W, T) bytes (or be NULL to
@@ -84,7 +90,7 @@ void pg_matmul_ref(const pg_mat *W, int T, const float *X, int ldx, float *Y, in
 
 /* RoPE on one token's heads in place: n_heads heads of head_dim values at
  * stride head_dim. neox=false rotates adjacent pairs (2i, 2i+1) (GGUF llama);
- * neox=true rotates (i, i+head_dim/2) (Hugging Face rotate_half). Uses the
+ * neox=true rotates (i, i+n_rot/2) (Hugging Face rotate_half). Uses the
  * first n_rot dims (n_rot <= head_dim, even). theta_i = pos * base^(-2i/n_rot). */
 void pg_rope_ref(float *x, int n_heads, int head_dim, int n_rot, int pos, float base, int neox);
 
@@ -98,5 +104,12 @@ void pg_attention_ref(const float *q, const float *k, const float *v, int kv_str
  * pool_size * n_kv floats. */
 void pg_attention(pg_pool *pool, const float *q, const float *k, const float *v, int kv_stride,
                   int n_kv, int n_head, int n_head_kv, int hd, float *scratch, float *out);
+
+
+
+/* RoPE with precomputed angles (forward.c): cs holds n_rot/2 (cos, sin)
+ * pairs for one position; pg_rope_apply rotates like pg_rope_ref. */
+void pg_rope_cache(int pos, int n_rot, float base, float *cs);
+void pg_rope_apply(float *x, int n_heads, int head_dim, int n_rot, const float *cs, int neox);
 
 #endif

@@ -1,0 +1,366 @@
+/* ref.c - scalar reference kernels, the dispatch table, and the parallel
+ * drivers (matmul, attention) that call through it.
+ *
+ * The `_ref` functions define what each kernel computes:
+ *  - F32/F16/BF16 dots accumulate in double, in index order, and round once.
+ *  - Q8_0 follows GGML exactly: per 32-block d = amax/127 stored as IEEE half,
+ *    q = roundf(x/d); a dot sums int products per block exactly and adds
+ *    sumi * (f16(dw) * f16(dx)) in float, in block order.
+ *  - rmsnorm and softmax accumulate their sums in double.
+ */
+#include "kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util.h"
+
+/* ---- scalar references ---------------------------------------------------- */
+
+float pg_dot_f32_ref(int n, const void *w, const void *x) {
+    const float *a = w, *b = x;
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return (float)s;
+}
+
+float pg_dot_f16_ref(int n, const void *w, const void *x) {
+    const uint16_t *a = w;
+    const float *b = x;
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)pg_f16_to_f32(a[i]) * b[i];
+    return (float)s;
+}
+
+float pg_dot_bf16_ref(int n, const void *w, const void *x) {
+    const uint16_t *a = w;
+    const float *b = x;
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)pg_bf16_to_f32(a[i]) * b[i];
+    return (float)s;
+}
+
+float pg_dot_q8_0_ref(int n, const void *w, const void *x) {
+    const block_q8_0 *a = w, *b = x;
+    float s = 0;
+    for (int ib = 0; ib < n / PG_QK8_0; ib++) {
+        int sumi = 0;
+        for (int j = 0; j < PG_QK8_0; j++) sumi += a[ib].qs[j] * b[ib].qs[j];
+        s += sumi * (pg_f16_to_f32(a[ib].d) * pg_f16_to_f32(b[ib].d));
+    }
+    return s;
+}
+
+void pg_quantize_q8_0_ref(int n, const float *x, block_q8_0 *y) {
+    PG_ASSERT(n % PG_QK8_0 == 0);
+    for (int ib = 0; ib < n / PG_QK8_0; ib++) {
+        const float *xb = x + ib * PG_QK8_0;
+        float amax = 0;
+        for (int j = 0; j < PG_QK8_0; j++) {
+            float v = fabsf(xb[j]);
+            if (v > amax) amax = v;
+        }
+        const float d = amax / 127.0f;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[ib].d = pg_f32_to_f16(d);
+        for (int j = 0; j < PG_QK8_0; j++) y[ib].qs[j] = (int8_t)roundf(xb[j] * id);
+    }
+}
+
+void pg_dequantize_q8_0_ref(int n, const block_q8_0 *x, float *y) {
+    PG_ASSERT(n % PG_QK8_0 == 0);
+    for (int ib = 0; ib < n / PG_QK8_0; ib++) {
+        const float d = pg_f16_to_f32(x[ib].d);
+        for (int j = 0; j < PG_QK8_0; j++) y[ib * PG_QK8_0 + j] = x[ib].qs[j] * d;
+    }
+}
+
+void pg_rmsnorm_ref(int n, const float *x, const float *w, float eps, float *y) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float scale = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
+void pg_softmax_ref(int n, float *x) {
+    if (n <= 0) return;
+    float mx = x[0];
+    for (int i = 1; i < n; i++)
+        if (x[i] > mx) mx = x[i];
+    double s = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        s += x[i];
+    }
+    const float inv = (float)(1.0 / s);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+void pg_silu_mul_ref(int n, const float *gate, const float *up, float *y) {
+    for (int i = 0; i < n; i++) {
+        const float g = gate[i];
+        y[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void pg_axpy_ref(int n, float a, const float *x, float *y) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void f16_to_f32_ref(int n, const uint16_t *x, float *y) {
+    for (int i = 0; i < n; i++) y[i] = pg_f16_to_f32(x[i]);
+}
+
+static void bf16_to_f32_ref(int n, const uint16_t *x, float *y) {
+    for (int i = 0; i < n; i++) y[i] = pg_bf16_to_f32(x[i]);
+}
+
+/* ---- dispatch -------------------------------------------------------------- */
+
+static void fill_scalar(pg_kernel_table *t) {
+    memset(t, 0, sizeof *t);
+    t->isa = PG_ISA_SCALAR;
+    t->dot[PG_TYPE_F32] = pg_dot_f32_ref;
+    t->dot[PG_TYPE_F16] = pg_dot_f16_ref;
+    t->dot[PG_TYPE_BF16] = pg_dot_bf16_ref;
+    t->dot[PG_TYPE_Q8_0] = pg_dot_q8_0_ref;
+    t->quantize_q8_0 = pg_quantize_q8_0_ref;
+    t->f16_to_f32 = f16_to_f32_ref;
+    t->bf16_to_f32 = bf16_to_f32_ref;
+    t->rmsnorm = pg_rmsnorm_ref;
+    t->softmax = pg_softmax_ref;
+    t->silu_mul = pg_silu_mul_ref;
+    t->axpy = pg_axpy_ref;
+}
+
+/* Usable before pg_kernels_init: the scalar kernels. */
+pg_kernel_table pgk = {
+    .isa = PG_ISA_SCALAR,
+    .dot = {[PG_TYPE_F32] = pg_dot_f32_ref,
+            [PG_TYPE_F16] = pg_dot_f16_ref,
+            [PG_TYPE_BF16] = pg_dot_bf16_ref,
+            [PG_TYPE_Q8_0] = pg_dot_q8_0_ref},
+    .quantize_q8_0 = pg_quantize_q8_0_ref,
+    .f16_to_f32 = f16_to_f32_ref,
+    .bf16_to_f32 = bf16_to_f32_ref,
+    .rmsnorm = pg_rmsnorm_ref,
+    .softmax = pg_softmax_ref,
+    .silu_mul = pg_silu_mul_ref,
+    .axpy = pg_axpy_ref,
+};
+
+pg_isa pg_cpu_isa(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
+    int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    return avx512 ? PG_ISA_AVX512 : avx2 ? PG_ISA_AVX2 : PG_ISA_SCALAR;
+#else
+    return PG_ISA_SCALAR;
+#endif
+}
+
+pg_isa pg_kernels_init(int force) {
+    pg_isa isa = pg_cpu_isa();
+    const char *env = getenv("PREGATE_ISA");
+    if (env) {
+        int lvl = !strcmp(env, "scalar") ? PG_ISA_SCALAR
+                  : !strcmp(env, "avx2") ? PG_ISA_AVX2
+                  : !strcmp(env, "avx512") ? PG_ISA_AVX512
+                                           : -1;
+        if (lvl >= 0 && lvl < (int)isa) isa = (pg_isa)lvl;
+    }
+    if (force >= 0 && force < (int)isa) isa = (pg_isa)force;
+    pg_kernel_table t;
+    fill_scalar(&t);
+#if defined(__x86_64__) || defined(__i386__)
+    if (isa == PG_ISA_AVX2) pg_kernels_fill_avx2(&t);
+    if (isa == PG_ISA_AVX512) pg_kernels_fill_avx512(&t);
+#endif
+    pgk = t;
+    return pgk.isa;
+}
+
+const char *pg_isa_name(pg_isa isa) {
+    switch (isa) {
+    case PG_ISA_SCALAR: return "scalar";
+    case PG_ISA_AVX2: return "avx2";
+    case PG_ISA_AVX512: return "avx512";
+    }
+    return "?";
+}
+
+/* ---- rows, matmul ------------------------------------------------------------ */
+
+void pg_mat_row_f32(const pg_mat *W, int r, float *y) {
+    PG_ASSERT(r >= 0 && r < W->rows);
+    const char *row = (const char *)W->data + (size_t)r * W->row_bytes;
+    switch (W->type) {
+    case PG_TYPE_F32: memcpy(y, row, (size_t)W->cols * sizeof(float)); break;
+    case PG_TYPE_F16: pgk.f16_to_f32(W->cols, (const uint16_t *)row, y); break;
+    case PG_TYPE_BF16: pgk.bf16_to_f32(W->cols, (const uint16_t *)row, y); break;
+    case PG_TYPE_Q8_0: pg_dequantize_q8_0_ref(W->cols, (const block_q8_0 *)row, y); break;
+    default: PG_ASSERT(!"pg_mat_row_f32: unsupported weight type");
+    }
+}
+
+size_t pg_matmul_scratch_bytes(const pg_mat *W, int T) {
+    if (pg_vec_dot_type(W->type) == PG_TYPE_F32) return 0;
+    return (size_t)T * pg_row_bytes(pg_vec_dot_type(W->type), W->cols);
+}
+
+void pg_matmul_ref(const pg_mat *W, int T, const float *X, int ldx, float *Y, int ldy) {
+    const int q8 = W->type == PG_TYPE_Q8_0;
+    block_q8_0 *xq = NULL;
+    if (q8) {
+        xq = xmalloc((size_t)T * pg_row_bytes(PG_TYPE_Q8_0, W->cols));
+        for (int t = 0; t < T; t++)
+            pg_quantize_q8_0_ref(W->cols, X + (size_t)t * ldx, xq + (size_t)t * (W->cols / PG_QK8_0));
+    }
+    pg_dot_fn dot = W->type == PG_TYPE_F32    ? pg_dot_f32_ref
+                    : W->type == PG_TYPE_F16  ? pg_dot_f16_ref
+                    : W->type == PG_TYPE_BF16 ? pg_dot_bf16_ref
+                    : W->type == PG_TYPE_Q8_0 ? pg_dot_q8_0_ref
+                                              : NULL;
+    PG_ASSERT(dot);
+    for (int r = 0; r < W->rows; r++) {
+        const void *row = (const char *)W->data + (size_t)r * W->row_bytes;
+        for (int t = 0; t < T; t++) {
+            const void *xt = q8 ? (const void *)(xq + (size_t)t * (W->cols / PG_QK8_0))
+                                : (const void *)(X + (size_t)t * ldx);
+            Y[(size_t)t * ldy + r] = dot(W->cols, row, xt);
+        }
+    }
+    free(xq);
+}
+
+typedef struct {
+    const pg_mat *W;
+    int T;
+    const float *X;
+    int ldx;
+    float *Y;
+    int ldy;
+    const char *xv;   /* prepared activations (Q8_0 rows) or NULL: use X */
+    size_t xv_bytes;  /* bytes per prepared row */
+    pg_dot_fn dot;
+} matmul_task;
+
+static void quantize_task(void *v, int ith, int nth) {
+    matmul_task *m = v;
+    long lo, hi;
+    pg_split(m->T, ith, nth, &lo, &hi);
+    for (long t = lo; t < hi; t++)
+        pgk.quantize_q8_0(m->W->cols, m->X + (size_t)t * m->ldx,
+                          (block_q8_0 *)(m->xv + (size_t)t * m->xv_bytes));
+}
+
+static void matmul_task_fn(void *v, int ith, int nth) {
+    matmul_task *m = v;
+    const pg_mat *W = m->W;
+    long lo, hi;
+    pg_split(W->rows, ith, nth, &lo, &hi);
+    const int cols = W->cols, T = m->T;
+    const char *base = (const char *)W->data;
+    for (long r = lo; r < hi; r++) {
+        const void *row = base + (size_t)r * W->row_bytes;
+        /* Each weight row is read from memory once and reused from L1 for all T tokens. */
+        for (int t = 0; t < T; t++) {
+            const void *xt = m->xv ? (const void *)(m->xv + (size_t)t * m->xv_bytes)
+                                   : (const void *)(m->X + (size_t)t * m->ldx);
+            m->Y[(size_t)t * m->ldy + r] = m->dot(cols, row, xt);
+        }
+    }
+}
+
+void pg_matmul(pg_pool *pool, const pg_mat *W, int T, const float *X, int ldx, float *Y, int ldy,
+               void *scratch) {
+    pg_dot_fn dot = (W->type >= 0 && W->type < PG_TYPE_COUNT) ? pgk.dot[W->type] : NULL;
+    PG_ASSERT(dot && "pg_matmul: unsupported weight type");
+    if (T <= 0 || W->rows <= 0) return;
+    matmul_task m = {.W = W, .T = T, .X = X, .ldx = ldx, .Y = Y, .ldy = ldy, .dot = dot};
+    void *owned = NULL;
+    const int nth = pg_pool_size(pool);
+    if (pg_vec_dot_type(W->type) == PG_TYPE_Q8_0) {
+        if (!scratch) scratch = owned = xmalloc(pg_matmul_scratch_bytes(W, T));
+        m.xv = scratch;
+        m.xv_bytes = pg_row_bytes(PG_TYPE_Q8_0, W->cols);
+        if (T >= 2 && nth > 1) pg_pool_run(pool, quantize_task, &m);
+        else quantize_task(&m, 0, 1);
+    }
+    if (nth > 1 && W->rows >= 2 * nth) pg_pool_run(pool, matmul_task_fn, &m);
+    else matmul_task_fn(&m, 0, 1);
+    free(owned);
+}
+
+/* ---- RoPE -------------------------------------------------------------------- */
+
+void pg_rope_ref(float *x, int n_heads, int head_dim, int n_rot, int pos, float base, int neox) {
+    PG_ASSERT(n_rot <= head_dim && n_rot % 2 == 0);
+    const int half = n_rot / 2;
+    for (int i = 0; i < half; i++) {
+        /* As Hugging Face computes it: inv_freq in float32, then pos * inv_freq. */
+        const float inv_freq = 1.0f / powf(base, (float)(2 * i) / (float)n_rot);
+        const float ang = (float)pos * inv_freq;
+        const float c = cosf(ang), s = sinf(ang);
+        for (int h = 0; h < n_heads; h++) {
+            float *xh = x + (size_t)h * head_dim;
+            const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+            const float a = xh[i0], b = xh[i1];
+            xh[i0] = a * c - b * s;
+            xh[i1] = a * s + b * c;
+        }
+    }
+}
+
+/* ---- attention ----------------------------------------------------------------- */
+
+static void attention_head(const float *q, const float *k, const float *v, int kv_stride, int n_kv,
+                           int n_head, int n_head_kv, int hd, int h, float *att, float *out,
+                           pg_dot_fn dot, void (*softmax)(int, float *),
+                           void (*axpy)(int, float, const float *, float *)) {
+    const int kvh = h / (n_head / n_head_kv);
+    const float scale = 1.0f / sqrtf((float)hd);
+    const float *qh = q + (size_t)h * hd;
+    for (int j = 0; j < n_kv; j++)
+        att[j] = dot(hd, k + (size_t)j * kv_stride + (size_t)kvh * hd, qh) * scale;
+    softmax(n_kv, att);
+    float *oh = out + (size_t)h * hd;
+    memset(oh, 0, (size_t)hd * sizeof(float));
+    for (int j = 0; j < n_kv; j++) axpy(hd, att[j], v + (size_t)j * kv_stride + (size_t)kvh * hd, oh);
+}
+
+void pg_attention_ref(const float *q, const float *k, const float *v, int kv_stride, int n_kv,
+                      int n_head, int n_head_kv, int hd, float *att, float *out) {
+    PG_ASSERT(n_head_kv > 0 && n_head % n_head_kv == 0);
+    for (int h = 0; h < n_head; h++)
+        attention_head(q, k, v, kv_stride, n_kv, n_head, n_head_kv, hd, h, att, out,
+                       pg_dot_f32_ref, pg_softmax_ref, pg_axpy_ref);
+}
+
+typedef struct {
+    const float *q, *k, *v;
+    int kv_stride, n_kv, n_head, n_head_kv, hd;
+    float *scratch, *out;
+} attention_task;
+
+static void attention_task_fn(void *p, int ith, int nth) {
+    attention_task *a = p;
+    long lo, hi;
+    pg_split(a->n_head, ith, nth, &lo, &hi);
+    float *att = a->scratch + (size_t)ith * a->n_kv;
+    for (long h = lo; h < hi; h++)
+        attention_head(a->q, a->k, a->v, a->kv_stride, a->n_kv, a->n_head, a->n_head_kv, a->hd,
+                       (int)h, att, a->out, pgk.dot[PG_TYPE_F32], pgk.softmax, pgk.axpy);
+}
+
+void pg_attention(pg_pool *pool, const float *q, const float *k, const float *v, int kv_stride,
+                  int n_kv, int n_head, int n_head_kv, int hd, float *scratch, float *out) {
+    PG_ASSERT(n_head_kv > 0 && n_head % n_head_kv == 0);
+    attention_task a = {q, k, v, kv_stride, n_kv, n_head, n_head_kv, hd, scratch, out};
+    if (pg_pool_size(pool) > 1 && n_head > 1) pg_pool_run(pool, attention_task_fn, &a);
+    else attention_task_fn(&a, 0, 1);
+}
