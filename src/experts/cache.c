@@ -1,0 +1,501 @@
+/* cache.c - see cache.h.
+ *
+ * One mutex guards the page table, the slots and both queues; two
+ * condition variables wake I/O threads (work queued) and waiters (a load
+ * finished or a slot was released). The work under the lock is a few
+ * pointer updates per expert; the reads themselves run unlocked.
+ */
+#include "cache.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef enum { SLOT_EMPTY = 0, SLOT_LOADING, SLOT_READY } slot_state;
+
+typedef struct {
+    slot_state state;
+    int layer, expert; /* owner when not EMPTY */
+    int refs;
+    bool prefetched;   /* filled by a prefetch, not demanded since */
+    uint64_t last_use, uses;
+    uint8_t *data;
+    pg_expert w;       /* matrices pointing into data */
+} slot;
+
+typedef struct {
+    int slot;          /* -1: absent */
+    int want;          /* pins by pg_cache_request, released by pg_cache_release */
+    bool queued;       /* waiting in a queue */
+    bool queued_demand;
+    bool protect;      /* predicted for a coming layer (LOOKAHEAD keeps it) */
+    bool failed;       /* its last read failed; acquire reports and clears */
+    char *err;
+} entry;
+
+typedef struct {
+    int layer, expert;
+    uint64_t step;
+    bool cancelled;    /* promoted to demand, or dropped */
+} request;
+
+typedef struct {
+    request *q;
+    int head, len, cap;
+} queue;
+
+struct pg_cache {
+    pg_model *m;
+    pg_store *store;
+    pg_evict policy;
+    int L, E;
+    size_t slot_bytes;
+    int n_slots;
+    slot *slots;
+    entry *pt;                /* [L][E] */
+    pg_expert_loc *loc;       /* [L][E] */
+    queue demand, prefetch;
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+    pthread_t *io;
+    int n_io;
+    bool stop;
+    uint64_t tick, step;
+    int cur_layer, done_layer;
+    int filled, peak_filled;
+    pg_cache_layer_stats *stats; /* [L] */
+};
+
+const char *pg_evict_name(pg_evict p) {
+    return p == PG_EVICT_LRU ? "lru" : p == PG_EVICT_LFU ? "lfu" : "lookahead";
+}
+
+int pg_evict_parse(const char *s, pg_evict *out, pg_error *e) {
+    if (!strcmp(s, "lru")) *out = PG_EVICT_LRU;
+    else if (!strcmp(s, "lfu")) *out = PG_EVICT_LFU;
+    else if (!strcmp(s, "lookahead")) *out = PG_EVICT_LOOKAHEAD;
+    else return pg_fail(e, "unknown eviction policy '%s' (lru, lfu, lookahead)", s);
+    return 0;
+}
+
+static size_t mat_bytes_(const pg_mat *w) { return w->row_bytes * (size_t)w->rows; }
+
+static size_t expert_bytes_(const pg_expert *x) {
+    return mat_bytes_(&x->gate) + mat_bytes_(&x->up) + mat_bytes_(&x->down);
+}
+
+static size_t max_expert_bytes_(const pg_model *m) {
+    size_t mx = 0;
+    for (int l = 0; l < m->hp.n_layer; l++)
+        if (m->layers[l].is_moe)
+            for (int e = 0; e < m->hp.n_expert; e++) {
+                size_t b = expert_bytes_(&m->layers[l].experts[e]);
+                mx = b > mx ? b : mx;
+            }
+    return mx;
+}
+
+size_t pg_cache_min_budget(const pg_model *m) { return max_expert_bytes_(m) * (size_t)m->hp.n_expert_used; }
+
+static entry *ent_(pg_cache *c, int l, int e) { return &c->pt[(size_t)l * c->E + e]; }
+
+/* ---- queues ---- */
+
+static void q_push_(queue *q, request r) {
+    if (q->len == q->cap) {
+        int cap = q->cap ? 2 * q->cap : 64;
+        request *n = xmalloc((size_t)cap * sizeof *n);
+        for (int i = 0; i < q->len; i++) n[i] = q->q[(q->head + i) % q->cap];
+        free(q->q);
+        q->q = n;
+        q->head = 0;
+        q->cap = cap;
+    }
+    q->q[(q->head + q->len++) % q->cap] = r;
+}
+
+static bool q_pop_(queue *q, request *r) {
+    if (!q->len) return false;
+    *r = q->q[q->head];
+    q->head = (q->head + 1) % q->cap;
+    q->len--;
+    return true;
+}
+
+static void q_cancel_(queue *q, int layer, int expert) {
+    for (int i = 0; i < q->len; i++) {
+        request *r = &q->q[(q->head + i) % q->cap];
+        if (r->layer == layer && r->expert == expert) r->cancelled = true;
+    }
+}
+
+/* ---- slots ---- */
+
+static void bind_slot_(pg_cache *c, slot *s) {
+    const pg_expert *src = &c->m->layers[s->layer].experts[s->expert];
+    s->w = *src;
+    s->w.gate.data = s->data;
+    s->w.up.data = s->data + mat_bytes_(&src->gate);
+    s->w.down.data = s->data + mat_bytes_(&src->gate) + mat_bytes_(&src->up);
+}
+
+/* next use of layer v, seen from the layer now running: 1 = the next layer */
+static int distance_(const pg_cache *c, int v) {
+    int cur = c->cur_layer < 0 ? 0 : c->cur_layer;
+    return (v - cur - 1 + 2 * c->L) % c->L + 1;
+}
+
+/* A slot to fill: an empty one, else a victim by policy; -1 if none.
+ * `for_prefetch` never evicts an expert predicted for a coming layer. */
+static int find_slot_(pg_cache *c, bool for_prefetch) {
+    int best = -1;
+    bool best_protected = true;
+    for (int i = 0; i < c->n_slots; i++) {
+        slot *s = &c->slots[i];
+        if (s->state == SLOT_EMPTY) return i;
+        if (s->state != SLOT_READY || s->refs) continue;
+        entry *en = ent_(c, s->layer, s->expert);
+        if (en->want) continue;
+        bool prot = c->policy == PG_EVICT_LOOKAHEAD && en->protect;
+        if (prot && for_prefetch) continue;
+        if (best < 0 || (best_protected && !prot)) { best = i; best_protected = prot; continue; }
+        if (prot && !best_protected) continue;
+        slot *b = &c->slots[best];
+        bool better;
+        if (c->policy == PG_EVICT_LFU)
+            better = s->uses < b->uses || (s->uses == b->uses && s->last_use < b->last_use);
+        else if (c->policy == PG_EVICT_LOOKAHEAD) {
+            int ds = distance_(c, s->layer), db = distance_(c, b->layer);
+            better = ds > db || (ds == db && s->last_use < b->last_use);
+        } else
+            better = s->last_use < b->last_use;
+        if (better) best = i;
+    }
+    if (best >= 0) { /* evict */
+        slot *s = &c->slots[best];
+        if (s->prefetched) c->stats[s->layer].prefetch_wasted++;
+        ent_(c, s->layer, s->expert)->slot = -1;
+        s->state = SLOT_EMPTY;
+        s->prefetched = false;
+        c->filled--;
+    }
+    return best;
+}
+
+static bool stale_(const pg_cache *c, const request *r) {
+    return r->step < c->step || (r->step == c->step && r->layer <= c->done_layer);
+}
+
+static void *io_main_(void *arg) {
+    pg_cache *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        request r;
+        bool demand;
+        while (!c->stop && !c->demand.len && !c->prefetch.len) pthread_cond_wait(&c->work, &c->mu);
+        if (c->stop) break;
+        demand = q_pop_(&c->demand, &r);
+        if (!demand) q_pop_(&c->prefetch, &r);
+        if (r.cancelled) continue;
+        entry *en = ent_(c, r.layer, r.expert);
+        if (en->slot >= 0) { en->queued = false; continue; }
+        if (!demand && stale_(c, &r)) {
+            en->queued = false;
+            c->stats[r.layer].prefetch_dropped++;
+            continue;
+        }
+        int si;
+        while ((si = find_slot_(c, !demand)) < 0 && demand && !c->stop) pthread_cond_wait(&c->done, &c->mu);
+        if (si < 0) { /* prefetch with no room: drop it */
+            en->queued = false;
+            if (!demand) c->stats[r.layer].prefetch_dropped++;
+            continue;
+        }
+        slot *s = &c->slots[si];
+        s->state = SLOT_LOADING;
+        s->layer = r.layer;
+        s->expert = r.expert;
+        s->refs = 0;
+        s->prefetched = !en->queued_demand;
+        s->uses = 0;
+        en->slot = si;
+        en->queued = false;
+        if (s->prefetched) c->stats[r.layer].prefetch_issued++;
+        if (++c->filled > c->peak_filled) c->peak_filled = c->filled;
+        pthread_mutex_unlock(&c->mu);
+        pg_error e = {{0}};
+        int rc = pg_store_read(c->store, &c->loc[(size_t)r.layer * c->E + r.expert], s->data, &e);
+        pthread_mutex_lock(&c->mu);
+        if (rc == 0) {
+            bind_slot_(c, s);
+            s->state = SLOT_READY;
+            c->stats[r.layer].bytes_read += c->loc[(size_t)r.layer * c->E + r.expert].bytes;
+        } else {
+            s->state = SLOT_EMPTY;
+            s->prefetched = false;
+            c->filled--;
+            en->slot = -1;
+            en->failed = true;
+            free(en->err);
+            en->err = xstrdup(e.msg);
+        }
+        en->queued_demand = false;
+        pthread_cond_broadcast(&c->done);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+pg_cache *pg_cache_new(pg_model *m, pg_store *store, size_t budget, pg_evict policy, int n_io, pg_error *e) {
+    if (!m->gguf) {
+        pg_fail(e, "%s: expert offloading needs a GGUF file (convert it with `pregate convert --from hf`)", m->path);
+        return NULL;
+    }
+    if (m->hp.n_expert == 0) {
+        pg_fail(e, "%s: the model has no experts to offload", m->path);
+        return NULL;
+    }
+    size_t sb = max_expert_bytes_(m), min = pg_cache_min_budget(m);
+    if (budget < min) {
+        pg_fail(e, "expert memory %.2f MiB is below the minimum for this model: %.2f MiB (%d experts of %.2f MiB, "
+                   "one layer's top-k)", budget / 1048576.0, min / 1048576.0, m->hp.n_expert_used, sb / 1048576.0);
+        return NULL;
+    }
+    pg_cache *c = xcalloc(1, sizeof *c);
+    c->m = m;
+    c->store = store;
+    c->policy = policy;
+    c->L = m->hp.n_layer;
+    c->E = m->hp.n_expert;
+    c->slot_bytes = sb;
+    int total = 0;
+    for (int l = 0; l < c->L; l++) total += m->layers[l].is_moe ? c->E : 0;
+    c->n_slots = (int)(budget / sb) < total ? (int)(budget / sb) : total;
+    c->slots = xcalloc((size_t)c->n_slots, sizeof(slot));
+    for (int i = 0; i < c->n_slots; i++) c->slots[i].data = xmalloc_aligned(4096, sb);
+    c->pt = xcalloc((size_t)c->L * c->E, sizeof(entry));
+    c->loc = xcalloc((size_t)c->L * c->E, sizeof(pg_expert_loc));
+    const uint8_t *base = m->gguf->map;
+    for (int l = 0; l < c->L; l++)
+        for (int x = 0; x < c->E; x++) {
+            ent_(c, l, x)->slot = -1;
+            if (!m->layers[l].is_moe) continue;
+            const pg_expert *w = &m->layers[l].experts[x];
+            const pg_mat *mats[3] = {&w->gate, &w->up, &w->down};
+            pg_expert_loc *lc = &c->loc[(size_t)l * c->E + x];
+            for (int k = 0; k < 3; k++) {
+                PG_ASSERT((const uint8_t *)mats[k]->data >= base &&
+                          (const uint8_t *)mats[k]->data + mat_bytes_(mats[k]) <= base + m->gguf->size);
+                lc->offset[k] = (uint64_t)((const uint8_t *)mats[k]->data - base);
+                lc->size[k] = mat_bytes_(mats[k]);
+                lc->bytes += lc->size[k];
+            }
+        }
+    c->stats = xcalloc((size_t)c->L, sizeof(pg_cache_layer_stats));
+    c->cur_layer = c->done_layer = -1;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->work, NULL);
+    pthread_cond_init(&c->done, NULL);
+    c->n_io = n_io < 1 ? 1 : n_io;
+    c->io = xcalloc((size_t)c->n_io, sizeof(pthread_t));
+    for (int i = 0; i < c->n_io; i++) PG_ASSERT(pthread_create(&c->io[i], NULL, io_main_, c) == 0);
+    return c;
+}
+
+void pg_cache_free(pg_cache *c) {
+    if (!c) return;
+    pthread_mutex_lock(&c->mu);
+    c->stop = true;
+    pthread_cond_broadcast(&c->work);
+    pthread_cond_broadcast(&c->done);
+    pthread_mutex_unlock(&c->mu);
+    for (int i = 0; i < c->n_io; i++) pthread_join(c->io[i], NULL);
+    for (int i = 0; i < c->n_slots; i++) free(c->slots[i].data);
+    for (size_t i = 0; i < (size_t)c->L * c->E; i++) free(c->pt[i].err);
+    free(c->slots);
+    free(c->pt);
+    free(c->loc);
+    free(c->demand.q);
+    free(c->prefetch.q);
+    free(c->stats);
+    free(c->io);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->work);
+    pthread_cond_destroy(&c->done);
+    free(c);
+}
+
+size_t pg_cache_slot_bytes(const pg_cache *c) { return c->slot_bytes; }
+int pg_cache_n_slots(const pg_cache *c) { return c->n_slots; }
+
+void pg_cache_begin_step(pg_cache *c) {
+    pthread_mutex_lock(&c->mu);
+    c->step++;
+    c->cur_layer = c->done_layer = -1;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void pg_cache_begin_layer(pg_cache *c, int layer) {
+    pthread_mutex_lock(&c->mu);
+    c->cur_layer = layer;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void pg_cache_end_layer(pg_cache *c, int layer) {
+    pthread_mutex_lock(&c->mu);
+    c->done_layer = layer;
+    for (int x = 0; x < c->E; x++) ent_(c, layer, x)->protect = false;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void enqueue_(pg_cache *c, int layer, int x, bool demand) {
+    entry *en = ent_(c, layer, x);
+    if (demand && en->queued && !en->queued_demand) { /* promote a queued prefetch */
+        q_cancel_(&c->prefetch, layer, x);
+        en->queued = false;
+    }
+    if (en->queued) return;
+    en->queued = true;
+    en->queued_demand = demand;
+    q_push_(demand ? &c->demand : &c->prefetch, (request){layer, x, c->step, false});
+    pthread_cond_signal(&c->work);
+}
+
+void pg_cache_prefetch(pg_cache *c, int layer, const int *experts, int n) {
+    if (layer < 0 || layer >= c->L || !c->m->layers[layer].is_moe) return;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < n; i++) {
+        entry *en = ent_(c, layer, experts[i]);
+        en->protect = true;
+        if (en->slot < 0) enqueue_(c, layer, experts[i], false);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+void pg_cache_request(pg_cache *c, int layer, const int *experts, int n) {
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < n; i++) {
+        entry *en = ent_(c, layer, experts[i]);
+        en->want++;
+        if (en->slot < 0) enqueue_(c, layer, experts[i], true);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+const pg_expert *pg_cache_acquire(pg_cache *c, int layer, int x, pg_error *e) {
+    pthread_mutex_lock(&c->mu);
+    pg_cache_layer_stats *st = &c->stats[layer];
+    entry *en = ent_(c, layer, x);
+    st->acquires++;
+    bool first = true;
+    double t0 = 0;
+    for (;;) {
+        if (en->failed) {
+            pg_fail(e, "%s", en->err);
+            en->failed = false;
+            if (en->want) en->want--;
+            if (!first) st->stall_s += pg_time_s() - t0;
+            pthread_mutex_unlock(&c->mu);
+            return NULL;
+        }
+        if (en->slot >= 0 && c->slots[en->slot].state == SLOT_READY) break;
+        if (first) {
+            if (en->slot >= 0 || (en->queued && !en->queued_demand)) st->late++;
+            else st->misses++;
+            if (en->slot < 0) enqueue_(c, layer, x, true);
+            first = false;
+            t0 = pg_time_s();
+        }
+        pthread_cond_wait(&c->done, &c->mu);
+    }
+    if (first) st->hits++;
+    else st->stall_s += pg_time_s() - t0;
+    slot *s = &c->slots[en->slot];
+    s->refs++;
+    s->uses++;
+    s->last_use = ++c->tick;
+    if (s->prefetched) {
+        st->prefetch_used++;
+        s->prefetched = false;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return &s->w;
+}
+
+void pg_cache_release(pg_cache *c, int layer, int x) {
+    pthread_mutex_lock(&c->mu);
+    entry *en = ent_(c, layer, x);
+    PG_ASSERT(en->slot >= 0 && c->slots[en->slot].refs > 0);
+    c->slots[en->slot].refs--;
+    if (en->want) en->want--;
+    pthread_cond_broadcast(&c->done);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void pg_cache_score_prediction(pg_cache *c, int layer, const int *pred, int n_pred, const int *actual, int n_actual) {
+    int hit = 0;
+    for (int i = 0; i < n_pred; i++)
+        for (int j = 0; j < n_actual; j++) hit += pred[i] == actual[j];
+    pthread_mutex_lock(&c->mu);
+    c->stats[layer].pred_true += (uint64_t)hit;
+    c->stats[layer].pred_total += (uint64_t)n_pred;
+    c->stats[layer].actual_total += (uint64_t)n_actual;
+    pthread_mutex_unlock(&c->mu);
+}
+
+const pg_cache_layer_stats *pg_cache_stats(const pg_cache *c, int layer) { return &c->stats[layer]; }
+
+void pg_cache_stats_reset(pg_cache *c) {
+    pthread_mutex_lock(&c->mu);
+    memset(c->stats, 0, (size_t)c->L * sizeof *c->stats);
+    c->peak_filled = c->filled;
+    pthread_mutex_unlock(&c->mu);
+}
+
+size_t pg_cache_peak_bytes(const pg_cache *c) { return (size_t)c->peak_filled * c->slot_bytes; }
+
+int pg_cache_slots_in_use(const pg_cache *c) {
+    pg_cache *mc = (pg_cache *)c;
+    pthread_mutex_lock(&mc->mu);
+    int n = c->filled;
+    pthread_mutex_unlock(&mc->mu);
+    return n;
+}
+
+int pg_cache_refs_held(const pg_cache *c) {
+    pg_cache *mc = (pg_cache *)c;
+    pthread_mutex_lock(&mc->mu);
+    int n = 0;
+    for (int i = 0; i < c->n_slots; i++) n += c->slots[i].refs;
+    for (size_t i = 0; i < (size_t)c->L * c->E; i++) n += c->pt[i].want;
+    pthread_mutex_unlock(&mc->mu);
+    return n;
+}
+
+void pg_cache_clear(pg_cache *c) {
+    pthread_mutex_lock(&c->mu);
+    /* drop everything queued, wait for reads in flight */
+    for (int i = 0; i < c->demand.len; i++) c->demand.q[(c->demand.head + i) % c->demand.cap].cancelled = true;
+    for (int i = 0; i < c->prefetch.len; i++) c->prefetch.q[(c->prefetch.head + i) % c->prefetch.cap].cancelled = true;
+    for (size_t i = 0; i < (size_t)c->L * c->E; i++) c->pt[i].queued = c->pt[i].queued_demand = false;
+    for (;;) {
+        bool loading = false;
+        for (int i = 0; i < c->n_slots; i++) loading |= c->slots[i].state == SLOT_LOADING;
+        if (!loading) break;
+        pthread_cond_wait(&c->done, &c->mu);
+    }
+    for (int i = 0; i < c->n_slots; i++) {
+        slot *s = &c->slots[i];
+        PG_ASSERT(s->refs == 0);
+        if (s->state == SLOT_READY) ent_(c, s->layer, s->expert)->slot = -1;
+        s->state = SLOT_EMPTY;
+        s->prefetched = false;
+    }
+    for (size_t i = 0; i < (size_t)c->L * c->E; i++) {
+        c->pt[i].protect = c->pt[i].failed = false;
+        c->pt[i].want = 0;
+    }
+    c->filled = 0;
+    c->peak_filled = 0;
+    pthread_mutex_unlock(&c->mu);
+}

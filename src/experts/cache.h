@@ -1,0 +1,100 @@
+/* cache.h - the fast tier: expert slots within a byte budget, filled by
+ * I/O threads from the slow tier (store.h).
+ *
+ * Every expert of the model is one unit (gate, up and down back to back in
+ * one slot). A page table maps (layer, expert) to a slot. A slot is EMPTY,
+ * LOADING or READY, and READY slots carry a reference count: an expert being
+ * computed is never evicted. Requests wait in two queues, demand (a layer is
+ * waiting for it) before prefetch (a prediction); a queued prefetch whose
+ * layer has already run for the current step is dropped, and a demand for an
+ * expert still queued as a prefetch promotes it.
+ *
+ * Eviction (among READY slots with no references):
+ *   PG_EVICT_LRU        least recently used;
+ *   PG_EVICT_LFU        least frequently used (ties: least recent);
+ *   PG_EVICT_LOOKAHEAD  never an expert predicted for the coming layers;
+ *                       of the rest, the one whose layer comes furthest
+ *                       ahead in the cyclic layer order (plain LRU evicts
+ *                       exactly the layer needed next), ties by LRU.
+ *
+ * The cache never changes numbers: it copies the same bytes the file holds,
+ * and a failed read is reported, never computed with.
+ */
+#ifndef PG_CACHE_H
+#define PG_CACHE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../model.h"
+#include "store.h"
+
+typedef enum { PG_EVICT_LRU = 0, PG_EVICT_LFU, PG_EVICT_LOOKAHEAD } pg_evict;
+
+const char *pg_evict_name(pg_evict p);
+int pg_evict_parse(const char *s, pg_evict *out, pg_error *e);
+
+/* Per-layer counters (all monotonic). */
+typedef struct {
+    uint64_t acquires;          /* experts demanded by the forward pass */
+    uint64_t hits;              /* ... already READY when demanded */
+    uint64_t late;              /* ... LOADING (a prefetch in flight) when demanded */
+    uint64_t misses;            /* ... absent: a demand load was issued */
+    uint64_t prefetch_issued;   /* prefetch loads started */
+    uint64_t prefetch_used;     /* prefetched experts later demanded */
+    uint64_t prefetch_wasted;   /* prefetched experts evicted or dropped unused */
+    uint64_t prefetch_dropped;  /* queued prefetches dropped before reading */
+    uint64_t bytes_read;
+    double stall_s;             /* compute waiting in pg_cache_acquire */
+    /* prediction quality, summed over steps */
+    uint64_t pred_true;         /* |predicted ∩ actual| */
+    uint64_t pred_total;        /* |predicted| */
+    uint64_t actual_total;      /* |actual| */
+} pg_cache_layer_stats;
+
+typedef struct pg_cache pg_cache;
+
+/* Budget in bytes; at least one layer's top-k experts must fit, else error
+ * naming the minimum. n_io_threads >= 1. */
+pg_cache *pg_cache_new(pg_model *m, pg_store *store, size_t budget, pg_evict policy, int n_io_threads,
+                       pg_error *e);
+void pg_cache_free(pg_cache *c); /* joins the I/O threads; NULL-safe */
+
+size_t pg_cache_slot_bytes(const pg_cache *c);
+int pg_cache_n_slots(const pg_cache *c);
+/* Smallest budget pg_cache_new accepts for this model. */
+size_t pg_cache_min_budget(const pg_model *m);
+
+/* Marks the start of a new step (a token or chunk) and of a layer's FFN:
+ * queued prefetches for layers already done are dropped. */
+void pg_cache_begin_step(pg_cache *c);
+void pg_cache_begin_layer(pg_cache *c, int layer);
+void pg_cache_end_layer(pg_cache *c, int layer);
+
+/* A hint: load these experts of `layer` if absent (never blocks, may be
+ * dropped when no slot is free). Marks them protected from LOOKAHEAD
+ * eviction until that layer has run. */
+void pg_cache_prefetch(pg_cache *c, int layer, const int *experts, int n);
+/* Issues demand loads for every absent expert in the list without waiting,
+ * so that they are all in flight before the first acquire. */
+void pg_cache_request(pg_cache *c, int layer, const int *experts, int n);
+/* Waits until the expert is READY, takes a reference and returns its
+ * weights (pointing into the slot). NULL with e set if its read failed; the
+ * entry is then cleared so that a later request retries. */
+const pg_expert *pg_cache_acquire(pg_cache *c, int layer, int expert, pg_error *e);
+void pg_cache_release(pg_cache *c, int layer, int expert);
+
+/* Records a prediction for `layer` against what it then routed to. */
+void pg_cache_score_prediction(pg_cache *c, int layer, const int *predicted, int n_pred, const int *actual,
+                               int n_actual);
+
+const pg_cache_layer_stats *pg_cache_stats(const pg_cache *c, int layer);
+void pg_cache_stats_reset(pg_cache *c);
+size_t pg_cache_peak_bytes(const pg_cache *c); /* slots ever filled x slot bytes */
+/* Slots READY or LOADING and references held (must be 0 between steps). */
+int pg_cache_slots_in_use(const pg_cache *c);
+int pg_cache_refs_held(const pg_cache *c);
+/* Empties every slot (waits for loads in flight). */
+void pg_cache_clear(pg_cache *c);
+
+#endif
