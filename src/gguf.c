@@ -619,6 +619,8 @@ typedef struct {
     int64_t ne[PG_MAX_DIMS];
     const void *data;
     size_t nbytes;
+    gguf_fill_fn fill; /* non-NULL: data produced at write time */
+    void *fill_ctx;
 } wtensor_;
 
 struct gguf_writer {
@@ -767,34 +769,58 @@ void gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv) {
     set_kv_(w, kv->key, &b);
 }
 
+static wtensor_ *add_tensor_(gguf_writer *w, const char *name, pg_type type, int n_dims, const int64_t *ne,
+                             size_t nbytes);
+
 void gguf_writer_add_tensor(gguf_writer *w, const char *name, pg_type type, int n_dims,
                             const int64_t *ne, const void *data, size_t nbytes) {
-    if (w->err[0]) return;
+    wtensor_ *t = add_tensor_(w, name, type, n_dims, ne, nbytes);
+    if (t) t->data = data;
+}
+
+void gguf_writer_add_tensor_cb(gguf_writer *w, const char *name, pg_type type, int n_dims, const int64_t *ne,
+                               size_t nbytes, int (*fill)(void *ctx, uint64_t offset, void *buf, size_t len),
+                               void *ctx) {
+    if (!fill && !w->err[0]) {
+        snprintf(w->err, sizeof w->err, "tensor '%.64s' has no data callback", name);
+        return;
+    }
+    wtensor_ *t = add_tensor_(w, name, type, n_dims, ne, nbytes);
+    if (t) {
+        t->fill = fill;
+        t->fill_ctx = ctx;
+    }
+}
+
+/* Validates and appends a tensor entry; NULL (w->err set) on misuse. */
+static wtensor_ *add_tensor_(gguf_writer *w, const char *name, pg_type type, int n_dims, const int64_t *ne,
+                             size_t nbytes) {
+    if (w->err[0]) return NULL;
     const pg_type_traits *tt = pg_type_info(type);
     if (!tt) {
         snprintf(w->err, sizeof w->err, "tensor '%.64s' has unknown type %d", name, (int)type);
-        return;
+        return NULL;
     }
     if (n_dims < 1 || n_dims > PG_MAX_DIMS) {
         snprintf(w->err, sizeof w->err, "tensor '%.64s' has n_dims %d (must be 1..%d)", name, n_dims, PG_MAX_DIMS);
-        return;
+        return NULL;
     }
     int64_t nel = 1;
     for (int d = 0; d < n_dims; d++) {
         if (ne[d] < 1 || __builtin_mul_overflow(nel, ne[d], &nel)) {
             snprintf(w->err, sizeof w->err, "tensor '%.64s' has a bad dimension ne[%d] = %" PRId64, name, d, ne[d]);
-            return;
+            return NULL;
         }
     }
     if (ne[0] % tt->blck || (uint64_t)(nel / tt->blck) * tt->type_size != nbytes) {
         snprintf(w->err, sizeof w->err, "tensor '%.64s': %zu bytes do not match type %s and its shape", name,
                  nbytes, tt->name);
-        return;
+        return NULL;
     }
     for (size_t i = 0; i < w->n_t; i++) {
         if (strcmp(w->t[i].name, name) == 0) {
             snprintf(w->err, sizeof w->err, "duplicate tensor name '%.64s'", name);
-            return;
+            return NULL;
         }
     }
     if (w->n_t == w->cap_t) {
@@ -807,8 +833,8 @@ void gguf_writer_add_tensor(gguf_writer *w, const char *name, pg_type type, int 
     t->type = type;
     t->n_dims = n_dims;
     for (int d = 0; d < PG_MAX_DIMS; d++) t->ne[d] = d < n_dims ? ne[d] : 1;
-    t->data = data;
     t->nbytes = nbytes;
+    return t;
 }
 
 static uint64_t align_up_(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
@@ -860,9 +886,27 @@ int gguf_writer_write(gguf_writer *w, const char *path, pg_error *e) {
     }
     bool ok = fwrite(h.p, 1, h.len, f) == h.len;
     free(h.p);
+    uint8_t *chunk = NULL;
+    const wtensor_ *failed = NULL;
+    uint64_t failed_at = 0;
     for (size_t i = 0; ok && i < w->n_t; i++) {
         const wtensor_ *t = &w->t[i];
-        ok = fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
+        if (t->fill) {
+            if (!chunk) chunk = xmalloc_aligned(64, GGUF_WRITER_CHUNK);
+            for (uint64_t o = 0; ok && o < t->nbytes;) {
+                size_t n = t->nbytes - o < GGUF_WRITER_CHUNK ? (size_t)(t->nbytes - o) : GGUF_WRITER_CHUNK;
+                if (t->fill(t->fill_ctx, o, chunk, n) != 0) {
+                    failed = t;
+                    failed_at = o;
+                    ok = false;
+                    break;
+                }
+                ok = fwrite(chunk, 1, n, f) == n;
+                o += n;
+            }
+        } else {
+            ok = fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
+        }
         uint64_t pad = align_up_(t->nbytes, alignment) - t->nbytes;
         while (ok && pad > 0) {
             size_t n = pad < sizeof zeros ? (size_t)pad : sizeof zeros;
@@ -870,7 +914,8 @@ int gguf_writer_write(gguf_writer *w, const char *path, pg_error *e) {
             pad -= n;
         }
     }
-    int err = ok ? 0 : errno;
+    free(chunk);
+    int err = ok || failed ? 0 : errno;
     if (fclose(f) != 0 && ok) {
         ok = false;
         err = errno;
@@ -882,6 +927,9 @@ int gguf_writer_write(gguf_writer *w, const char *path, pg_error *e) {
     if (!ok) {
         unlink(tmp);
         free(tmp);
+        if (failed)
+            return pg_fail(e, "%s: tensor '%.64s': data callback failed at offset %" PRIu64, path, failed->name,
+                           failed_at);
         return pg_fail(e, "%s: write failed: %s", path, err ? strerror(err) : "short write");
     }
     free(tmp);

@@ -139,6 +139,17 @@ void gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv);
  * ne in GGML order. nbytes must equal the size implied by type and shape. */
 void gguf_writer_add_tensor(gguf_writer *w, const char *name, pg_type type, int n_dims,
                             const int64_t *ne, const void *data, size_t nbytes);
+/* Adds a tensor whose nbytes of data are produced at write time: fill(ctx,
+ * offset, buf, len) must write bytes [offset, offset+len) of the tensor into
+ * buf and return 0. It is called in order, in chunks of at most
+ * GGUF_WRITER_CHUNK bytes, so a model of any size is written without holding
+ * it in memory. A nonzero return aborts the write (the partial file is
+ * removed) with "PATH: tensor 'NAME': data callback failed at offset N". */
+#define GGUF_WRITER_CHUNK ((size_t)4 << 20)
+typedef int (*gguf_fill_fn)(void *ctx, uint64_t offset, void *buf, size_t len);
+void gguf_writer_add_tensor_cb(gguf_writer *w, const char *name, pg_type type, int n_dims, const int64_t *ne,
+                               size_t nbytes, int (*fill)(void *ctx, uint64_t offset, void *buf, size_t len),
+                               void *ctx);
 /* Writes a GGUF v3 file (alignment 32, or general.alignment if set) via
  * PATH.tmp + rename. Setting a key twice replaces its value in place. A bad
  * add_tensor call (unknown type, bad shape, nbytes mismatch, duplicate name)

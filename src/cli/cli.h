@@ -6,5 +6,6 @@ int cmd_run(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_bench_kernels(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
 
 #endif

@@ -1,0 +1,363 @@
+/* synth.c - see synth.h.
+ *
+ * Each tensor's data is a sequence of "units" of 32 consecutive elements (one
+ * Q8_0 block; for float types 32 elements, the last unit maybe shorter).
+ * Element i of tensor t is a pure function of (seed, t, i), so any byte range
+ * the writer asks for is produced by generating the units it overlaps; whole
+ * units go straight into the writer's buffer, split units at the edges
+ * through a small scratch block. Units are shared out to the thread pool.
+ */
+#include "synth.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+#include "gguf.h"
+#include "kernels/kernels.h"
+#include "threadpool.h"
+
+#define UNIT 32
+#define GOLDEN 0x9e3779b97f4a7c15ull
+
+static inline uint64_t mix64_(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+typedef enum { FILL_RANDOM, FILL_ONES } fill_kind;
+
+struct synth_run_;
+
+typedef struct {
+    struct synth_run_ *run;
+    pg_type type;
+    fill_kind kind;
+    int64_t nel;       /* elements */
+    float amp;         /* uniform in (-amp, amp) */
+    uint64_t key;      /* per-tensor stream key */
+    size_t unit_bytes; /* bytes of a full unit */
+} synth_tensor;
+
+typedef struct synth_run_ {
+    pg_pool *pool;
+    uint64_t done, total;
+    void (*progress)(void *ctx, uint64_t done, uint64_t total);
+    void *progress_ctx;
+} synth_run;
+
+/* Element i of a random tensor: uniform, symmetric, mean 0. */
+static inline float rand_elem_(const synth_tensor *st, int64_t i) {
+    uint64_t h = mix64_(st->key + (uint64_t)i * GOLDEN);
+    /* 24 random bits -> odd integers in [-(2^24-1), 2^24-1] (exact in float)
+     * -> (-1, 1), symmetric about 0 */
+    int32_t r = 2 * (int32_t)(h >> 40) - 16777215;
+    float u = (float)r * (1.0f / 16777216.0f);
+    return u * st->amp;
+}
+
+/* Writes unit u (elements [32u, min(32u+32, nel))) to dst; returns its bytes. */
+static size_t gen_unit_(const synth_tensor *st, int64_t u, uint8_t *dst) {
+    float f[UNIT];
+    int64_t i0 = u * UNIT;
+    int n = st->nel - i0 < UNIT ? (int)(st->nel - i0) : UNIT;
+    if (st->kind == FILL_ONES)
+        for (int k = 0; k < n; k++) f[k] = 1.0f;
+    else
+        for (int k = 0; k < n; k++) f[k] = rand_elem_(st, i0 + k);
+    switch (st->type) {
+    case PG_TYPE_F32:
+        memcpy(dst, f, (size_t)n * 4);
+        return (size_t)n * 4;
+    case PG_TYPE_F16:
+        for (int k = 0; k < n; k++) {
+            uint16_t h = pg_f32_to_f16(f[k]);
+            memcpy(dst + 2 * k, &h, 2);
+        }
+        return (size_t)n * 2;
+    case PG_TYPE_BF16:
+        for (int k = 0; k < n; k++) {
+            uint16_t h = pg_f32_to_bf16(f[k]);
+            memcpy(dst + 2 * k, &h, 2);
+        }
+        return (size_t)n * 2;
+    case PG_TYPE_Q8_0: {
+        PG_ASSERT(n == UNIT); /* row lengths are multiples of 32 (checked) */
+        block_q8_0 b;
+        pg_quantize_q8_0_ref(UNIT, f, &b);
+        memcpy(dst, &b, sizeof b);
+        return sizeof b;
+    }
+    default: PG_ASSERT(!"synth: unsupported type"); return 0;
+    }
+}
+
+/* Bytes [off, off+len) of the tensor from units [u0, u1). */
+static void gen_range_(const synth_tensor *st, uint64_t off, uint8_t *buf, size_t len, int64_t u0, int64_t u1) {
+    uint64_t ub = st->unit_bytes, end = off + len;
+    uint8_t tmp[sizeof(float) * UNIT];
+    for (int64_t u = u0; u < u1; u++) {
+        uint64_t us = (uint64_t)u * ub;
+        if (us >= off && us + ub <= end) {
+            gen_unit_(st, u, buf + (us - off));
+        } else { /* split unit at an edge, or the short last unit */
+            size_t n = gen_unit_(st, u, tmp);
+            uint64_t a = us > off ? us : off, b = us + n < end ? us + n : end;
+            if (b > a) memcpy(buf + (a - off), tmp + (a - us), (size_t)(b - a));
+        }
+    }
+}
+
+typedef struct {
+    const synth_tensor *st;
+    uint64_t off;
+    uint8_t *buf;
+    size_t len;
+    int64_t u0, u1;
+} range_task;
+
+static void range_task_(void *arg, int ith, int nth) {
+    const range_task *t = arg;
+    long lo, hi;
+    pg_split((long)(t->u1 - t->u0), ith, nth, &lo, &hi);
+    gen_range_(t->st, t->off, t->buf, t->len, t->u0 + lo, t->u0 + hi);
+}
+
+static int fill_(void *ctx, uint64_t off, void *buf, size_t len) {
+    const synth_tensor *st = ctx;
+    synth_run *run = st->run;
+    uint64_t ub = st->unit_bytes;
+    int64_t u0 = (int64_t)(off / ub), u1 = (int64_t)((off + len + ub - 1) / ub);
+    range_task t = {st, off, buf, len, u0, u1};
+    if (run->pool && len >= (64u << 10)) pg_pool_run(run->pool, range_task_, &t);
+    else range_task_(&t, 0, 1);
+    run->done += len;
+    if (run->progress) run->progress(run->progress_ctx, run->done, run->total);
+    return 0;
+}
+
+/* ---- parameters ---- */
+
+static int head_dim_(const pg_synth_params *p) { return p->head_dim > 0 ? p->head_dim : p->dim / (p->n_head > 0 ? p->n_head : 1); }
+
+int pg_synth_parse_type(const char *name) {
+    static const struct { const char *n; pg_type t; } types[] = {
+        {"F32", PG_TYPE_F32}, {"F16", PG_TYPE_F16}, {"BF16", PG_TYPE_BF16}, {"Q8_0", PG_TYPE_Q8_0}};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (strcasecmp(name, types[i].n) == 0) return (int)types[i].t;
+    return -1;
+}
+
+int pg_synth_check(const pg_synth_params *p, pg_error *e) {
+    if (p->arch != PG_SYNTH_QWEN3MOE && p->arch != PG_SYNTH_MIXTRAL)
+        return pg_fail(e, "synth: unknown architecture %d (qwen3moe or mixtral)", (int)p->arch);
+    if (p->n_layer < 1 || p->n_layer > 4096) return pg_fail(e, "synth: layers %d (must be 1..4096)", p->n_layer);
+    if (p->dim < 1 || p->dim > (1 << 17)) return pg_fail(e, "synth: dim %d (must be 1..131072)", p->dim);
+    if (p->n_expert < 1 || p->n_expert > 1024) return pg_fail(e, "synth: experts %d (must be 1..1024)", p->n_expert);
+    int kmax = p->n_expert < 64 ? p->n_expert : 64;
+    if (p->n_expert_used < 1 || p->n_expert_used > kmax)
+        return pg_fail(e, "synth: top-k %d (must be 1..%d with %d experts)", p->n_expert_used, kmax, p->n_expert);
+    if (p->expert_ffn < 1 || p->expert_ffn > (1 << 20))
+        return pg_fail(e, "synth: expert-ffn %d (must be 1..1048576)", p->expert_ffn);
+    if (p->n_head < 1 || p->n_head > 4096) return pg_fail(e, "synth: heads %d (must be 1..4096)", p->n_head);
+    if (p->n_head_kv < 1 || p->n_head_kv > p->n_head || p->n_head % p->n_head_kv)
+        return pg_fail(e, "synth: kv-heads %d must divide heads %d", p->n_head_kv, p->n_head);
+    if (p->head_dim < 0) return pg_fail(e, "synth: head-dim %d (must be positive)", p->head_dim);
+    if (p->head_dim == 0 && p->dim % p->n_head)
+        return pg_fail(e, "synth: heads %d do not divide dim %d (give head-dim explicitly)", p->n_head, p->dim);
+    int hd = head_dim_(p);
+    if (hd < 2 || hd > 4096 || hd % 2) return pg_fail(e, "synth: head-dim %d (must be even, 2..4096)", hd);
+    if ((int64_t)hd * p->n_head > (1 << 20))
+        return pg_fail(e, "synth: heads x head-dim = %lld is too large", (long long)hd * p->n_head);
+    if (p->vocab < PG_SYNTH_MIN_VOCAB || p->vocab > (1 << 24))
+        return pg_fail(e, "synth: vocab %d (must be %d..16777216: 256 bytes + <|endoftext|>)", p->vocab,
+                       PG_SYNTH_MIN_VOCAB);
+    if (p->type != PG_TYPE_F32 && p->type != PG_TYPE_F16 && p->type != PG_TYPE_BF16 && p->type != PG_TYPE_Q8_0)
+        return pg_fail(e, "synth: type %s cannot be synthesized (F32, F16, BF16 or Q8_0)", pg_type_name(p->type));
+    if (p->type == PG_TYPE_Q8_0) {
+        const char *what = NULL;
+        long long v = 0;
+        if (p->dim % 32) what = "dim", v = p->dim;
+        else if ((hd * p->n_head) % 32) what = "heads x head-dim", v = (long long)hd * p->n_head;
+        else if (p->expert_ffn % 32) what = "expert-ffn", v = p->expert_ffn;
+        if (what)
+            return pg_fail(e, "synth: Q8_0 needs row lengths that are multiples of 32, but %s is %lld", what, v);
+    }
+    if (p->n_ctx < 0 || p->n_ctx > (1 << 30)) return pg_fail(e, "synth: ctx %d (must be 1..%d)", p->n_ctx, 1 << 30);
+    return 0;
+}
+
+int pg_synth_sizes_of(const pg_synth_params *p, pg_synth_sizes *s, pg_error *e) {
+    memset(s, 0, sizeof *s);
+    if (pg_synth_check(p, e)) return -1;
+    uint64_t D = (uint64_t)p->dim, V = (uint64_t)p->vocab, E = (uint64_t)p->n_expert, F = (uint64_t)p->expert_ffn;
+    uint64_t hd = (uint64_t)head_dim_(p), Q = hd * (uint64_t)p->n_head, KV = hd * (uint64_t)p->n_head_kv;
+    uint64_t rD = pg_row_bytes(p->type, (int64_t)D), rQ = pg_row_bytes(p->type, (int64_t)Q),
+             rF = pg_row_bytes(p->type, (int64_t)F);
+    uint64_t L = (uint64_t)p->n_layer;
+    s->bytes_per_expert = 2 * F * rD + D * rF;
+    s->expert_bytes = L * E * s->bytes_per_expert;
+    uint64_t attn = Q * rD + 2 * KV * rD + D * rQ;
+    uint64_t router = E * D * 4;
+    s->dense_bytes = 2 * V * rD + L * (attn + router);
+    uint64_t norms = D * 4 + L * 2 * D * 4 + (p->arch == PG_SYNTH_QWEN3MOE ? L * 2 * hd * 4 : 0);
+    s->data_bytes = s->dense_bytes + s->expert_bytes + norms;
+    s->n_tensors = 3 + p->n_layer * (p->arch == PG_SYNTH_QWEN3MOE ? 12 : 10);
+    return 0;
+}
+
+/* ---- tokenizer ---- */
+
+/* GPT-2's byte-to-unicode alphabet: printable bytes stand for themselves, the
+ * other 68 take U+0100.. in byte order. Writes UTF-8 (NUL-terminated). */
+static void byte_token_(int b, char out[4]) {
+    unsigned cp;
+    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) {
+        cp = (unsigned)b;
+    } else {
+        int n = 0;
+        for (int x = 0; x < b; x++)
+            if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255))) n++;
+        cp = 256u + (unsigned)n;
+    }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        out[1] = 0;
+    } else { /* cp < 0x800 */
+        out[0] = (char)(0xc0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        out[2] = 0;
+    }
+}
+
+static void tokenizer_(gguf_writer *w, int vocab) {
+    char **tok = xmalloc((size_t)vocab * sizeof(char *));
+    int32_t *type = xmalloc((size_t)vocab * sizeof(int32_t));
+    for (int i = 0; i < vocab; i++) {
+        char buf[32];
+        if (i < 256) {
+            byte_token_(i, buf);
+            type[i] = 1; /* normal */
+        } else if (i == 256) {
+            snprintf(buf, sizeof buf, "<|endoftext|>");
+            type[i] = 3; /* control */
+        } else {
+            snprintf(buf, sizeof buf, "<|synth_%d|>", i);
+            type[i] = 3;
+        }
+        tok[i] = xstrdup(buf);
+    }
+    gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
+    gguf_writer_set_str(w, "tokenizer.ggml.pre", "gpt-2");
+    gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)tok, (uint64_t)vocab);
+    gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", type, (uint64_t)vocab);
+    gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", NULL, 0);
+    gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 256);
+    gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 256);
+    gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false);
+    for (int i = 0; i < vocab; i++) free(tok[i]);
+    free(tok);
+    free(type);
+}
+
+/* ---- the model ---- */
+
+typedef struct {
+    gguf_writer *w;
+    synth_run *run;
+    synth_tensor *ts;
+    int n, cap;
+    uint64_t seed;
+} builder;
+
+static void add_(builder *b, const char *name, pg_type type, fill_kind kind, int n_dims, int64_t ne0, int64_t ne1,
+                 int64_t ne2) {
+    PG_ASSERT(b->n < b->cap);
+    int64_t ne[3] = {ne0, ne1, ne2};
+    synth_tensor *st = &b->ts[b->n];
+    st->run = b->run;
+    st->type = type;
+    st->kind = kind;
+    st->nel = ne0 * (n_dims > 1 ? ne1 : 1) * (n_dims > 2 ? ne2 : 1);
+    st->amp = sqrtf(3.0f / (float)ne0); /* std = amp / sqrt(3) = 1 / sqrt(fan_in) */
+    st->key = mix64_(b->seed ^ mix64_(0x5eed0000ull + (uint64_t)b->n));
+    st->unit_bytes = type == PG_TYPE_Q8_0 ? sizeof(block_q8_0) : (size_t)UNIT * (type == PG_TYPE_F32 ? 4 : 2);
+    size_t nbytes = pg_row_bytes(type, ne0) * (size_t)(st->nel / ne0);
+    b->run->total += nbytes;
+    gguf_writer_add_tensor_cb(b->w, name, type, n_dims, ne, nbytes, fill_, st);
+    b->n++;
+}
+
+int pg_synth_write(const pg_synth_params *p, const char *out, pg_error *e) {
+    pg_synth_sizes sz;
+    if (pg_synth_sizes_of(p, &sz, e)) return -1;
+    bool qwen = p->arch == PG_SYNTH_QWEN3MOE;
+    const char *a = qwen ? "qwen3moe" : "llama";
+    int D = p->dim, V = p->vocab, E = p->n_expert, F = p->expert_ffn, hd = head_dim_(p);
+    int Q = hd * p->n_head, KV = hd * p->n_head_kv;
+    pg_type t = p->type;
+
+    gguf_writer *w = gguf_writer_new();
+    char key[128], name[128];
+#define KEY(k) (snprintf(key, sizeof key, "%s." k, a), key)
+    gguf_writer_set_str(w, "general.architecture", a);
+    snprintf(name, sizeof name, "synthetic random-weight %s MoE (seed %" PRIu64 ")", qwen ? "qwen3moe" : "mixtral",
+             p->seed);
+    gguf_writer_set_str(w, "general.name", name);
+    gguf_writer_set_u32(w, "general.file_type",
+                        t == PG_TYPE_F32 ? 0 : t == PG_TYPE_F16 ? 1 : t == PG_TYPE_Q8_0 ? 7 : 32);
+    gguf_writer_set_bool(w, "pregate.synthetic", true);
+    gguf_writer_set_u64(w, "pregate.synthetic.seed", p->seed);
+    gguf_writer_set_u32(w, KEY("block_count"), (uint32_t)p->n_layer);
+    gguf_writer_set_u32(w, KEY("context_length"), (uint32_t)(p->n_ctx > 0 ? p->n_ctx : 4096));
+    gguf_writer_set_u32(w, KEY("embedding_length"), (uint32_t)D);
+    gguf_writer_set_u32(w, KEY("feed_forward_length"), (uint32_t)F);
+    gguf_writer_set_u32(w, KEY("attention.head_count"), (uint32_t)p->n_head);
+    gguf_writer_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)p->n_head_kv);
+    gguf_writer_set_u32(w, KEY("attention.key_length"), (uint32_t)hd);
+    gguf_writer_set_u32(w, KEY("attention.value_length"), (uint32_t)hd);
+    gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)hd);
+    gguf_writer_set_f32(w, KEY("rope.freq_base"), 1000000.0f);
+    gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), qwen ? 1e-6f : 1e-5f);
+    gguf_writer_set_u32(w, KEY("expert_count"), (uint32_t)E);
+    gguf_writer_set_u32(w, KEY("expert_used_count"), (uint32_t)p->n_expert_used);
+    if (qwen) gguf_writer_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)F);
+#undef KEY
+    tokenizer_(w, V);
+
+    synth_run run = {.progress = p->progress, .progress_ctx = p->progress_ctx};
+    builder b = {.w = w, .run = &run, .cap = sz.n_tensors, .seed = p->seed};
+    b.ts = xcalloc((size_t)b.cap, sizeof *b.ts);
+    add_(&b, "token_embd.weight", t, FILL_RANDOM, 2, D, V, 1);
+    add_(&b, "output_norm.weight", PG_TYPE_F32, FILL_ONES, 1, D, 1, 1);
+    add_(&b, "output.weight", t, FILL_RANDOM, 2, D, V, 1);
+    for (int l = 0; l < p->n_layer; l++) {
+#define N(s) (snprintf(name, sizeof name, "blk.%d." s, l), name)
+        add_(&b, N("attn_norm.weight"), PG_TYPE_F32, FILL_ONES, 1, D, 1, 1);
+        add_(&b, N("attn_q.weight"), t, FILL_RANDOM, 2, D, Q, 1);
+        add_(&b, N("attn_k.weight"), t, FILL_RANDOM, 2, D, KV, 1);
+        add_(&b, N("attn_v.weight"), t, FILL_RANDOM, 2, D, KV, 1);
+        add_(&b, N("attn_output.weight"), t, FILL_RANDOM, 2, Q, D, 1);
+        if (qwen) {
+            add_(&b, N("attn_q_norm.weight"), PG_TYPE_F32, FILL_ONES, 1, hd, 1, 1);
+            add_(&b, N("attn_k_norm.weight"), PG_TYPE_F32, FILL_ONES, 1, hd, 1, 1);
+        }
+        add_(&b, N("ffn_norm.weight"), PG_TYPE_F32, FILL_ONES, 1, D, 1, 1);
+        add_(&b, N("ffn_gate_inp.weight"), PG_TYPE_F32, FILL_RANDOM, 2, D, E, 1);
+        add_(&b, N("ffn_gate_exps.weight"), t, FILL_RANDOM, 3, D, F, E);
+        add_(&b, N("ffn_up_exps.weight"), t, FILL_RANDOM, 3, D, F, E);
+        add_(&b, N("ffn_down_exps.weight"), t, FILL_RANDOM, 3, F, D, E);
+#undef N
+    }
+    PG_ASSERT(b.n == sz.n_tensors && run.total == sz.data_bytes);
+    /* small models are not worth the threads */
+    if (run.total >= (16u << 20)) run.pool = pg_pool_new(p->n_threads);
+    int rc = gguf_writer_write(w, out, e);
+    pg_pool_free(run.pool);
+    gguf_writer_free(w);
+    free(b.ts);
+    return rc;
+}
