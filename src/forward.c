@@ -74,10 +74,16 @@ void pg_session_free(pg_session *s) {
     free(s->ffn_g); free(s->ffn_u); free(s->acc); free(s->router); free(s->probs);
     free(s->sel); free(s->sel_w); free(s->exp_out); free(s->exp_in); free(s->exp_rows);
     free(s->exp_count); free(s->rope_cs); free(s->logits); free(s->mm_scratch); free(s->att_scratch);
+    pg_offload_free(s->off);
     free(s);
 }
 
 void pg_session_reset(pg_session *s) { s->n_past = 0; }
+
+void pg_session_set_offload(pg_session *s, pg_offload *off) {
+    pg_offload_free(s->off);
+    s->off = off;
+}
 
 static void matmul_(pg_session *s, const pg_mat *W, int T, const float *X, int ldx, float *Y, int ldy) {
     pg_matmul(s->pool, W, T, X, ldx, Y, ldy, s->mm_scratch);
@@ -150,8 +156,93 @@ static void swiglu_(pg_session *s, const pg_expert *w, int T, const float *X, fl
     matmul_(s, &w->down, T, s->ffn_g, F, out, D);
 }
 
+/* ---- pre-gating: name the experts of coming layers before they run ---- */
+
+/* Predicts, from the residual stream x of the chunk (before layer `from`'s
+ * FFN; from = -1 at the start of a step), the experts of the next
+ * layer(s), and tells the cache to start loading them. */
+static void predict_(pg_session *s, int from, int T, int pos0) {
+    pg_offload *o = s->off;
+    const pg_model *m = s->m;
+    const pg_hparams *hp = &m->hp;
+    int D = hp->dim, E = hp->n_expert, K = hp->n_expert_used;
+    int depth = o->p.mode == PG_PREFETCH_PREGATE ? o->p.depth : 1;
+    for (int target = from + 1; target <= from + depth && target < hp->n_layer; target++) {
+        const pg_layer *L = &m->layers[target];
+        if (!L->is_moe) continue;
+        int *pred = o->pred + (size_t)target * E, n = o->have_pred[target] ? o->n_pred[target] : 0;
+        memset(o->mark, 0, (size_t)E);
+        for (int i = 0; i < n; i++) o->mark[pred[i]] = 1;
+        switch (o->p.mode) {
+        case PG_PREFETCH_NEXT_ALL:
+            for (int x = 0; x < E; x++) o->mark[x] = 1;
+            break;
+        case PG_PREFETCH_PREGATE: {
+            int k = K + o->p.extra < E ? K + o->p.extra : E;
+            rmsnorm_rows_(T, D, s->x, L->ffn_norm, hp->norm_eps, o->xn);
+            matmul_(s, &L->router, T, o->xn, D, o->logits, E);
+            for (int t = 0; t < T; t++) {
+                pg_topk(o->logits + (size_t)t * E, E, k, o->idx);
+                for (int j = 0; j < k; j++) o->mark[o->idx[j]] = 1;
+            }
+            break;
+        }
+        case PG_PREFETCH_ORACLE: {
+            const pg_trace *tr = o->p.oracle;
+            for (int t = 0; t < T; t++) {
+                if (pos0 + t >= tr->n_pos) continue;
+                const int16_t *r = tr->experts + ((size_t)(pos0 + t) * tr->n_layer + target) * tr->k;
+                for (int j = 0; j < tr->k; j++)
+                    if (r[j] >= 0 && r[j] < E) o->mark[r[j]] = 1;
+            }
+            break;
+        }
+        default:
+            return;
+        }
+        n = 0;
+        for (int x = 0; x < E; x++)
+            if (o->mark[x]) pred[n++] = x;
+        o->n_pred[target] = n;
+        o->have_pred[target] = true;
+        pg_cache_prefetch(o->cache, target, pred, n);
+    }
+}
+
+/* Computes the experts routed to in the chunk from the fast-tier cache:
+ * all of them are requested at once (a window at a time if the cache is
+ * smaller), each is computed as soon as it is ready. */
+static int moe_experts_offloaded_(pg_session *s, int l, const pg_layer *L, int K, pg_error *e) {
+    pg_offload *o = s->off;
+    int D = s->m->hp.dim, E = s->m->hp.n_expert, n = 0;
+    for (int x = 0; x < E; x++)
+        if (s->exp_count[x]) o->uni[n++] = x;
+    if (o->have_pred[l]) pg_cache_score_prediction(o->cache, l, o->pred + (size_t)l * E, o->n_pred[l], o->uni, n);
+    int window = pg_cache_n_slots(o->cache);
+    for (int i0 = 0; i0 < n; i0 += window) {
+        int w = n - i0 < window ? n - i0 : window;
+        pg_cache_request(o->cache, l, o->uni + i0, w);
+        for (int i = i0; i < i0 + w; i++) {
+            int x = o->uni[i];
+            const pg_expert *ex = pg_cache_acquire(o->cache, l, x, e);
+            if (!ex) {
+                pg_cache_cancel(o->cache, l, o->uni + i + 1, i0 + w - i - 1);
+                return -1;
+            }
+            const int *rows = s->exp_rows + (size_t)x * PG_MAX_BATCH * K;
+            int cnt = s->exp_count[x];
+            for (int r = 0; r < cnt; r++) memcpy(s->exp_in + (size_t)r * D, s->xn + (size_t)(rows[r] / K) * D, D * sizeof(float));
+            swiglu_(s, ex, cnt, s->exp_in, s->acc);
+            for (int r = 0; r < cnt; r++) memcpy(s->exp_out + (size_t)rows[r] * D, s->acc + (size_t)r * D, D * sizeof(float));
+            pg_cache_release(o->cache, l, x);
+        }
+    }
+    (void)L;
+    return 0;
+}
+
 /* acc[T][D] = MoE block output for the normed rows xn[T][D]. */
-static void moe_(pg_session *s, const pg_layer *L, int T) {
+static int moe_(pg_session *s, int l, const pg_layer *L, int T, int pos0, pg_error *e) {
     const pg_hparams *hp = &s->m->hp;
     int D = hp->dim, E = hp->n_expert, K = hp->n_expert_used;
     matmul_(s, &L->router, T, s->xn, D, s->router, E);
@@ -160,15 +251,24 @@ static void moe_(pg_session *s, const pg_layer *L, int T) {
         int *sel = s->sel + (size_t)t * K;
         pg_route(hp->gating, hp->norm_topk, s->router + (size_t)t * E, E, K, s->probs, sel, s->sel_w + (size_t)t * K);
         for (int j = 0; j < K; j++) s->exp_rows[(size_t)sel[j] * PG_MAX_BATCH * K + s->exp_count[sel[j]]++] = t * K + j;
+        if (s->trace) {
+            pg_trace *tr = s->trace;
+            int16_t *r = tr->experts + ((size_t)(pos0 + t) * tr->n_layer + l) * tr->k;
+            for (int j = 0; j < K && j < tr->k; j++) r[j] = (int16_t)sel[j];
+        }
     }
     /* each expert runs once over all the rows routed to it */
-    for (int e = 0; e < E; e++) {
-        int n = s->exp_count[e];
-        if (!n) continue;
-        const int *rows = s->exp_rows + (size_t)e * PG_MAX_BATCH * K;
-        for (int i = 0; i < n; i++) memcpy(s->exp_in + (size_t)i * D, s->xn + (size_t)(rows[i] / K) * D, D * sizeof(float));
-        swiglu_(s, &L->experts[e], n, s->exp_in, s->acc);
-        for (int i = 0; i < n; i++) memcpy(s->exp_out + (size_t)rows[i] * D, s->acc + (size_t)i * D, D * sizeof(float));
+    if (s->off) {
+        if (moe_experts_offloaded_(s, l, L, K, e)) return -1;
+    } else {
+        for (int x = 0; x < E; x++) {
+            int n = s->exp_count[x];
+            if (!n) continue;
+            const int *rows = s->exp_rows + (size_t)x * PG_MAX_BATCH * K;
+            for (int i = 0; i < n; i++) memcpy(s->exp_in + (size_t)i * D, s->xn + (size_t)(rows[i] / K) * D, D * sizeof(float));
+            swiglu_(s, &L->experts[x], n, s->exp_in, s->acc);
+            for (int i = 0; i < n; i++) memcpy(s->exp_out + (size_t)rows[i] * D, s->acc + (size_t)i * D, D * sizeof(float));
+        }
     }
     /* combine in slot order, so the sum never depends on the order experts ran in */
     memset(s->acc, 0, (size_t)T * D * sizeof(float));
@@ -188,23 +288,31 @@ static void moe_(pg_session *s, const pg_layer *L, int T) {
             pgk.axpy(D, g, sh + (size_t)t * D, s->acc + (size_t)t * D);
         }
     }
+    return 0;
 }
 
-static void ffn_(pg_session *s, int l, int T) {
+static int ffn_(pg_session *s, int l, int T, int pos0, pg_error *e) {
     const pg_hparams *hp = &s->m->hp;
     const pg_layer *L = &s->m->layers[l];
     int D = hp->dim;
+    if (s->off) {
+        pg_cache_begin_layer(s->off->cache, l);
+        predict_(s, l, T, pos0);
+    }
     rmsnorm_rows_(T, D, s->x, L->ffn_norm, hp->norm_eps, s->xn);
     if (L->is_moe) {
-        moe_(s, L, T);
+        int rc = moe_(s, l, L, T, pos0, e);
+        if (s->off) pg_cache_end_layer(s->off->cache, l);
+        if (rc) return -1;
     } else {
         pg_expert dense = {L->ffn_gate, L->ffn_up, L->ffn_down};
         swiglu_(s, &dense, T, s->xn, s->acc);
     }
     for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->acc[i];
+    return 0;
 }
 
-static void forward_chunk_(pg_session *s, const int32_t *tokens, int T, float *logits_all) {
+static int forward_chunk_(pg_session *s, const int32_t *tokens, int T, float *logits_all, pg_error *e) {
     const pg_model *m = s->m;
     const pg_hparams *hp = &m->hp;
     int D = hp->dim, pos0 = s->n_past;
@@ -212,9 +320,14 @@ static void forward_chunk_(pg_session *s, const int32_t *tokens, int T, float *l
         pg_mat_row_f32(&m->tok_embd, tokens[t], s->x + (size_t)t * D);
         pg_rope_cache(pos0 + t, hp->n_rot, hp->rope_theta, s->rope_cs + (size_t)t * hp->n_rot);
     }
+    if (s->off) {
+        pg_cache_begin_step(s->off->cache);
+        memset(s->off->have_pred, 0, (size_t)hp->n_layer * sizeof(bool));
+        predict_(s, -1, T, pos0);
+    }
     for (int l = 0; l < hp->n_layer; l++) {
         attention_(s, l, T, pos0);
-        ffn_(s, l, T);
+        if (ffn_(s, l, T, pos0, e)) return -1;
     }
     s->n_past += T;
     /* logits: of every row when asked, else of the last row only */
@@ -226,6 +339,19 @@ static void forward_chunk_(pg_session *s, const int32_t *tokens, int T, float *l
     } else {
         matmul_(s, &m->output, 1, s->xn, D, s->logits, hp->vocab);
     }
+    return 0;
+}
+
+static void trace_reserve_(pg_trace *tr, int n_pos) {
+    if (n_pos > tr->cap_pos) {
+        int cap = tr->cap_pos ? tr->cap_pos : 256;
+        while (cap < n_pos) cap *= 2;
+        tr->experts = xrealloc(tr->experts, (size_t)cap * tr->n_layer * tr->k * sizeof(int16_t));
+        for (size_t i = (size_t)tr->cap_pos * tr->n_layer * tr->k; i < (size_t)cap * tr->n_layer * tr->k; i++)
+            tr->experts[i] = -1;
+        tr->cap_pos = cap;
+    }
+    if (n_pos > tr->n_pos) tr->n_pos = n_pos;
 }
 
 int pg_session_eval(pg_session *s, const int32_t *tokens, int n, float *logits_all, pg_error *e) {
@@ -236,9 +362,11 @@ int pg_session_eval(pg_session *s, const int32_t *tokens, int n, float *logits_a
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= hp->vocab)
             return pg_fail(e, "token id %d at position %d is outside the vocabulary (0..%d)", tokens[i], i, hp->vocab - 1);
+    if (s->trace && s->trace->n_layer != hp->n_layer) return pg_fail(e, "trace is for another model");
     for (int i = 0; i < n; i += PG_MAX_BATCH) {
         int T = n - i < PG_MAX_BATCH ? n - i : PG_MAX_BATCH;
-        forward_chunk_(s, tokens + i, T, logits_all ? logits_all + (size_t)i * hp->vocab : NULL);
+        if (s->trace) trace_reserve_(s->trace, s->n_past + T);
+        if (forward_chunk_(s, tokens + i, T, logits_all ? logits_all + (size_t)i * hp->vocab : NULL, e)) return -1;
     }
     return 0;
 }

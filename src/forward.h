@@ -8,10 +8,10 @@
 #ifndef PG_FORWARD_H
 #define PG_FORWARD_H
 
+#include "experts/offload.h"
 #include "model.h"
 #include "threadpool.h"
 
-#define PG_MAX_BATCH 32
 
 typedef struct pg_session {
     pg_model *m;
@@ -39,16 +39,22 @@ typedef struct pg_session {
     float *logits;   /* [vocab] logits of the last token evaluated */
     void *mm_scratch;
     float *att_scratch;
+    pg_offload *off;   /* experts from the fast-tier cache; NULL: from the mapping */
+    pg_trace *trace;   /* if set, every position's routing is recorded here */
 } pg_session;
 
 /* n_ctx <= 0: the model's training context (capped at 4096). */
 pg_session *pg_session_new(pg_model *m, int n_ctx, int n_threads, pg_error *e);
 void pg_session_free(pg_session *s); /* NULL-safe */
 void pg_session_reset(pg_session *s); /* forget the context */
+/* Gives the session an offloading state (owned from then on; NULL: resident). */
+void pg_session_set_offload(pg_session *s, pg_offload *off);
 
 /* Evaluates n tokens; afterwards s->logits holds the last token's logits.
  * logits_all, if not NULL, receives n rows of vocab logits. Fails (e set)
- * on a token id out of range or when the context is full. */
+ * on a token id out of range, when the context is full, or when an expert
+ * could not be read (nothing is computed with it; the context is as before
+ * the call, so the session can go on). */
 int pg_session_eval(pg_session *s, const int32_t *tokens, int n, float *logits_all, pg_error *e);
 
 #endif

@@ -23,6 +23,9 @@
 #include "tokenizer.h"
 #include "util.h"
 
+/* Tokens evaluated together in one forward pass (prompts go in chunks). */
+#define PG_MAX_BATCH 32
+
 typedef enum {
     PG_ARCH_LLAMA = 0,
     PG_ARCH_MIXTRAL,

@@ -432,6 +432,16 @@ void pg_cache_release(pg_cache *c, int layer, int x) {
     pthread_mutex_unlock(&c->mu);
 }
 
+void pg_cache_cancel(pg_cache *c, int layer, const int *experts, int n) {
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < n; i++) {
+        entry *en = ent_(c, layer, experts[i]);
+        if (en->want) en->want--;
+    }
+    pthread_cond_broadcast(&c->done);
+    pthread_mutex_unlock(&c->mu);
+}
+
 void pg_cache_score_prediction(pg_cache *c, int layer, const int *pred, int n_pred, const int *actual, int n_actual) {
     int hit = 0;
     for (int i = 0; i < n_pred; i++)

@@ -83,6 +83,9 @@ void pg_cache_request(pg_cache *c, int layer, const int *experts, int n);
  * entry is then cleared so that a later request retries. */
 const pg_expert *pg_cache_acquire(pg_cache *c, int layer, int expert, pg_error *e);
 void pg_cache_release(pg_cache *c, int layer, int expert);
+/* Drops the pins of pg_cache_request for experts that will not be acquired
+ * (after a failure). */
+void pg_cache_cancel(pg_cache *c, int layer, const int *experts, int n);
 
 /* Records a prediction for `layer` against what it then routed to. */
 void pg_cache_score_prediction(pg_cache *c, int layer, const int *predicted, int n_pred, const int *actual,

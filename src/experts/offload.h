@@ -1,0 +1,85 @@
+/* offload.h - experts in a slow tier, and what predicts which to fetch.
+ *
+ * A session with offloading (pg_session.off) computes experts from the
+ * fast-tier cache instead of the model mapping. Before each layer's FFN the
+ * predictor names the experts of the coming layer(s), and the cache starts
+ * loading them while this layer computes:
+ *
+ *   PG_PREFETCH_NONE      on demand: route, fetch what is missing, compute
+ *                         (the paper's MoE-OnDemand)
+ *   PG_PREFETCH_NEXT_ALL  every expert of layer l+1 while layer l runs
+ *                         (the paper's MoE-Prefetch)
+ *   PG_PREFETCH_PREGATE   training-free pre-gating: layer l+1's router (and
+ *                         its FFN norm) applied to layer l's residual stream,
+ *                         top k + extra of its experts; depth 2 also l+2
+ *   PG_PREFETCH_ORACLE    the experts a recorded trace says layer l+1 will
+ *                         use (upper bound; needs a trace of the same tokens)
+ *   PG_PREFETCH_RESIDENT  no offloading: every expert from the mapping
+ *
+ * Layer 0 is predicted at the start of each step from the embeddings.
+ * A misprediction costs time, never accuracy: the experts the router picks
+ * are always the ones computed.
+ */
+#ifndef PG_OFFLOAD_H
+#define PG_OFFLOAD_H
+
+#include "cache.h"
+#include "store.h"
+
+typedef enum {
+    PG_PREFETCH_RESIDENT = 0,
+    PG_PREFETCH_NONE,
+    PG_PREFETCH_NEXT_ALL,
+    PG_PREFETCH_PREGATE,
+    PG_PREFETCH_ORACLE,
+} pg_prefetch_mode;
+
+const char *pg_prefetch_name(pg_prefetch_mode m); /* "resident", "none", "next-layer-all", "pregate", "oracle" */
+int pg_prefetch_parse(const char *s, pg_prefetch_mode *out, pg_error *e);
+
+/* Routing of every position and layer: experts[(pos * L + l) * K + j],
+ * -1 where a layer has no experts. Recorded by a session whose `trace` is
+ * set; replayed by the oracle. */
+typedef struct {
+    int n_layer, k;
+    int n_pos, cap_pos;
+    int16_t *experts;
+} pg_trace;
+
+void pg_trace_free(pg_trace *t);
+
+typedef struct {
+    pg_prefetch_mode mode;
+    size_t expert_mem;      /* fast-tier budget in bytes */
+    pg_evict evict;
+    pg_store_kind store;
+    pg_link link;
+    int io_threads;         /* default 2 */
+    int extra;              /* pregate: fetch top k + extra */
+    int depth;              /* pregate: 1 or 2 layers ahead */
+    const pg_trace *oracle; /* PG_PREFETCH_ORACLE */
+} pg_offload_params;
+
+void pg_offload_params_default(pg_offload_params *p);
+
+/* "2GiB", "512MiB", "300MB", "1e9", or "25%" of the model's expert bytes. */
+int pg_parse_mem(const char *s, size_t expert_bytes, size_t *out, pg_error *e);
+
+typedef struct pg_offload {
+    pg_offload_params p;
+    pg_store *store;
+    pg_cache *cache;
+    /* predictor scratch */
+    float *xn, *logits, *probs;  /* [D], [E], [E] */
+    int *idx;                    /* [E] */
+    int *pred;                   /* [L][E]: predicted experts per layer (this step) */
+    int *n_pred;                 /* [L] */
+    bool *have_pred;             /* [L] */
+    int *uni;                    /* [E] union of the experts a chunk routes to */
+    unsigned char *mark;         /* [E] */
+} pg_offload;
+
+pg_offload *pg_offload_new(pg_model *m, const pg_offload_params *p, pg_error *e);
+void pg_offload_free(pg_offload *o); /* NULL-safe */
+
+#endif
