@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "convert.h"
 #include "forward.h"
+#include "offload_opts.h"
 #include "model.h"
 #include "sampler.h"
 #include "tokenizer.h"
@@ -39,7 +40,17 @@ static void usage_(FILE *f) {
             "  -s, --seed S           (default: from the clock)\n"
             "  --echo                 print the prompt before the generated text\n"
             "  --ignore-eos           keep generating after an end-of-generation token\n"
-            "  --print-ids            print generated token ids instead of text\n");
+            "  --print-ids            print generated token ids instead of text\n"
+            "  --stats                print expert offloading statistics; --stats-json FILE writes them\n"
+            "offloading (run, bench):\n"
+            "  --expert-mem SIZE      fast-tier budget for experts: 2GiB, 512MiB, 25%% of expert bytes\n"
+            "  --prefetch MODE        resident | none | next-layer-all | pregate (default with --expert-mem)\n"
+            "  --prefetch-extra M     pregate: fetch the top k+M experts (default 2)\n"
+            "  --prefetch-depth D     pregate: predict 1 or 2 layers ahead (default 1)\n"
+            "  --link LINK            none | pcie3 | pcie4 | pcie5 | nvme | sata | BW,LAT (e.g. 12GBps,20us)\n"
+            "  --store KIND           direct | pread | uring | mmap (default direct)\n"
+            "  --evict POLICY         lookahead | lru | lfu (default lookahead)\n"
+            "  --io-threads N         loader threads (default 2)\n");
 }
 
 static int parse_int_(const char *opt, const char *v, long lo, long hi, long *out) {
@@ -91,7 +102,10 @@ static int parse_ids_(const char *s, int32_t **ids, size_t *n) {
 int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *token_list = NULL;
     long n_predict = 128, n_ctx = 0, n_threads = 0;
-    bool echo = false, ignore_eos = false, print_ids = false, seed_given = false;
+    bool echo = false, ignore_eos = false, print_ids = false, seed_given = false, stats = false;
+    const char *stats_json = NULL;
+    cli_offload off;
+    cli_offload_init(&off);
     pg_sampler_params sp;
     pg_sampler_params_default(&sp);
     for (int i = 1; i < argc; i++) {
@@ -117,6 +131,9 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--echo")) echo = true;
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
         else if (!strcmp(a, "--print-ids")) print_ids = true;
+        else if (!strcmp(a, "--stats")) stats = true;
+        else if (!strcmp(a, "--stats-json")) { NEEDV(); stats_json = v; }
+        else if ((iv = cli_offload_arg(&off, argc, argv, &i)) != 0) { if (iv < 0) return 2; }
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage_(stdout); return 0; }
         else { fprintf(stderr, "pregate run: unknown option '%s' (see pregate --help)\n", a); return 2; }
 #undef NEEDV
@@ -157,6 +174,13 @@ int cmd_run(int argc, char **argv) {
     }
     s = pg_session_new(m, (int)n_ctx, (int)n_threads, &e);
     if (!s) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+    if (cli_offload_wanted(&off)) {
+        if (off.p.mode == PG_PREFETCH_ORACLE) {
+            fprintf(stderr, "pregate: --prefetch oracle needs a recorded trace; use it with `pregate bench`\n");
+            goto done;
+        }
+        if (cli_offload_attach(&off, off.p.mode, NULL, s, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+    }
     if ((long)n_ids + n_predict > s->n_ctx) {
         long room = s->n_ctx - (long)n_ids;
         if (room <= 0) {
@@ -197,6 +221,11 @@ int cmd_run(int argc, char **argv) {
     if (m->tok && !print_ids) fwrite(buf, 1, pg_detok_flush(&dt, buf, sizeof buf), stdout);
     printf("\n");
     double t_gen = pg_time_s() - t2;
+    if (stats) cli_print_stats(stderr, s, (int)(n_ids + n_gen), t_prompt + t_gen);
+    if (stats_json && cli_write_stats_json(stats_json, s, (int)(n_ids + n_gen), t_prompt + t_gen, &e)) {
+        fprintf(stderr, "pregate: %s\n", e.msg);
+        goto done;
+    }
     fprintf(stderr, "\npregate: load %.1f ms | prompt %zu tokens, %.1f tok/s | generated %ld tokens, %.1f tok/s | "
                     "%d threads, %s | peak RSS %.1f MiB\n",
             t_load * 1e3, n_ids, n_ids / (t_prompt > 0 ? t_prompt : 1e-9), n_gen,
