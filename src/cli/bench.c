@@ -1,0 +1,331 @@
+/* bench.c - `pregate bench`: the offloading modes side by side, in one
+ * process, interleaved over repeats, on the same tokens.
+ *
+ *   pregate bench -m MODEL --expert-mem SIZE [--link LINK]
+ *                 [--modes resident,none,next-layer-all,pregate,oracle]
+ *                 [-p PROMPT | --prompt-tokens N] [-n N] [--repeat R]
+ *                 [--json FILE] [-t THREADS] [offload flags]
+ *
+ * A resident run first decodes greedily and records the routing trace
+ * (which the oracle replays) and a checksum of every step's logits; every
+ * later run feeds the same tokens and must reproduce the checksums (the
+ * table says so). Each run starts with a cold fast tier, evaluates the
+ * prompt, then times the decoding of N tokens. Reported: medians over the
+ * repeats, and beside them the physical limits: memory bandwidth over the
+ * bytes a token must read (resident), and the overlap bound
+ * max(compute time, bytes moved / link bandwidth) for the offloaded modes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "forward.h"
+#include "offload_opts.h"
+#include "sampler.h"
+
+/* ---- memory read bandwidth on the session's pool (the resident limit) ---- */
+
+typedef struct {
+    const uint64_t *buf;
+    size_t n;
+    uint64_t sum[64];
+} bw_task;
+
+static void read_fn_(void *arg, int ith, int nth) {
+    bw_task *t = arg;
+    long lo, hi;
+    pg_split((long)t->n, ith, nth, &lo, &hi);
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (long i = lo; i + 4 <= hi; i += 4) {
+        a += t->buf[i];
+        b += t->buf[i + 1];
+        c += t->buf[i + 2];
+        d += t->buf[i + 3];
+    }
+    t->sum[ith & 63] = a + b + c + d;
+}
+
+/* Best of reps read passes over a buffer of `bytes`, in bytes/s. */
+static double read_bandwidth_(pg_pool *pool, size_t bytes, int reps) {
+    bw_task t = {.n = bytes / 8};
+    uint64_t *buf = xmalloc_aligned(4096, bytes);
+    memset(buf, 1, bytes);
+    t.buf = buf;
+    double best = 0;
+    for (int r = 0; r <= reps; r++) {
+        double t0 = pg_time_s();
+        pg_pool_run(pool, read_fn_, &t);
+        double dt = pg_time_s() - t0;
+        if (r && bytes / dt > best) best = bytes / dt;
+    }
+    free(buf);
+    return best;
+}
+
+#define MAX_MODES 8
+
+typedef struct {
+    double tok_s, stall_ms, bytes_tok, hit, precision, recall, peak_fast, peak_rss, prompt_tok_s;
+    int mismatches;
+} run_result;
+
+static uint64_t fnv_(const float *x, size_t n) {
+    const unsigned char *p = (const unsigned char *)x;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n * sizeof(float); i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+static int cmp_d_(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median_(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_d_);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void reset_peak_rss_(void) {
+    int fd = open("/proc/self/clear_refs", O_WRONLY);
+    if (fd >= 0) {
+        if (write(fd, "5", 1) < 0) { /* best effort: peak RSS then covers the whole process */ }
+        close(fd);
+    }
+}
+
+/* Bytes a decoding step must read with every expert resident. */
+static double active_bytes_(const pg_model *m) {
+    const pg_hparams *hp = &m->hp;
+    double b = (double)m->bytes_dense - (double)m->tok_embd.row_bytes * m->tok_embd.rows;
+    b += (double)m->output.row_bytes * m->output.rows + m->tok_embd.row_bytes;
+    for (int l = 0; l < hp->n_layer; l++) {
+        const pg_layer *L = &m->layers[l];
+        if (!L->is_moe) continue;
+        const pg_expert *x = &L->experts[0];
+        b += (double)hp->n_expert_used * (x->gate.row_bytes * x->gate.rows + x->up.row_bytes * x->up.rows +
+                                          x->down.row_bytes * x->down.rows);
+    }
+    return b;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *model_path = NULL, *prompt = NULL, *json_path = NULL, *modes_spec = "resident,none,next-layer-all,pregate,oracle";
+    long n_gen = 32, n_prompt = 16, repeat = 3, n_threads = 0;
+    cli_offload off;
+    cli_offload_init(&off);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int r = cli_offload_arg(&off, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        char *end;
+#define LONGV(dst, lo, hi) do { if (!v) goto needv; errno = 0; dst = strtol(v, &end, 10); \
+        if (errno || *end || end == v || dst < (lo) || dst > (hi)) { \
+            fprintf(stderr, "pregate bench: %s expects an integer in [%ld, %ld]\n", a, (long)(lo), (long)(hi)); return 2; } i++; } while (0)
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) { if (!v) goto needv; model_path = v; i++; }
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { if (!v) goto needv; prompt = v; i++; }
+        else if (!strcmp(a, "--modes")) { if (!v) goto needv; modes_spec = v; i++; }
+        else if (!strcmp(a, "--json")) { if (!v) goto needv; json_path = v; i++; }
+        else if (!strcmp(a, "--prompt-tokens")) LONGV(n_prompt, 1, 4096);
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) LONGV(n_gen, 1, 1 << 16);
+        else if (!strcmp(a, "--repeat")) LONGV(repeat, 1, 1000);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) LONGV(n_threads, 1, 1024);
+        else { fprintf(stderr, "pregate bench: unknown option '%s'\n", a); return 2; }
+        continue;
+    needv:
+        fprintf(stderr, "pregate bench: %s needs a value\n", a);
+        return 2;
+#undef LONGV
+    }
+    if (!model_path) { fprintf(stderr, "usage: pregate bench -m MODEL --expert-mem SIZE [options] (see pregate --help)\n"); return 2; }
+    pg_prefetch_mode modes[MAX_MODES];
+    int n_modes = 0;
+    pg_error e = {{0}};
+    {
+        char *spec = xstrdup(modes_spec), *save = NULL;
+        for (char *tok = strtok_r(spec, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            if (n_modes == MAX_MODES || pg_prefetch_parse(tok, &modes[n_modes++], &e)) {
+                fprintf(stderr, "pregate bench: --modes: %s\n", n_modes == MAX_MODES ? "too many modes" : e.msg);
+                free(spec);
+                return 2;
+            }
+        }
+        free(spec);
+    }
+    bool need_mem = false;
+    for (int i = 0; i < n_modes; i++) need_mem |= modes[i] != PG_PREFETCH_RESIDENT;
+    if (need_mem && !off.mem_spec) { fprintf(stderr, "pregate bench: --expert-mem SIZE is required\n"); return 2; }
+
+    pg_model *m = pg_model_open(model_path, &e);
+    if (!m) { fprintf(stderr, "pregate: %s\n", e.msg); return 1; }
+    int rc = 1, V = m->hp.vocab;
+    int32_t *tokens = NULL;
+    size_t n_tok = 0;
+    uint64_t *ref_hash = NULL;
+    pg_trace trace = {.n_layer = m->hp.n_layer, .k = m->hp.n_expert_used};
+    run_result (*res)[MAX_MODES] = NULL;
+    pg_session *s = NULL;
+    if (prompt) {
+        if (!m->tok) { fprintf(stderr, "pregate: %s has no tokenizer; use --prompt-tokens N\n", model_path); goto done; }
+        if (pg_tokenize(m->tok, prompt, strlen(prompt), pg_tokenizer_add_bos(m->tok), false, &tokens, &n_tok, &e)) {
+            fprintf(stderr, "pregate: %s\n", e.msg);
+            goto done;
+        }
+        if (!n_tok) { fprintf(stderr, "pregate: empty prompt\n"); goto done; }
+    } else {
+        n_tok = (size_t)n_prompt;
+        tokens = xmalloc(n_tok * sizeof(int32_t));
+        uint64_t x = 0x9E3779B97F4A7C15ull;
+        for (size_t i = 0; i < n_tok; i++) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            tokens[i] = (int32_t)(x % (uint64_t)V);
+        }
+    }
+    int P = (int)n_tok, N = (int)n_gen;
+    tokens = xrealloc(tokens, (size_t)(P + N) * sizeof(int32_t));
+    ref_hash = xcalloc((size_t)N, sizeof(uint64_t));
+    s = pg_session_new(m, P + N + 1, (int)n_threads, &e);
+    if (!s) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+
+    /* measured limits and the reference run */
+    double mem_bw = read_bandwidth_(s->pool, (size_t)256 << 20, 3);
+    double active = active_bytes_(m);
+    s->trace = &trace;
+    if (pg_session_eval(s, tokens, P, NULL, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+    for (int i = 0; i < N; i++) {
+        tokens[P + i] = pg_argmax(s->logits, V);
+        ref_hash[i] = fnv_(s->logits, (size_t)V);
+        if (i + 1 < N && pg_session_eval(s, &tokens[P + i], 1, NULL, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+    }
+    s->trace = NULL;
+
+    gguf_file *g = m->gguf;
+    bool synthetic = false;
+    if (g) gguf_get_bool(g, "pregate.synthetic", &synthetic);
+    fprintf(stderr, "pregate bench: %s | %s, %d layers, %d experts (top-%d), %.1f MiB of experts, %.1f MiB dense | "
+                    "prompt %d tokens, decode %d tokens, %ld repeats, %d threads\n",
+            model_path, pg_arch_get(m->hp.arch)->name, m->hp.n_layer, m->hp.n_expert, m->hp.n_expert_used,
+            m->bytes_experts / 1048576.0, m->bytes_dense / 1048576.0, P, N, repeat, pg_pool_size(s->pool));
+    fprintf(stderr, "pregate bench: expert-mem %s | link %s | store %s | evict %s | prefetch-extra %d depth %d\n",
+            off.mem_spec ? off.mem_spec : "-", off.p.link.name, pg_store_kind_name(off.p.store), pg_evict_name(off.p.evict),
+            off.p.extra, off.p.depth);
+    if (synthetic)
+        fprintf(stderr, "pregate bench: random weights: routing is near-uniform, the hardest case for caching and prediction\n");
+
+    res = xcalloc((size_t)repeat, sizeof *res);
+    for (long r = 0; r < repeat; r++) {
+        for (int mi = 0; mi < n_modes; mi++) {
+            run_result *rr = &res[r][mi];
+            if (cli_offload_attach(&off, modes[mi], &trace, s, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+            pg_session_reset(s);
+            reset_peak_rss_();
+            double t0 = pg_time_s();
+            if (pg_session_eval(s, tokens, P, NULL, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+            double t1 = pg_time_s();
+            rr->prompt_tok_s = P / (t1 - t0);
+            if (s->off) pg_cache_stats_reset(s->off->cache);
+            t0 = pg_time_s();
+            for (int i = 0; i < N; i++) {
+                if (fnv_(s->logits, (size_t)V) != ref_hash[i]) rr->mismatches++;
+                if (i + 1 < N && pg_session_eval(s, &tokens[P + i], 1, NULL, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+            }
+            double dt = pg_time_s() - t0;
+            int steps = N - 1 > 0 ? N - 1 : 1; /* decode evaluations timed */
+            rr->tok_s = steps / dt;
+            rr->peak_rss = (double)pg_peak_rss_bytes();
+            if (s->off) {
+                cli_totals t;
+                cli_offload_totals(s, &t);
+                rr->stall_ms = t.stall_s * 1e3 / steps;
+                rr->bytes_tok = (double)t.bytes_read / steps;
+                rr->hit = t.acquires ? (double)t.hits / t.acquires : 0;
+                rr->precision = t.pred_total ? (double)t.pred_true / t.pred_total : 0;
+                rr->recall = t.actual_total ? (double)t.pred_true / t.actual_total : 0;
+                rr->peak_fast = (double)pg_cache_peak_bytes(s->off->cache);
+            } else {
+                rr->hit = 1;
+                rr->peak_fast = (double)m->bytes_experts;
+            }
+            cli_offload_attach(&off, PG_PREFETCH_RESIDENT, NULL, s, &e);
+        }
+    }
+
+    /* medians */
+    run_result med[MAX_MODES];
+    double *col = xmalloc((size_t)repeat * sizeof(double));
+#define MED(field) do { for (long r = 0; r < repeat; r++) col[r] = res[r][mi].field; med[mi].field = median_(col, (int)repeat); } while (0)
+    for (int mi = 0; mi < n_modes; mi++) {
+        MED(tok_s); MED(stall_ms); MED(bytes_tok); MED(hit); MED(precision); MED(recall); MED(peak_fast);
+        MED(peak_rss); MED(prompt_tok_s);
+        med[mi].mismatches = 0;
+        for (long r = 0; r < repeat; r++) med[mi].mismatches += res[r][mi].mismatches;
+    }
+#undef MED
+    free(col);
+    double resident_tok_s = 0;
+    for (int mi = 0; mi < n_modes; mi++)
+        if (modes[mi] == PG_PREFETCH_RESIDENT) resident_tok_s = med[mi].tok_s;
+    double link_bw = off.p.link.bandwidth;
+    printf("%-15s %9s %8s %9s %11s %6s %6s %6s %9s %9s %10s %6s %s\n", "mode", "tok/s", "ratio", "stall ms", "MiB read/t",
+           "hit", "prec", "recall", "fast MiB", "RSS MiB", "bound t/s", "%bnd", "logits");
+    for (int mi = 0; mi < n_modes; mi++) {
+        run_result *x = &med[mi];
+        /* overlap bound: compute time (resident) and link time, whichever is longer */
+        double bound;
+        if (modes[mi] == PG_PREFETCH_RESIDENT) bound = mem_bw / active;
+        else {
+            double t_compute = resident_tok_s > 0 ? 1.0 / resident_tok_s : active / mem_bw;
+            double t_link = link_bw > 0 ? x->bytes_tok / link_bw + (x->bytes_tok > 0 ? off.p.link.latency : 0) : 0;
+            bound = 1.0 / (t_compute > t_link ? t_compute : t_link);
+        }
+        char ratio[16] = "-";
+        if (resident_tok_s > 0) snprintf(ratio, sizeof ratio, "%.3f", x->tok_s / resident_tok_s);
+        printf("%-15s %9.2f %8s %9.2f %11.2f %6.3f %6.3f %6.3f %9.1f %9.1f %10.2f %5.0f%% %s\n", pg_prefetch_name(modes[mi]),
+               x->tok_s, ratio, x->stall_ms, x->bytes_tok / 1048576.0, x->hit, x->precision, x->recall,
+               x->peak_fast / 1048576.0, x->peak_rss / 1048576.0, bound, 100.0 * x->tok_s / bound,
+               x->mismatches ? "DIFFER" : "identical");
+    }
+    printf("limits: memory read bandwidth %.2f GB/s (measured), %.2f MiB read per token with all experts resident -> "
+           "%.2f tok/s at most;\n", mem_bw / 1e9, active / 1048576.0, mem_bw / active);
+    if (link_bw > 0)
+        printf("        link %s: %.2f GB/s, %.0f us per transfer; bound = max(resident time per token, MiB read per "
+               "token / link bandwidth)\n", off.p.link.name, link_bw / 1e9, off.p.link.latency * 1e6);
+    else
+        printf("        link none: real reads from the %s store; bound for offloaded modes = resident compute time only\n",
+               pg_store_kind_name(off.p.store));
+    if (json_path) {
+        FILE *f = fopen(json_path, "w");
+        if (!f) { fprintf(stderr, "pregate: %s: cannot write: %s\n", json_path, strerror(errno)); goto done; }
+        fprintf(f, "[\n");
+        for (int mi = 0; mi < n_modes; mi++) {
+            run_result *x = &med[mi];
+            fprintf(f, "  {\"mode\": \"%s\", \"tokens_per_s\": %.6f, \"ratio_to_resident\": %.6f, \"stall_ms_per_token\": %.6f, "
+                       "\"bytes_read_per_token\": %.1f, \"hit_rate\": %.6f, \"precision\": %.6f, \"recall\": %.6f, "
+                       "\"peak_fast_bytes\": %.0f, \"peak_rss_bytes\": %.0f, \"prompt_tokens_per_s\": %.6f, "
+                       "\"logits_identical\": %s, \"link\": \"%s\", \"expert_mem\": \"%s\"}%s\n",
+                    pg_prefetch_name(modes[mi]), x->tok_s, resident_tok_s > 0 ? x->tok_s / resident_tok_s : 0.0,
+                    x->stall_ms, x->bytes_tok, x->hit, x->precision, x->recall, x->peak_fast, x->peak_rss,
+                    x->prompt_tok_s, x->mismatches ? "false" : "true", off.p.link.name, off.mem_spec ? off.mem_spec : "",
+                    mi + 1 < n_modes ? "," : "");
+        }
+        fprintf(f, "]\n");
+        fclose(f);
+    }
+    rc = 0;
+    for (int mi = 0; mi < n_modes; mi++)
+        if (med[mi].mismatches) rc = 1;
+    if (rc) fprintf(stderr, "pregate bench: some mode's logits differ from resident: this is a bug\n");
+done:
+    free(res);
+    pg_session_free(s);
+    pg_trace_free(&trace);
+    free(tokens);
+    free(ref_hash);
+    pg_model_free(m);
+    return rc;
+}
