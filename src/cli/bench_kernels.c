@@ -69,31 +69,51 @@ static void bw_fn(void *v, int ith, int nth) {
     }
 }
 
-/* Returns the best read bandwidth in GB/s; prints copy and read. */
-static double bench_bandwidth(pg_pool *pool, size_t bytes, int reps) {
-    bw_task t = {.a = xmalloc_aligned(4096, bytes), .b = xmalloc_aligned(4096, bytes), .bytes = bytes};
-    t.op = 0;
-    pg_pool_run(pool, bw_fn, &t); /* first touch by the threads that use the pages */
-    double best_copy = 0, best_read = 0;
-    for (int r = 0; r < reps + 1; r++) { /* rep 0 warms up */
-        t.op = 1;
+/* Best of `reps` read-only passes over t->a, in GB/s. */
+static double read_bandwidth(pg_pool *pool, bw_task *t, int reps) {
+    double best = 0;
+    t->op = 2;
+    for (int r = 0; r < reps; r++) {
         double t0 = pg_time_s();
-        pg_pool_run(pool, bw_fn, &t);
+        pg_pool_run(pool, bw_fn, t);
         double dt = pg_time_s() - t0;
-        if (r && 2.0 * bytes / dt > best_copy) best_copy = 2.0 * bytes / dt;
-        t.op = 2;
-        t0 = pg_time_s();
-        pg_pool_run(pool, bw_fn, &t);
-        dt = pg_time_s() - t0;
-        if (r && bytes / dt > best_read) best_read = bytes / dt;
-        bench_sink += t.sums[0];
+        if (t->bytes / dt > best) best = t->bytes / dt;
+        bench_sink += t->sums[0];
     }
-    printf("memory bandwidth, %zu MiB buffers, best of %d:\n", bytes >> 20, reps);
-    printf("  copy  %7.2f GB/s  (bytes read + bytes written, memcpy per thread)\n", best_copy / 1e9);
-    printf("  read  %7.2f GB/s  (read-only sum) <- the physical limit below\n\n", best_read / 1e9);
+    return best / 1e9;
+}
+
+/* Read bandwidth of the pool's threads over a fresh buffer of `bytes`, best
+ * of `reps` after a warm-up pass, in bytes per second (used by `pregate bench`). */
+double bench_read_bandwidth(pg_pool *pool, size_t bytes, int reps) {
+    bytes &= ~(size_t)63;
+    bw_task t = {.a = xmalloc_aligned(4096, bytes), .bytes = bytes};
+    t.b = t.a;
+    t.op = 0;
+    pg_pool_run(pool, bw_fn, &t);
+    read_bandwidth(pool, &t, 1);
+    const double gbs = read_bandwidth(pool, &t, reps < 1 ? 1 : reps);
     free(t.a);
-    free(t.b);
-    return best_read / 1e9;
+    return gbs * 1e9;
+}
+
+/* Prints the copy and read bandwidth (best of reps, after a warm-up). */
+static void bench_bandwidth(pg_pool *pool, bw_task *t, int reps) {
+    t->op = 0;
+    pg_pool_run(pool, bw_fn, t); /* first touch by the threads that use the pages */
+    double best_copy = 0;
+    for (int r = 0; r < reps + 1; r++) { /* rep 0 warms up */
+        t->op = 1;
+        double t0 = pg_time_s();
+        pg_pool_run(pool, bw_fn, t);
+        double dt = pg_time_s() - t0;
+        if (r && 2.0 * t->bytes / dt > best_copy) best_copy = 2.0 * t->bytes / dt;
+    }
+    read_bandwidth(pool, t, 1);
+    const double rd = read_bandwidth(pool, t, reps);
+    printf("memory bandwidth, %zu MiB buffers, best of %d:\n", t->bytes >> 20, reps);
+    printf("  copy  %7.2f GB/s  (bytes read + bytes written, memcpy per thread)\n", best_copy / 1e9);
+    printf("  read  %7.2f GB/s  (read-only sum: the physical limit of a matrix-vector product)\n\n", rd);
 }
 
 /* ---- matrices ------------------------------------------------------------------------ */
@@ -171,7 +191,10 @@ int cmd_bench_kernels(int argc, char **argv) {
            pg_isa_name(pg_cpu_isa()), pg_pool_size(pool), mb, reps);
     fflush(stdout);
 
-    const double limit = bench_bandwidth(pool, (size_t)mb << 20, reps);
+    const size_t bytes = (size_t)mb << 20;
+    bw_task bw = {.a = xmalloc_aligned(4096, bytes), .b = xmalloc_aligned(4096, bytes), .bytes = bytes};
+    bench_bandwidth(pool, &bw, reps);
+    free(bw.b);
 
     const pg_type types[] = {PG_TYPE_F32, PG_TYPE_F16, PG_TYPE_BF16, PG_TYPE_Q8_0};
     const pg_isa isas[2] = {isa, PG_ISA_SCALAR};
@@ -180,8 +203,9 @@ int cmd_bench_kernels(int argc, char **argv) {
     for (int i = 0; i < BENCH_COLS * BENCH_T; i++) X[i] = (float)((i * 7919) % 2001 - 1000) / 1000.0f;
     char gflops[4][2][64];
 
-    printf("y = W x, T = 1, %d columns: GB/s of weight bytes (limit: read bandwidth %.2f GB/s)\n", BENCH_COLS,
-           limit);
+    printf("y = W x, T = 1, %d columns: GB/s of weight bytes (median, best of %d); limit = read bandwidth\n"
+           "measured (best of %d) just before each row, as other load on the machine changes it\n",
+           BENCH_COLS, reps, reps);
     printf("  %-5s %-7s %7s %8s %9s %9s %8s %8s\n", "type", "isa", "rows", "MiB", "median", "best", "limit",
            "best/lim");
     for (int ti = 0; ti < 4; ti++) {
@@ -198,6 +222,7 @@ int cmd_bench_kernels(int argc, char **argv) {
         void *scratch = xmalloc(pg_matmul_scratch_bytes(&W, BENCH_T) + 1);
         for (int k = 0; k < n_isas; k++) {
             pg_kernels_init(isas[k]);
+            const double limit = read_bandwidth(pool, &bw, reps);
             timing tm = time_matmul(pool, &W, 1, X, Y, scratch, reps);
             printf("  %-5s %-7s %7d %8.1f %9.2f %9.2f %8.2f %7.0f%%\n", pg_type_name(W.type), pg_isa_name(pgk.isa),
                    W.rows, wbytes / 1048576.0, wbytes / tm.median / 1e9, wbytes / tm.best / 1e9, limit,
@@ -220,6 +245,7 @@ int cmd_bench_kernels(int argc, char **argv) {
     for (int ti = 0; ti < 4; ti++)
         for (int k = 0; k < n_isas; k++) printf("%s\n", gflops[ti][k]);
     free(X);
+    free(bw.a);
     pg_pool_free(pool);
     return 0;
 }

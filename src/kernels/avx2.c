@@ -115,16 +115,29 @@ static inline __m256i block_dot8(const int8_t *a, const int8_t *b) {
     return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
 }
 
+/* The scales of 4 consecutive blocks as floats (one 64-bit move and one
+ * conversion instead of four scalar half conversions). */
+static inline __m128 scales4(const block_q8_0 *x) {
+    const uint64_t v = (uint64_t)x[0].d | (uint64_t)x[1].d << 16 | (uint64_t)x[2].d << 32 | (uint64_t)x[3].d << 48;
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)v));
+}
+
 static float dot_q8_0(int n, const void *wv, const void *xv) {
     const block_q8_0 *a = wv, *b = xv;
     const int nb = n / PG_QK8_0;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
     int ib = 0;
-    for (; ib + 2 <= nb; ib += 2) {
-        __m256 d0 = _mm256_set1_ps(_cvtsh_ss(a[ib].d) * _cvtsh_ss(b[ib].d));
-        __m256 d1 = _mm256_set1_ps(_cvtsh_ss(a[ib + 1].d) * _cvtsh_ss(b[ib + 1].d));
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot8(a[ib].qs, b[ib].qs)), d0, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot8(a[ib + 1].qs, b[ib + 1].qs)), d1, acc1);
+    for (; ib + 4 <= nb; ib += 4) {
+        /* d[k] = f16(a.d) * f16(b.d) for blocks ib..ib+3, as the reference rounds it */
+        const __m256 d = _mm256_castps128_ps256(_mm_mul_ps(scales4(a + ib), scales4(b + ib)));
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot8(a[ib].qs, b[ib].qs)),
+                               _mm256_permutevar8x32_ps(d, _mm256_set1_epi32(0)), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot8(a[ib + 1].qs, b[ib + 1].qs)),
+                               _mm256_permutevar8x32_ps(d, _mm256_set1_epi32(1)), acc1);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot8(a[ib + 2].qs, b[ib + 2].qs)),
+                               _mm256_permutevar8x32_ps(d, _mm256_set1_epi32(2)), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot8(a[ib + 3].qs, b[ib + 3].qs)),
+                               _mm256_permutevar8x32_ps(d, _mm256_set1_epi32(3)), acc1);
     }
     for (; ib < nb; ib++) {
         __m256 d0 = _mm256_set1_ps(_cvtsh_ss(a[ib].d) * _cvtsh_ss(b[ib].d));

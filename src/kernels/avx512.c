@@ -114,20 +114,27 @@ static inline __m256i block_dot8(const int8_t *a, const int8_t *b) {
     return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
 }
 
+/* The scales of 4 consecutive blocks as floats (one 64-bit move and one
+ * conversion instead of four scalar half conversions). */
+static inline __m128 scales4(const block_q8_0 *x) {
+    const uint64_t v = (uint64_t)x[0].d | (uint64_t)x[1].d << 16 | (uint64_t)x[2].d << 32 | (uint64_t)x[3].d << 48;
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)v));
+}
+
 static float dot_q8_0(int n, const void *wv, const void *xv) {
     const block_q8_0 *a = wv, *b = xv;
     const int nb = n / PG_QK8_0;
+    const __m512i lanes01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i lanes23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
     int ib = 0;
     for (; ib + 4 <= nb; ib += 4) {
-        __m512 d0 = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(a[ib].d) * _cvtsh_ss(b[ib].d)),
-                                       _mm256_set1_ps(_cvtsh_ss(a[ib + 1].d) * _cvtsh_ss(b[ib + 1].d)), 1);
-        __m512 d1 = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(a[ib + 2].d) * _cvtsh_ss(b[ib + 2].d)),
-                                       _mm256_set1_ps(_cvtsh_ss(a[ib + 3].d) * _cvtsh_ss(b[ib + 3].d)), 1);
+        /* d[k] = f16(a.d) * f16(b.d) for blocks ib..ib+3, as the reference rounds it */
+        const __m512 d = _mm512_castps128_ps512(_mm_mul_ps(scales4(a + ib), scales4(b + ib)));
         __m512i s0 = block_dot16(a[ib].qs, a[ib + 1].qs, b[ib].qs, b[ib + 1].qs);
         __m512i s1 = block_dot16(a[ib + 2].qs, a[ib + 3].qs, b[ib + 2].qs, b[ib + 3].qs);
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), d0, acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), d1, acc1);
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_permutexvar_ps(lanes01, d), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_permutexvar_ps(lanes23, d), acc1);
     }
     __m256 acc = _mm256_setzero_ps();
     for (; ib < nb; ib++) {
