@@ -27,6 +27,12 @@ CFLAGS  = -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Wno-unused-parameter -Wno
 LDLIBS  = -ljansson -lpcre2-8 -lm -lpthread
 LDFLAGS = -pthread $(LDSAN)
 
+# io_uring for the expert store when liburing is installed (else O_DIRECT pread)
+ifneq ($(wildcard /usr/include/liburing.h),)
+  CFLAGS += -DPG_HAVE_LIBURING
+  LDLIBS += -luring
+endif
+
 AVX2_FLAGS   = -mavx2 -mfma -mf16c
 AVX512_FLAGS = -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq
 
