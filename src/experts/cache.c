@@ -190,7 +190,7 @@ static void *io_main_(void *arg) {
     pg_cache *c = arg;
     pthread_mutex_lock(&c->mu);
     for (;;) {
-        request r;
+        request r = {0};
         bool demand;
         while (!c->stop && !c->demand.len && !c->prefetch.len) pthread_cond_wait(&c->work, &c->mu);
         if (c->stop) break;
