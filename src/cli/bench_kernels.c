@@ -49,9 +49,13 @@ static void bw_fn(void *v, int ith, int nth) {
     pg_split((long)(t->bytes / 64), ith, nth, &lo, &hi);
     char *a = t->a + lo * 64, *b = t->b + lo * 64;
     size_t n = (size_t)(hi - lo) * 64;
-    if (t->op == 0) {
-        memset(a, 1 + ith, n);
-        memset(b, 2, n);
+    if (t->op == 0) { /* distinct contents, so that no page can be shared or deduplicated */
+        uint64_t *a8 = (uint64_t *)a, *b8 = (uint64_t *)b;
+        for (size_t i = 0; i < n / 8; i++) {
+            uint64_t k = ((uint64_t)lo * 8 + i) * 0x9e3779b97f4a7c15ull;
+            a8[i] = k ^ (k >> 29);
+            if (b != a) b8[i] = k;
+        }
     } else if (t->op == 1) {
         memcpy(b, a, n);
     } else {
