@@ -19,6 +19,11 @@
 #include "kernels/kernels.h"
 #include "threadpool.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define SYNTH_X86 1
+#endif
+
 #define UNIT 32
 #define GOLDEN 0x9e3779b97f4a7c15ull
 
@@ -44,20 +49,32 @@ typedef struct {
 
 typedef struct synth_run_ {
     pg_pool *pool;
+    bool f16c; /* convert to F16 with the F16C instructions (same rounding as pg_f32_to_f16) */
     uint64_t done, total;
     void (*progress)(void *ctx, uint64_t done, uint64_t total);
     void *progress_ctx;
 } synth_run;
 
-/* Element i of a random tensor: uniform, symmetric, mean 0. */
-static inline float rand_elem_(const synth_tensor *st, int64_t i) {
-    uint64_t h = mix64_(st->key + (uint64_t)i * GOLDEN);
-    /* 24 random bits -> odd integers in [-(2^24-1), 2^24-1] (exact in float)
-     * -> (-1, 1), symmetric about 0 */
-    int32_t r = 2 * (int32_t)(h >> 40) - 16777215;
-    float u = (float)r * (1.0f / 16777216.0f);
-    return u * st->amp;
+/* 24 random bits -> odd integers in [-(2^24-1), 2^24-1] (exact in float)
+ * -> (-amp, amp), symmetric about 0. */
+static inline float bits_to_float_(uint64_t r24, float amp) {
+    return (float)(2 * (int32_t)r24 - 16777215) * (amp * (1.0f / 16777216.0f));
 }
+
+/* Elements i and i+1 (i even) of a random tensor come from one hash of i/2. */
+static inline void rand_pair_(const synth_tensor *st, int64_t i, float *out) {
+    uint64_t h = mix64_(st->key + (uint64_t)(i >> 1) * GOLDEN);
+    out[0] = bits_to_float_(h >> 40, st->amp);
+    out[1] = bits_to_float_((h >> 8) & 0xffffff, st->amp);
+}
+
+#ifdef SYNTH_X86
+__attribute__((target("avx,f16c"))) static void unit_to_f16_f16c_(const float *f, uint8_t *dst) {
+    for (int k = 0; k < UNIT; k += 8)
+        _mm_storeu_si128((__m128i *)(dst + 2 * k),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(f + k), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+#endif
 
 /* Writes unit u (elements [32u, min(32u+32, nel))) to dst; returns its bytes. */
 static size_t gen_unit_(const synth_tensor *st, int64_t u, uint8_t *dst) {
@@ -67,12 +84,18 @@ static size_t gen_unit_(const synth_tensor *st, int64_t u, uint8_t *dst) {
     if (st->kind == FILL_ONES)
         for (int k = 0; k < n; k++) f[k] = 1.0f;
     else
-        for (int k = 0; k < n; k++) f[k] = rand_elem_(st, i0 + k);
+        for (int k = 0; k < UNIT; k += 2) rand_pair_(st, i0 + k, f + k); /* the tail of a short unit is unused */
     switch (st->type) {
     case PG_TYPE_F32:
         memcpy(dst, f, (size_t)n * 4);
         return (size_t)n * 4;
     case PG_TYPE_F16:
+#ifdef SYNTH_X86
+        if (n == UNIT && st->run->f16c) {
+            unit_to_f16_f16c_(f, dst);
+            return (size_t)n * 2;
+        }
+#endif
         for (int k = 0; k < n; k++) {
             uint16_t h = pg_f32_to_f16(f[k]);
             memcpy(dst + 2 * k, &h, 2);
@@ -87,7 +110,7 @@ static size_t gen_unit_(const synth_tensor *st, int64_t u, uint8_t *dst) {
     case PG_TYPE_Q8_0: {
         PG_ASSERT(n == UNIT); /* row lengths are multiples of 32 (checked) */
         block_q8_0 b;
-        pg_quantize_q8_0_ref(UNIT, f, &b);
+        pgk.quantize_q8_0(UNIT, f, &b); /* bit-identical to pg_quantize_q8_0_ref (test_kernels) */
         memcpy(dst, &b, sizeof b);
         return sizeof b;
     }
@@ -328,7 +351,12 @@ int pg_synth_write(const pg_synth_params *p, const char *out, pg_error *e) {
 #undef KEY
     tokenizer_(w, V);
 
+    pg_kernels_init(-1);
     synth_run run = {.progress = p->progress, .progress_ctx = p->progress_ctx};
+#ifdef SYNTH_X86
+    __builtin_cpu_init();
+    run.f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+#endif
     builder b = {.w = w, .run = &run, .cap = sz.n_tensors, .seed = p->seed};
     b.ts = xcalloc((size_t)b.cap, sizeof *b.ts);
     add_(&b, "token_embd.weight", t, FILL_RANDOM, 2, D, V, 1);
