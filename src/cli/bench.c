@@ -27,45 +27,6 @@
 #include "offload_opts.h"
 #include "sampler.h"
 
-/* ---- memory read bandwidth on the session's pool (the resident limit) ---- */
-
-typedef struct {
-    const uint64_t *buf;
-    size_t n;
-    uint64_t sum[64];
-} bw_task;
-
-static void read_fn_(void *arg, int ith, int nth) {
-    bw_task *t = arg;
-    long lo, hi;
-    pg_split((long)t->n, ith, nth, &lo, &hi);
-    uint64_t a = 0, b = 0, c = 0, d = 0;
-    for (long i = lo; i + 4 <= hi; i += 4) {
-        a += t->buf[i];
-        b += t->buf[i + 1];
-        c += t->buf[i + 2];
-        d += t->buf[i + 3];
-    }
-    t->sum[ith & 63] = a + b + c + d;
-}
-
-/* Best of reps read passes over a buffer of `bytes`, in bytes/s. */
-static double read_bandwidth_(pg_pool *pool, size_t bytes, int reps) {
-    bw_task t = {.n = bytes / 8};
-    uint64_t *buf = xmalloc_aligned(4096, bytes);
-    memset(buf, 1, bytes);
-    t.buf = buf;
-    double best = 0;
-    for (int r = 0; r <= reps; r++) {
-        double t0 = pg_time_s();
-        pg_pool_run(pool, read_fn_, &t);
-        double dt = pg_time_s() - t0;
-        if (r && bytes / dt > best) best = bytes / dt;
-    }
-    free(buf);
-    return best;
-}
-
 #define MAX_MODES 8
 
 typedef struct {
@@ -193,7 +154,7 @@ int cmd_bench(int argc, char **argv) {
     if (!s) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
 
     /* measured limits and the reference run */
-    double mem_bw = read_bandwidth_(s->pool, (size_t)256 << 20, 3);
+    double mem_bw = bench_read_bandwidth(s->pool, (size_t)256 << 20, 3);
     double active = active_bytes_(m);
     s->trace = &trace;
     if (pg_session_eval(s, tokens, P, NULL, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
