@@ -173,7 +173,9 @@ int cmd_bench(int argc, char **argv) {
             model_path, pg_arch_get(m->hp.arch)->name, m->hp.n_layer, m->hp.n_expert, m->hp.n_expert_used,
             m->bytes_experts / 1048576.0, m->bytes_dense / 1048576.0, P, N, repeat, pg_pool_size(s->pool));
     fprintf(stderr, "pregate bench: expert-mem %s | link %s | store %s | evict %s | prefetch-extra %d depth %d\n",
-            off.mem_spec ? off.mem_spec : "-", off.p.link.name, pg_store_kind_name(off.p.store), pg_evict_name(off.p.evict),
+            off.mem_spec ? off.mem_spec : "-", off.p.link.name,
+            pg_store_kind_name(off.store_given ? off.p.store : off.p.link.bandwidth > 0 ? PG_STORE_MMAP : PG_STORE_DIRECT),
+            pg_evict_name(off.p.evict),
             off.p.extra, off.p.depth);
     if (synthetic)
         fprintf(stderr, "pregate bench: random weights: routing is near-uniform, the hardest case for caching and prediction\n");
@@ -257,8 +259,7 @@ int cmd_bench(int argc, char **argv) {
         printf("        link %s: %.2f GB/s, %.0f us per transfer; bound = max(resident time per token, MiB read per "
                "token / link bandwidth)\n", off.p.link.name, link_bw / 1e9, off.p.link.latency * 1e6);
     else
-        printf("        link none: real reads from the %s store; bound for offloaded modes = resident compute time only\n",
-               pg_store_kind_name(off.p.store));
+        printf("        link none: real reads from the file; bound for offloaded modes = resident compute time only\n");
     if (json_path) {
         FILE *f = fopen(json_path, "w");
         if (!f) { fprintf(stderr, "pregate: %s: cannot write: %s\n", json_path, strerror(errno)); goto done; }

@@ -50,7 +50,7 @@ static void usage_(FILE *f) {
             "  --prefetch-extra M     pregate: fetch the top k+M experts (default 2)\n"
             "  --prefetch-depth D     pregate: predict 1 or 2 layers ahead (default 1)\n"
             "  --link LINK            none | pcie3 | pcie4 | pcie5 | nvme | sata | BW,LAT (e.g. 12GBps,20us)\n"
-            "  --store KIND           direct | pread | uring | mmap (default direct)\n"
+            "  --store KIND           direct | pread | uring | mmap (default: direct with --link none, mmap with a link)\n"
             "  --evict POLICY         lookahead | lru | lfu (default lookahead)\n"
             "  --io-threads N         loader threads (default 2)\n");
 }

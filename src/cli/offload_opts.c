@@ -45,7 +45,7 @@ int cli_offload_arg(cli_offload *o, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--prefetch-extra")) return int_arg_(a, v, 0, 1024, &o->p.extra) ? -1 : 1;
     else if (!strcmp(a, "--prefetch-depth")) return int_arg_(a, v, 1, 2, &o->p.depth) ? -1 : 1;
     else if (!strcmp(a, "--link")) rc = pg_link_parse(v, &o->p.link, &e);
-    else if (!strcmp(a, "--store")) rc = pg_store_kind_parse(v, &o->p.store, &e);
+    else if (!strcmp(a, "--store")) { rc = pg_store_kind_parse(v, &o->p.store, &e); o->store_given = true; }
     else if (!strcmp(a, "--evict")) rc = pg_evict_parse(v, &o->p.evict, &e);
     else if (!strcmp(a, "--io-threads")) return int_arg_(a, v, 1, 64, &o->p.io_threads) ? -1 : 1;
     if (rc) {
@@ -64,6 +64,7 @@ int cli_offload_attach(const cli_offload *o, pg_prefetch_mode mode, const pg_tra
     pg_offload_params p = o->p;
     p.mode = mode;
     p.oracle = oracle;
+    if (!o->store_given) p.store = p.link.bandwidth > 0 ? PG_STORE_MMAP : PG_STORE_DIRECT;
     if (!o->mem_spec) return pg_fail(e, "offloading needs --expert-mem SIZE (e.g. 25%%, 512MiB)");
     if (pg_parse_mem(o->mem_spec, s->m->bytes_experts, &p.expert_mem, e)) return -1;
     pg_offload *off = pg_offload_new(s->m, &p, e);

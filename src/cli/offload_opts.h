@@ -4,7 +4,10 @@
  *   --prefetch-extra M  pregate: fetch top k + M   (default 2)
  *   --prefetch-depth D  pregate: 1 or 2 layers ahead (default 1)
  *   --link LINK         none | pcie3 | pcie4 | pcie5 | nvme | sata | 12GBps,20us
- *   --store KIND        direct | pread | uring | mmap   (default direct)
+ *   --store KIND        direct | pread | uring | mmap   (default: direct with
+ *                       --link none, i.e. real disk reads that bypass the
+ *                       page cache; mmap with a link model, whose slow tier
+ *                       stands for host memory: the page cache plays it)
  *   --evict POLICY      lookahead | lru | lfu           (default lookahead)
  *   --io-threads N      loader threads (default 2)
  * and the summary printed by --stats / written by --stats-json. */
@@ -19,6 +22,7 @@ typedef struct {
     pg_offload_params p;
     const char *mem_spec;   /* NULL: resident unless --prefetch says otherwise */
     bool mode_given;
+    bool store_given;
 } cli_offload;
 
 void cli_offload_init(cli_offload *o);
