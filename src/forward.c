@@ -209,35 +209,43 @@ static void predict_(pg_session *s, int from, int T, int pos0) {
     }
 }
 
-/* Computes the experts routed to in the chunk from the fast-tier cache:
- * all of them are requested at once (a window at a time if the cache is
- * smaller), each is computed as soon as it is ready. */
-static int moe_experts_offloaded_(pg_session *s, int l, const pg_layer *L, int K, pg_error *e) {
+/* Runs expert weights w over the rows of xn routed to expert x; each row's
+ * output goes to its (token, slot) place in exp_out. */
+static void run_expert_(pg_session *s, const pg_expert *w, int x, int K) {
+    int D = s->m->hp.dim, n = s->exp_count[x];
+    const int *rows = s->exp_rows + (size_t)x * PG_MAX_BATCH * K;
+    for (int i = 0; i < n; i++) memcpy(s->exp_in + (size_t)i * D, s->xn + (size_t)(rows[i] / K) * D, D * sizeof(float));
+    swiglu_(s, w, n, s->exp_in, s->acc);
+    for (int i = 0; i < n; i++) memcpy(s->exp_out + (size_t)rows[i] * D, s->acc + (size_t)i * D, D * sizeof(float));
+}
+
+/* The experts the chunk routes to, from the fast-tier cache: all are
+ * requested at once (a window at a time if the cache is smaller), and each
+ * is computed as soon as it is ready, whatever the order. */
+static int moe_experts_offloaded_(pg_session *s, int l, int K, pg_error *e) {
     pg_offload *o = s->off;
-    int D = s->m->hp.dim, E = s->m->hp.n_expert, n = 0;
+    int E = s->m->hp.n_expert, n = 0;
     for (int x = 0; x < E; x++)
         if (s->exp_count[x]) o->uni[n++] = x;
     if (o->have_pred[l]) pg_cache_score_prediction(o->cache, l, o->pred + (size_t)l * E, o->n_pred[l], o->uni, n);
     int window = pg_cache_n_slots(o->cache);
     for (int i0 = 0; i0 < n; i0 += window) {
-        int w = n - i0 < window ? n - i0 : window;
-        pg_cache_request(o->cache, l, o->uni + i0, w);
-        for (int i = i0; i < i0 + w; i++) {
-            int x = o->uni[i];
-            const pg_expert *ex = pg_cache_acquire(o->cache, l, x, e);
+        int *pending = o->uni + i0, w = n - i0 < window ? n - i0 : window;
+        pg_cache_request(o->cache, l, pending, w);
+        while (w > 0) {
+            int j;
+            const pg_expert *ex = pg_cache_acquire_any(o->cache, l, pending, w, &j, e);
+            int x = pending[j];
+            pending[j] = pending[w - 1];
+            pending[--w] = x;
             if (!ex) {
-                pg_cache_cancel(o->cache, l, o->uni + i + 1, i0 + w - i - 1);
+                pg_cache_cancel(o->cache, l, pending, w);
                 return -1;
             }
-            const int *rows = s->exp_rows + (size_t)x * PG_MAX_BATCH * K;
-            int cnt = s->exp_count[x];
-            for (int r = 0; r < cnt; r++) memcpy(s->exp_in + (size_t)r * D, s->xn + (size_t)(rows[r] / K) * D, D * sizeof(float));
-            swiglu_(s, ex, cnt, s->exp_in, s->acc);
-            for (int r = 0; r < cnt; r++) memcpy(s->exp_out + (size_t)rows[r] * D, s->acc + (size_t)r * D, D * sizeof(float));
+            run_expert_(s, ex, x, K);
             pg_cache_release(o->cache, l, x);
         }
     }
-    (void)L;
     return 0;
 }
 
@@ -259,16 +267,10 @@ static int moe_(pg_session *s, int l, const pg_layer *L, int T, int pos0, pg_err
     }
     /* each expert runs once over all the rows routed to it */
     if (s->off) {
-        if (moe_experts_offloaded_(s, l, L, K, e)) return -1;
+        if (moe_experts_offloaded_(s, l, K, e)) return -1;
     } else {
-        for (int x = 0; x < E; x++) {
-            int n = s->exp_count[x];
-            if (!n) continue;
-            const int *rows = s->exp_rows + (size_t)x * PG_MAX_BATCH * K;
-            for (int i = 0; i < n; i++) memcpy(s->exp_in + (size_t)i * D, s->xn + (size_t)(rows[i] / K) * D, D * sizeof(float));
-            swiglu_(s, &L->experts[x], n, s->exp_in, s->acc);
-            for (int i = 0; i < n; i++) memcpy(s->exp_out + (size_t)rows[i] * D, s->acc + (size_t)i * D, D * sizeof(float));
-        }
+        for (int x = 0; x < E; x++)
+            if (s->exp_count[x]) run_expert_(s, &L->experts[x], x, K);
     }
     /* combine in slot order, so the sum never depends on the order experts ran in */
     memset(s->acc, 0, (size_t)T * D * sizeof(float));

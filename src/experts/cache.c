@@ -374,42 +374,43 @@ void pg_cache_prefetch(pg_cache *c, int layer, const int *experts, int n) {
 
 void pg_cache_request(pg_cache *c, int layer, const int *experts, int n) {
     pthread_mutex_lock(&c->mu);
+    pg_cache_layer_stats *st = &c->stats[layer];
     for (int i = 0; i < n; i++) {
         entry *en = ent_(c, layer, experts[i]);
+        st->acquires++;
+        if (en->slot >= 0 && c->slots[en->slot].state == SLOT_READY) st->hits++;
+        else if (en->slot >= 0 || (en->queued && !en->queued_demand)) st->late++;
+        else st->misses++;
         en->want++;
         if (en->slot < 0) enqueue_(c, layer, experts[i], true);
     }
     pthread_mutex_unlock(&c->mu);
 }
 
-const pg_expert *pg_cache_acquire(pg_cache *c, int layer, int x, pg_error *e) {
+const pg_expert *pg_cache_acquire_any(pg_cache *c, int layer, const int *experts, int n, int *which, pg_error *e) {
     pthread_mutex_lock(&c->mu);
     pg_cache_layer_stats *st = &c->stats[layer];
-    entry *en = ent_(c, layer, x);
-    st->acquires++;
-    bool first = true;
     double t0 = 0;
+    int found = -1;
     for (;;) {
-        if (en->failed) {
-            pg_fail(e, "%s", en->err);
-            en->failed = false;
-            if (en->want) en->want--;
-            if (!first) st->stall_s += pg_time_s() - t0;
-            pthread_mutex_unlock(&c->mu);
-            return NULL;
+        for (int i = 0; i < n && found < 0; i++) {
+            entry *en = ent_(c, layer, experts[i]);
+            if (en->failed || (en->slot >= 0 && c->slots[en->slot].state == SLOT_READY)) found = i;
         }
-        if (en->slot >= 0 && c->slots[en->slot].state == SLOT_READY) break;
-        if (first) {
-            if (en->slot >= 0 || (en->queued && !en->queued_demand)) st->late++;
-            else st->misses++;
-            if (en->slot < 0) enqueue_(c, layer, x, true);
-            first = false;
-            t0 = pg_time_s();
-        }
+        if (found >= 0) break;
+        if (t0 == 0) t0 = pg_time_s();
         pthread_cond_wait(&c->done, &c->mu);
     }
-    if (first) st->hits++;
-    else st->stall_s += pg_time_s() - t0;
+    if (t0 != 0) st->stall_s += pg_time_s() - t0;
+    *which = found;
+    entry *en = ent_(c, layer, experts[found]);
+    if (en->failed) {
+        pg_fail(e, "%s", en->err);
+        en->failed = false;
+        if (en->want) en->want--;
+        pthread_mutex_unlock(&c->mu);
+        return NULL;
+    }
     slot *s = &c->slots[en->slot];
     s->refs++;
     s->uses++;
@@ -420,6 +421,12 @@ const pg_expert *pg_cache_acquire(pg_cache *c, int layer, int x, pg_error *e) {
     }
     pthread_mutex_unlock(&c->mu);
     return &s->w;
+}
+
+const pg_expert *pg_cache_acquire(pg_cache *c, int layer, int x, pg_error *e) {
+    int which;
+    pg_cache_request(c, layer, &x, 1);
+    return pg_cache_acquire_any(c, layer, &x, 1, &which, e);
 }
 
 void pg_cache_release(pg_cache *c, int layer, int x) {

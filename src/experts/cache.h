@@ -75,12 +75,20 @@ void pg_cache_end_layer(pg_cache *c, int layer);
  * dropped when no slot is free). Marks them protected from LOOKAHEAD
  * eviction until that layer has run. */
 void pg_cache_prefetch(pg_cache *c, int layer, const int *experts, int n);
-/* Issues demand loads for every absent expert in the list without waiting,
- * so that they are all in flight before the first acquire. */
+/* The forward pass needs these experts of `layer` now: counts each as a
+ * hit (READY), late (a prefetch still loading or queued) or miss (absent),
+ * pins it against eviction, and issues demand loads for the absent ones
+ * without waiting, so that all are in flight before the first acquire.
+ * Every requested expert must then be acquired (and released) or
+ * cancelled. */
 void pg_cache_request(pg_cache *c, int layer, const int *experts, int n);
-/* Waits until the expert is READY, takes a reference and returns its
- * weights (pointing into the slot). NULL with e set if its read failed; the
- * entry is then cleared so that a later request retries. */
+/* Waits until any of the requested experts is READY, takes a reference
+ * and returns its weights (pointing into the slot); *which is its index in
+ * the list. Returns NULL with e set if that expert's read failed (its pin
+ * is dropped; a later request retries the read). */
+const pg_expert *pg_cache_acquire_any(pg_cache *c, int layer, const int *experts, int n, int *which,
+                                      pg_error *e);
+/* pg_cache_request + pg_cache_acquire_any of one expert. */
 const pg_expert *pg_cache_acquire(pg_cache *c, int layer, int expert, pg_error *e);
 void pg_cache_release(pg_cache *c, int layer, int expert);
 /* Drops the pins of pg_cache_request for experts that will not be acquired
