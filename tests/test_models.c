@@ -158,10 +158,49 @@ static void test_stories260k(void) {
     unlink(out);
 }
 
+/* A GGUF written by llama.cpp's own converter: loads, and inspect reports it. */
+static void test_llama_tiny_random_gguf(void) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/models/llama-2-tiny-random.gguf", test_shared_data());
+    if (access(path, R_OK)) TEST_SKIP("%s not found (shared data absent)", path);
+    pg_error e = {{0}};
+    pg_model *m = pg_model_open(path, &e);
+    CHECK(m != NULL, "%s", e.msg);
+    if (!m) return;
+    const pg_hparams *hp = &m->hp;
+    CHECK(hp->arch == PG_ARCH_LLAMA && hp->n_expert == 0, "architecture");
+    CHECK(hp->vocab == 32000 && m->tok && pg_tokenizer_n_vocab(m->tok) == 32000, "vocabulary %d", hp->vocab);
+    CHECK(hp->n_layer >= 1 && hp->dim > 0 && hp->n_head > 0 && hp->head_dim * hp->n_head > 0, "shape");
+    fprintf(stderr, "  llama-2-tiny-random: %d layers, dim %d, %d heads (%d KV), head dim %d, FFN %d, eps %g\n",
+            hp->n_layer, hp->dim, hp->n_head, hp->n_head_kv, hp->head_dim, hp->ffn_dim, hp->norm_eps);
+    /* it runs: a few tokens give finite logits */
+    pg_session *s = pg_session_new(m, 16, 1, &e);
+    int32_t toks[3] = {1, 15043, 3186};
+    CHECK(s && pg_session_eval(s, toks, 3, NULL, &e) == 0, "%s", e.msg);
+    bool finite = true;
+    for (int i = 0; s && i < hp->vocab; i++) finite &= isfinite(s->logits[i]);
+    CHECK(finite, "non-finite logits");
+    pg_session_free(s);
+    pg_model_free(m);
+    /* and `pregate inspect` prints its hyperparameters */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s/pregate inspect '%s' 2>&1", getenv("BUILD") ? getenv("BUILD") : "build", path);
+    FILE *p = popen(cmd, "r");
+    CHECK(p != NULL, "popen");
+    if (!p) return;
+    char out[8192] = {0};
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    int st = pclose(p);
+    out[n] = 0;
+    CHECK(st == 0 && strstr(out, "architecture:    llama") && strstr(out, "vocabulary:      32000"),
+          "inspect output:\n%s", out);
+}
+
 int main(void) {
     TEST_RUN(test_hf_fixtures);
     TEST_RUN(test_hf_fixtures_as_gguf);
     TEST_RUN(test_demo_moe);
     TEST_RUN(test_stories260k);
+    TEST_RUN(test_llama_tiny_random_gguf);
     return test_summary("test_models");
 }
