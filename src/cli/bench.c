@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -51,7 +52,10 @@ static double median_(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-static void reset_peak_rss_(void) {
+/* Unmaps the model's pages from this process (the page cache keeps them)
+ * and restarts the peak-RSS count, so that each run's peak is its own. */
+static void reset_peak_rss_(const pg_model *m) {
+    if (m->gguf) madvise((void *)m->gguf->map, m->gguf->size, MADV_DONTNEED);
     int fd = open("/proc/self/clear_refs", O_WRONLY);
     if (fd >= 0) {
         if (write(fd, "5", 1) < 0) { /* best effort: peak RSS then covers the whole process */ }
@@ -59,11 +63,12 @@ static void reset_peak_rss_(void) {
     }
 }
 
-/* Bytes a decoding step must read with every expert resident. */
+/* Bytes a decoding step must read with every expert resident: all dense
+ * weights but the embedding table (one row of it), every layer's top-k. */
 static double active_bytes_(const pg_model *m) {
     const pg_hparams *hp = &m->hp;
-    double b = (double)m->bytes_dense - (double)m->tok_embd.row_bytes * m->tok_embd.rows;
-    b += (double)m->output.row_bytes * m->output.rows + m->tok_embd.row_bytes;
+    double b = (double)m->bytes_dense;
+    if (!hp->tied_output) b -= (double)m->tok_embd.row_bytes * m->tok_embd.rows - m->tok_embd.row_bytes;
     for (int l = 0; l < hp->n_layer; l++) {
         const pg_layer *L = &m->layers[l];
         if (!L->is_moe) continue;
@@ -186,7 +191,7 @@ int cmd_bench(int argc, char **argv) {
             run_result *rr = &res[r][mi];
             if (cli_offload_attach(&off, modes[mi], &trace, s, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
             pg_session_reset(s);
-            reset_peak_rss_();
+            reset_peak_rss_(m);
             double t0 = pg_time_s();
             if (pg_session_eval(s, tokens, P, NULL, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
             double t1 = pg_time_s();
