@@ -8,6 +8,8 @@
  *    sumi * (f16(dw) * f16(dx)) in float, in block order.
  *  - rmsnorm and softmax accumulate their sums in double.
  */
+#include <stdatomic.h>
+
 #include "kernels.h"
 
 #include <math.h>
@@ -247,6 +249,8 @@ typedef struct {
     const char *xv;   /* prepared activations (Q8_0 rows) or NULL: use X */
     size_t xv_bytes;  /* bytes per prepared row */
     pg_dot_fn dot;
+    long chunk;       /* rows taken at a time */
+    _Atomic long next; /* first row not yet taken */
 } matmul_task;
 
 static void quantize_task(void *v, int ith, int nth) {
@@ -258,20 +262,29 @@ static void quantize_task(void *v, int ith, int nth) {
                           (block_q8_0 *)(m->xv + (size_t)t * m->xv_bytes));
 }
 
+/* Threads take rows in chunks from a shared counter, so that a thread
+ * slowed by something else on its core (an I/O thread, another process)
+ * leaves its share to the others. Which thread computes a row never
+ * changes the row's value. */
 static void matmul_task_fn(void *v, int ith, int nth) {
     matmul_task *m = v;
     const pg_mat *W = m->W;
-    long lo, hi;
-    pg_split(W->rows, ith, nth, &lo, &hi);
     const int cols = W->cols, T = m->T;
     const char *base = (const char *)W->data;
-    for (long r = lo; r < hi; r++) {
-        const void *row = base + (size_t)r * W->row_bytes;
-        /* Each weight row is read from memory once and reused from L1 for all T tokens. */
-        for (int t = 0; t < T; t++) {
-            const void *xt = m->xv ? (const void *)(m->xv + (size_t)t * m->xv_bytes)
-                                   : (const void *)(m->X + (size_t)t * m->ldx);
-            m->Y[(size_t)t * m->ldy + r] = m->dot(cols, row, xt);
+    (void)ith;
+    (void)nth;
+    for (;;) {
+        long lo = atomic_fetch_add_explicit(&m->next, m->chunk, memory_order_relaxed);
+        if (lo >= W->rows) break;
+        long hi = lo + m->chunk < W->rows ? lo + m->chunk : W->rows;
+        for (long r = lo; r < hi; r++) {
+            const void *row = base + (size_t)r * W->row_bytes;
+            /* Each weight row is read from memory once and reused from L1 for all T tokens. */
+            for (int t = 0; t < T; t++) {
+                const void *xt = m->xv ? (const void *)(m->xv + (size_t)t * m->xv_bytes)
+                                       : (const void *)(m->X + (size_t)t * m->ldx);
+                m->Y[(size_t)t * m->ldy + r] = m->dot(cols, row, xt);
+            }
         }
     }
 }
@@ -284,6 +297,12 @@ void pg_matmul(pg_pool *pool, const pg_mat *W, int T, const float *X, int ldx, f
     matmul_task m = {.W = W, .T = T, .X = X, .ldx = ldx, .Y = Y, .ldy = ldy, .dot = dot};
     void *owned = NULL;
     const int nth = pg_pool_size(pool);
+    /* about 8 chunks per thread, at least 16 rows (or 64 KiB of weights) each */
+    long chunk = W->rows / (8L * nth);
+    long min_rows = (long)(65536 / (W->row_bytes ? W->row_bytes : 1));
+    if (min_rows < 16) min_rows = 16;
+    m.chunk = chunk > min_rows ? chunk : min_rows;
+    atomic_init(&m.next, 0);
     if (pg_vec_dot_type(W->type) == PG_TYPE_Q8_0) {
         if (!scratch) scratch = owned = xmalloc(pg_matmul_scratch_bytes(W, T));
         m.xv = scratch;
