@@ -170,12 +170,15 @@ static void predict_(pg_session *s, int from, int T, int pos0) {
     for (int target = from + 1; target <= from + depth && target < hp->n_layer; target++) {
         const pg_layer *L = &m->layers[target];
         if (!L->is_moe) continue;
+        /* the prediction, most likely first (the cache loads in that order);
+         * a layer predicted twice (depth 2) keeps the union */
         int *pred = o->pred + (size_t)target * E, n = o->have_pred[target] ? o->n_pred[target] : 0;
         memset(o->mark, 0, (size_t)E);
         for (int i = 0; i < n; i++) o->mark[pred[i]] = 1;
+#define ADD(x) do { int x_ = (x); if (!o->mark[x_]) { o->mark[x_] = 1; pred[n++] = x_; } } while (0)
         switch (o->p.mode) {
         case PG_PREFETCH_NEXT_ALL:
-            for (int x = 0; x < E; x++) o->mark[x] = 1;
+            for (int x = 0; x < E; x++) ADD(x);
             break;
         case PG_PREFETCH_PREGATE: {
             int k = K + o->p.extra < E ? K + o->p.extra : E;
@@ -183,7 +186,7 @@ static void predict_(pg_session *s, int from, int T, int pos0) {
             matmul_(s, &L->router, T, o->xn, D, o->logits, E);
             for (int t = 0; t < T; t++) {
                 pg_topk(o->logits + (size_t)t * E, E, k, o->idx);
-                for (int j = 0; j < k; j++) o->mark[o->idx[j]] = 1;
+                for (int j = 0; j < k; j++) ADD(o->idx[j]);
             }
             break;
         }
@@ -193,16 +196,14 @@ static void predict_(pg_session *s, int from, int T, int pos0) {
                 if (pos0 + t >= tr->n_pos) continue;
                 const int16_t *r = tr->experts + ((size_t)(pos0 + t) * tr->n_layer + target) * tr->k;
                 for (int j = 0; j < tr->k; j++)
-                    if (r[j] >= 0 && r[j] < E) o->mark[r[j]] = 1;
+                    if (r[j] >= 0 && r[j] < E) ADD(r[j]);
             }
             break;
         }
         default:
             return;
         }
-        n = 0;
-        for (int x = 0; x < E; x++)
-            if (o->mark[x]) pred[n++] = x;
+#undef ADD
         o->n_pred[target] = n;
         o->have_pred[target] = true;
         pg_cache_prefetch(o->cache, target, pred, n);
