@@ -24,7 +24,7 @@ endif
 
 CFLAGS  = -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
           -pthread -Iinclude -Isrc $(EXTRA_CFLAGS)
-LDLIBS  = -ljansson -lpcre2-8 -lm -lpthread
+LDLIBS  = -ljansson -lpcre2-8 -lutf8proc -lm -lpthread
 LDFLAGS = -pthread $(LDSAN)
 
 # io_uring for the expert store when liburing is installed (else O_DIRECT pread)

@@ -28,6 +28,7 @@
 #include <jansson.h>
 #include <pcre2.h>
 #include <stdio.h>
+#include <utf8proc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -301,6 +302,8 @@ typedef struct {
     size_t n_pieces;
     char *buf;      /* scratch text (escaped SPM text, prefixed pieces) */
     size_t buf_cap;
+    char *nbuf;     /* normalised text */
+    size_t nlen, ncap;
     pcre2_match_data *md[MAX_STAGES];
 } work;
 
@@ -311,7 +314,17 @@ static void work_syms(work *w, size_t n) {
     }
 }
 
+static void nbuf_append(work *w, const char *p, size_t n) {
+    if (w->nlen + n > w->ncap) {
+        w->ncap = (w->nlen + n) * 2 + 64;
+        w->nbuf = xrealloc(w->nbuf, w->ncap);
+    }
+    memcpy(w->nbuf + w->nlen, p, n);
+    w->nlen += n;
+}
+
 static void work_free(work *w) {
+    free(w->nbuf);
     free(w->s);
     free(w->h.v);
     free(w->buf);
@@ -529,10 +542,50 @@ static bool all_ascii(const char *p, size_t n) {
     return true;
 }
 
+/* NFC of p[0..n) into w->nbuf: each maximal run of valid UTF-8 is composed
+ * with utf8proc (invalid bytes are kept as they are). Returns the length. */
+static size_t nfc_into(work *w, const char *p, size_t n) {
+    w->nlen = 0;
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i;
+        while (j < n) {
+            int k = utf8_seq((const uint8_t *)p + j, n - j);
+            if (k <= 0) break;
+            j += (size_t)k;
+        }
+        if (j > i) {
+            utf8proc_uint8_t *o = NULL;
+            utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)p + i, (utf8proc_ssize_t)(j - i), &o,
+                                              UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+            if (m >= 0) {
+                nbuf_append(w, (const char *)o, (size_t)m);
+            } else {
+                nbuf_append(w, p + i, j - i);
+            }
+            free(o);
+        }
+        if (j < n) { /* one invalid byte (or an incomplete tail) */
+            int k = utf8_seq((const uint8_t *)p + j, n - j);
+            size_t skip = k < 0 ? (size_t)-k : n - j;
+            nbuf_append(w, p + j, skip);
+            j += skip;
+        }
+        i = j;
+    }
+    return w->nlen;
+}
+
 static void encode_fragment(const pg_tokenizer *t, work *w, const char *p, size_t n, bool prefix, ivec *out) {
     if (n == 0) return;
     if (t->nfc && !all_ascii(p, n)) {
-        /* TODO: NFC normalisation of non-ASCII text (passed through as is). */
+        size_t m = nfc_into(w, p, n);
+        char *tmp = xmalloc(m + 1);
+        memcpy(tmp, w->nbuf, m);
+        if (t->kind == PG_TOK_SPM) spm_fragment(t, w, tmp, m, prefix && t->add_space_prefix, out);
+        else pretok(t, w, 0, tmp, m, out);
+        free(tmp);
+        return;
     }
     if (t->kind == PG_TOK_SPM) spm_fragment(t, w, p, n, prefix && t->add_space_prefix, out);
     else pretok(t, w, 0, p, n, out);
@@ -708,6 +761,21 @@ static const char RE_QWEN2[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
+/* llama.cpp's pre-tokenizers of the same names (llama-vocab.cpp), equal to
+ * the Split regexes of the models' tokenizer.json. */
+static const char RE_DSV3_0[] = "\\p{N}{1,3}";
+static const char RE_DSV3_1[] = "[\xe4\xb8\x80-\xe9\xbe\xa5\xe3\x81\x80-\xe3\x82\x9f\xe3\x82\xa0-\xe3\x83\xbf]+";
+static const char RE_DSV3_2[] =
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+|"
+    " ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+";
+static const char RE_O200K[] =
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|"
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|"
+    "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char RE_LLAMA3[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
 static _Thread_local const pg_tokenizer *sort_tok;
 
 static int special_cmp(const void *x, const void *y) {
@@ -789,7 +857,9 @@ static int finish(pg_tokenizer *t, const char *file, pg_error *e) {
     int n = 0;
     t->special = xmalloc(sizeof(int32_t) * (size_t)(t->n_vocab + 1));
     for (int id = 0; id < t->n_vocab; id++)
-        if ((t->type[id] == TT_CONTROL || t->type[id] == TT_USER) && t->text_len[id] > 0) t->special[n++] = id;
+        if ((t->type[id] == TT_CONTROL || t->type[id] == TT_USER || (t->type[id] == TT_UNKNOWN && t->kind == PG_TOK_SPM)) &&
+            t->text_len[id] > 0)
+            t->special[n++] = id;
     sort_tok = t;
     qsort(t->special, (size_t)n, sizeof(int32_t), special_cmp);
     sort_tok = NULL;
@@ -906,13 +976,17 @@ pg_tokenizer *pg_tokenizer_from_gguf(const gguf_file *g, pg_error *e) {
     if (gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &b)) t->add_space_prefix = b;
     if (kind == PG_TOK_BPE) {
         char *pre = gguf_get_str(g, "tokenizer.ggml.pre");
-        const char *re = RE_GPT2;
-        if (pre && strcmp(pre, "qwen2") == 0) re = RE_QWEN2;
+        const char *res[3] = {RE_GPT2, NULL, NULL};
+        if (pre && strcmp(pre, "qwen2") == 0) { res[0] = RE_QWEN2; t->nfc = true; } /* Qwen2/3: NFC normalizer */
+        else if (pre && strcmp(pre, "deepseek-v3") == 0) { res[0] = RE_DSV3_0; res[1] = RE_DSV3_1; res[2] = RE_DSV3_2; }
+        else if (pre && (strcmp(pre, "gpt-4o") == 0 || strcmp(pre, "o200k") == 0)) { res[0] = RE_O200K; t->ignore_merges = true; }
+        else if (pre && (strcmp(pre, "llama-bpe") == 0 || strcmp(pre, "llama3") == 0)) { res[0] = RE_LLAMA3; t->ignore_merges = true; }
         else if (pre && strcmp(pre, "gpt-2") != 0 && strcmp(pre, "default") != 0)
             fprintf(stderr, "pregate: warning: %s: tokenizer.ggml.pre '%s' is not supported; using the gpt-2 pre-tokenizer\n",
                     path, pre);
         free(pre);
-        if (add_stage_regex(t, re, strlen(re), false, ST_SPLIT_ISOLATED, path, "tokenizer.ggml.pre", e)) goto fail;
+        for (int k = 0; k < 3 && res[k]; k++)
+            if (add_stage_regex(t, res[k], strlen(res[k]), false, ST_SPLIT_ISOLATED, path, "tokenizer.ggml.pre", e)) goto fail;
         const gguf_kv *mg = gguf_get_arr(g, "tokenizer.ggml.merges", GGUF_TYPE_STRING);
         if (!mg) {
             pg_fail(e, "%s: tokenizer.ggml.merges: missing or not an array of strings", path);
