@@ -27,7 +27,10 @@
 
 #include <jansson.h>
 #include <pcre2.h>
+#include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <utf8proc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +77,7 @@ struct pg_tokenizer {
     int n_eog;
     stage stages[MAX_STAGES];
     int n_stages;
+    char *chat_template;
 };
 
 /* ------------------------------------------------------------------ utils */
@@ -529,6 +533,11 @@ int pg_tokenizer_n_vocab(const pg_tokenizer *t) { return t->n_vocab; }
 int pg_tokenizer_bos(const pg_tokenizer *t) { return t->bos; }
 int pg_tokenizer_eos(const pg_tokenizer *t) { return t->eos; }
 bool pg_tokenizer_add_bos(const pg_tokenizer *t) { return t->add_bos; }
+int32_t pg_tokenizer_find(const pg_tokenizer *t, const char *s, size_t n) { return vocab_find(t, s, n); }
+const char *pg_tokenizer_chat_template(const pg_tokenizer *t) { return t->chat_template; }
+const char *pg_tokenizer_token_text(const pg_tokenizer *t, int32_t id) {
+    return id >= 0 && id < t->n_vocab && t->text[id] ? t->text[id] : "";
+}
 
 bool pg_tokenizer_is_eog(const pg_tokenizer *t, int32_t id) {
     for (int i = 0; i < t->n_eog; i++)
@@ -707,6 +716,7 @@ void pg_tokenizer_free(pg_tokenizer *t) {
     free(t->pmap);
     free(t->special);
     free(t->eog);
+    free(t->chat_template);
     for (int i = 0; i < t->n_stages; i++)
         if (t->stages[i].re) pcre2_code_free(t->stages[i].re);
     free(t);
@@ -969,6 +979,7 @@ pg_tokenizer *pg_tokenizer_from_gguf(const gguf_file *g, pg_error *e) {
         gguf_id(g, "tokenizer.ggml.eot_token_id", nv, &t->eot, e) ||
         gguf_id(g, "tokenizer.ggml.unknown_token_id", nv, &t->unk, e))
         goto fail;
+    t->chat_template = gguf_get_str(g, "tokenizer.chat_template");
     t->add_bos = kind == PG_TOK_SPM;
     t->add_space_prefix = kind == PG_TOK_SPM;
     bool b;
@@ -1068,6 +1079,17 @@ static void read_config(pg_tokenizer *t, const char *path) {
     }
     json_t *ab = json_object_get(root, "add_bos_token");
     if (json_is_boolean(ab)) t->add_bos = json_is_true(ab);
+    json_t *ct = json_object_get(root, "chat_template");
+    if (json_is_array(ct)) { /* [{"name": "default", "template": ...}, ...] */
+        json_t *pick = NULL;
+        for (size_t i = 0; i < json_array_size(ct); i++) {
+            json_t *x = json_array_get(ct, i);
+            const char *nm = json_string_value(json_object_get(x, "name"));
+            if (!pick || (nm && strcmp(nm, "default") == 0)) pick = x;
+        }
+        ct = json_object_get(pick, "template");
+    }
+    if (json_is_string(ct)) t->chat_template = xstrdup(json_string_value(ct));
     json_decref(root);
 }
 
@@ -1321,4 +1343,38 @@ pg_tokenizer *pg_tokenizer_from_json(const char *path, pg_error *e) {
     pg_tokenizer *t = from_json_root(root, path, e);
     json_decref(root);
     return t;
+}
+
+pg_tokenizer *pg_tokenizer_from_path(const char *path, pg_error *e) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        pg_fail(e, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        size_t n = strlen(path);
+        char *p = xmalloc(n + 32);
+        snprintf(p, n + 32, "%s/tokenizer.json", path);
+        pg_tokenizer *t = NULL;
+        if (access(p, R_OK) == 0) t = pg_tokenizer_from_json(p, e);
+        else pg_fail(e, "%s: no tokenizer.json in this directory", path);
+        free(p);
+        return t;
+    }
+    char magic[4] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        pg_fail(e, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t got = fread(magic, 1, 4, f);
+    fclose(f);
+    if (got == 4 && memcmp(magic, "GGUF", 4) == 0) {
+        gguf_file g;
+        if (gguf_open(&g, path, NULL, e) != 0) return NULL;
+        pg_tokenizer *t = pg_tokenizer_from_gguf(&g, e);
+        gguf_close(&g);
+        return t;
+    }
+    return pg_tokenizer_from_json(path, e);
 }

@@ -28,7 +28,20 @@ typedef enum { PG_TOK_BPE = 0, PG_TOK_SPM = 1 } pg_tok_kind;
 pg_tokenizer *pg_tokenizer_from_gguf(const gguf_file *g, pg_error *e);
 /* path: a tokenizer.json file. */
 pg_tokenizer *pg_tokenizer_from_json(const char *path, pg_error *e);
+/* path: a tokenizer.json, a Hugging Face directory holding one, or a GGUF
+ * file (by its magic). */
+pg_tokenizer *pg_tokenizer_from_path(const char *path, pg_error *e);
 void pg_tokenizer_free(pg_tokenizer *t); /* NULL-safe */
+
+/* The id of the token spelled s[0..n) in the vocabulary (its stored form:
+ * byte-level alphabet, U+2581 for spaces), or -1. */
+int32_t pg_tokenizer_find(const pg_tokenizer *t, const char *s, size_t n);
+/* The chat template's Jinja text (GGUF tokenizer.chat_template, or
+ * tokenizer_config.json's chat_template: the string, or the "default" entry
+ * of a list), or NULL. */
+const char *pg_tokenizer_chat_template(const pg_tokenizer *t);
+/* The text of a token (as written in the vocabulary), or "" when out of range. */
+const char *pg_tokenizer_token_text(const pg_tokenizer *t, int32_t id);
 
 pg_tok_kind pg_tokenizer_kind(const pg_tokenizer *t);
 int pg_tokenizer_n_vocab(const pg_tokenizer *t);

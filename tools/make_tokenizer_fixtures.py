@@ -17,14 +17,20 @@ Writes, under tests/fixtures/:
                             tab, the JSON string of the decoded bytes where it
                             is not the string itself (NFC normalisation;
                             SentencePiece's space after a special token)
-  chat/NAME.jsonl           {"messages", "add_generation_prompt", "text"}:
+  chat/NAME.jsonl           {"messages", "add_generation_prompt", "text"}
+                            (+ "enable_thinking", "date" where they apply):
                             `apply_chat_template(..., tokenize=False)` with the
-                            template of tokenizer_config.json (or --template)
+                            template of tokenizer_config.json, or --template
+                            where that has none (gpt-oss and Mistral here: pass
+                            the chat_template.jinja of openai/gpt-oss-20b and
+                            the chat_template of Mixtral-8x7B-Instruct-v0.1)
 
 NAME: qwen3, deepseek_v3, gptoss, mistral (../shared/data/tokenizers/NAME/),
 llama2 (the vocabulary of ../shared/data/models/llama-2-tiny-random.gguf,
 loaded by transformers' GGUF reader, which converts it to a `tokenizers`
-SentencePiece-BPE tokenizer) and demo-moe (models/demo-moe.tokenizer.json).
+SentencePiece-BPE tokenizer with merges from the scores; its pre-tokenizer is
+then replaced by Llama-2's legacy Prepend/Replace normalizer, as in Meta's
+tokenizer.json) and demo-moe (models/demo-moe.tokenizer.json).
 
 --bench encodes the Austen corpus with the qwen3 tokenizer single-threaded
 (RAYON_NUM_THREADS=1, one `encode` call) and prints MB/s, to compare with
@@ -304,8 +310,8 @@ CONVS = [
 
 def write_chat_fixtures(args):
     from transformers import AutoTokenizer
-    import transformers.utils.chat_template_utils as ctu
     extra = dict(t.split("=", 1) for t in args.template)
+    today = time.strftime("%Y-%m-%d")
     outdir = os.path.join(ROOT, "tests", "fixtures", "chat")
     os.makedirs(outdir, exist_ok=True)
     for name in ("qwen3", "deepseek_v3", "gptoss", "mistral"):
@@ -319,8 +325,6 @@ def write_chat_fixtures(args):
             continue
         n = 0
         with open(os.path.join(outdir, name + ".jsonl"), "w", encoding="utf-8") as f:
-            if tpl is not None:
-                f.write(json.dumps({"template": tpl}, ensure_ascii=False) + "\n")
             for conv in CONVS:
                 for agp in (False, True):
                     if name == "mistral" and agp:
@@ -333,9 +337,18 @@ def write_chat_fixtures(args):
                     except Exception as ex:  # a template that refuses the conversation
                         print(f"chat/{name}: skipped: {ex}")
                         continue
-                    f.write(json.dumps({"messages": conv, "add_generation_prompt": agp, "text": text},
-                                       ensure_ascii=False) + "\n")
+                    row = {"messages": conv, "add_generation_prompt": agp, "text": text}
+                    if name == "gptoss":
+                        row["date"] = today  # the template prints strftime_now("%Y-%m-%d")
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
                     n += 1
+                    if name == "qwen3" and agp:
+                        text = tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True,
+                                                       enable_thinking=False)
+                        row = {"messages": conv, "add_generation_prompt": True, "enable_thinking": False,
+                               "text": text}
+                        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                        n += 1
         print(f"chat/{name}.jsonl: {n} conversations")
 
 

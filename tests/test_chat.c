@@ -1,0 +1,175 @@
+/* test_chat.c - chat templates against transformers' apply_chat_template
+ * (tools/make_tokenizer_fixtures.py -> tests/fixtures/chat/NAME.jsonl), and
+ * the recognition of the family from template text and tokenizers. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chat.h"
+#include "test.h"
+
+static bool file_exists(const char *p) { return access(p, R_OK) == 0; }
+
+static const char *shared_path(const char *rel) {
+    static char buf[4][1024];
+    static int k;
+    char *b = buf[k++ & 3];
+    snprintf(b, 1024, "%s/%s", test_shared_data(), rel);
+    return b;
+}
+
+/* Renders every conversation of the fixture and compares byte for byte. */
+static void run_chat_fixture(const char *name, pg_chat_family fam) {
+    char path[256], *buf;
+    size_t len;
+    pg_error e = {{0}};
+    snprintf(path, sizeof path, "tests/fixtures/chat/%s.jsonl", name);
+    if (pg_read_file(path, &buf, &len, &e) != 0) { CHECK(0, "%s", e.msg); return; }
+    pg_chat_template tpl = {fam, NULL};
+    int lines = 0, bad = 0, with_sys = 0, multi = 0, agp = 0;
+    for (char *p = buf; p < buf + len;) {
+        char *nl = memchr(p, '\n', (size_t)(buf + len - p));
+        if (!nl) nl = buf + len;
+        json_error_t je;
+        json_t *o = json_loadb(p, (size_t)(nl - p), 0, &je);
+        p = nl + 1;
+        if (!o) { CHECK(0, "%s line %d: %s", path, lines + 1, je.text); break; }
+        json_t *jm = json_object_get(o, "messages");
+        size_t n = json_array_size(jm);
+        pg_chat_msg *m = calloc(n + 1, sizeof *m);
+        int users = 0;
+        for (size_t i = 0; i < n; i++) {
+            m[i].role = json_string_value(json_object_get(json_array_get(jm, i), "role"));
+            m[i].content = json_string_value(json_object_get(json_array_get(jm, i), "content"));
+            users += strcmp(m[i].role, "user") == 0;
+            if (strcmp(m[i].role, "system") == 0 && i == 0) with_sys++;
+        }
+        multi += users > 1;
+        pg_chat_opts opts = {0};
+        opts.add_generation_prompt = json_is_true(json_object_get(o, "add_generation_prompt"));
+        agp += opts.add_generation_prompt;
+        opts.disable_thinking = json_is_false(json_object_get(o, "enable_thinking"));
+        opts.date = json_string_value(json_object_get(o, "date"));
+        const char *want = json_string_value(json_object_get(o, "text"));
+        char *got = pg_chat_render(&tpl, m, n, &opts, &e);
+        CHECK(got != NULL, "%s line %d: %s", name, lines + 1, e.msg);
+        if (got && strcmp(got, want) != 0) {
+            bad++;
+            fprintf(stderr, "  %s line %d:\n  got  %s\n  want %s\n", name, lines + 1, got, want);
+        }
+        free(got);
+        free(m);
+        json_decref(o);
+        lines++;
+    }
+    CHECK(bad == 0, "%s: %d of %d conversations differ", name, bad, lines);
+    CHECK(lines >= 8 && with_sys > 0 && multi > 0, "%s: coverage (%d lines, %d with system, %d multi-turn)", name,
+          lines, with_sys, multi);
+    fprintf(stderr, "  %s: %d conversations (%d with a system prompt, %d multi-turn, %d with generation prompt), %d differ\n",
+            name, lines, with_sys, multi, agp, bad);
+    free(buf);
+}
+
+static void test_fixtures(void) {
+    run_chat_fixture("qwen3", PG_CHAT_QWEN3);
+    run_chat_fixture("deepseek_v3", PG_CHAT_DEEPSEEK_V3);
+    run_chat_fixture("gptoss", PG_CHAT_GPTOSS);
+    run_chat_fixture("mistral", PG_CHAT_MISTRAL);
+}
+
+/* The shipped tokenizers: the family from their template or vocabulary. */
+static void test_detect_tokenizers(void) {
+    struct { const char *name; pg_chat_family fam; bool has_template; } cases[] = {
+        {"qwen3", PG_CHAT_QWEN3, true},
+        {"deepseek_v3", PG_CHAT_DEEPSEEK_V3, true},
+        {"gptoss", PG_CHAT_GPTOSS, false},
+        {"mistral", PG_CHAT_MISTRAL, false},
+    };
+    int ran = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "tokenizers/%s", cases[i].name);
+        const char *dir = shared_path(rel);
+        if (!file_exists(dir)) continue;
+        pg_error e = {{0}};
+        pg_tokenizer *t = pg_tokenizer_from_path(dir, &e);
+        CHECK(t != NULL, "%s", e.msg);
+        if (!t) continue;
+        CHECK((pg_tokenizer_chat_template(t) != NULL) == cases[i].has_template, "%s: template", cases[i].name);
+        pg_chat_template tpl = pg_chat_for_tokenizer(t, cases[i].name);
+        CHECK(tpl.family == cases[i].fam, "%s: family %s", cases[i].name, pg_chat_family_name(tpl.family));
+        pg_tokenizer_free(t);
+        ran++;
+    }
+    if (!ran) TEST_SKIP("no tokenizers in %s", shared_path("tokenizers"));
+}
+
+static void test_detect_text(void) {
+    pg_chat_template t;
+    CHECK(pg_chat_detect("{% for m in messages %}{{'<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n'}}"
+                         "{% endfor %}",
+                         &t) && t.family == PG_CHAT_CHATML && !t.default_system,
+          "plain chatml");
+    CHECK(pg_chat_detect("{{'<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+                         "assistant.<|im_end|>\\n'}}",
+                         &t) && t.family == PG_CHAT_CHATML && t.default_system &&
+              strstr(t.default_system, "Qwen"),
+          "qwen2.5 default system");
+    CHECK(pg_chat_detect("<|im_start|>{{ '<think>' }}", &t) && t.family == PG_CHAT_QWEN3, "qwen3");
+    CHECK(pg_chat_detect("{{ bos_token }}{% for m in messages %}{{ ' [INST] ' + m['content'] + ' [/INST]' }}",
+                         &t) && t.family == PG_CHAT_MISTRAL,
+          "mistral");
+    CHECK(pg_chat_detect("{{'<\xef\xbd\x9cUser\xef\xbd\x9c>' + c}}{{'<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>'}}", &t) &&
+              t.family == PG_CHAT_DEEPSEEK_V3,
+          "deepseek");
+    CHECK(pg_chat_detect("<|start|>assistant<|channel|>final<|message|>", &t) && t.family == PG_CHAT_GPTOSS, "gpt-oss");
+    CHECK(!pg_chat_detect("{{ '<start_of_turn>user\\n' }}", &t) && t.family == PG_CHAT_CHATML, "unknown -> chatml");
+    CHECK(!pg_chat_detect("", &t) && !pg_chat_detect(NULL, &t), "empty");
+    for (int f = 0; f <= PG_CHAT_GPTOSS; f++)
+        CHECK(pg_chat_family_from_name(pg_chat_family_name((pg_chat_family)f)) == f, "name %d", f);
+    CHECK(pg_chat_family_from_name("jinja") == -1, "unknown name");
+}
+
+static void test_bad_conversations(void) {
+    pg_error e = {{0}};
+    pg_chat_template tpl = {PG_CHAT_MISTRAL, NULL};
+    pg_chat_msg two_users[] = {{"user", "a"}, {"user", "b"}};
+    char *s = pg_chat_render(&tpl, two_users, 2, NULL, &e);
+    CHECK(!s && strstr(e.msg, "alternate"), "mistral alternation: %s", e.msg);
+    free(s);
+    pg_chat_msg tool[] = {{"user", "a"}, {"tool", "b"}};
+    s = pg_chat_render(&tpl, tool, 2, NULL, &e);
+    CHECK(!s, "mistral tool role");
+    free(s);
+    tpl.family = PG_CHAT_QWEN3;
+    s = pg_chat_render(&tpl, tool, 0, NULL, &e);
+    CHECK(!s && strstr(e.msg, "no messages"), "no messages");
+    free(s);
+    pg_chat_msg nul[] = {{"user", NULL}};
+    s = pg_chat_render(&tpl, nul, 1, NULL, &e);
+    CHECK(!s, "NULL content");
+    free(s);
+    /* qwen3 tool responses are grouped into one user turn */
+    pg_chat_msg tools[] = {{"user", "q"}, {"assistant", "x"}, {"tool", "r1"}, {"tool", "r2"}};
+    pg_chat_opts o = {.add_generation_prompt = true};
+    s = pg_chat_render(&tpl, tools, 4, &o, &e);
+    CHECK(s && strcmp(s, "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\nx<|im_end|>\n<|im_start|>user\n"
+                         "<tool_response>\nr1\n</tool_response>\n<tool_response>\nr2\n</tool_response><|im_end|>\n"
+                         "<|im_start|>assistant\n") == 0,
+          "qwen3 tools: %s", s ? s : e.msg);
+    free(s);
+    tpl.family = PG_CHAT_GPTOSS;
+    s = pg_chat_render(&tpl, tool, 2, NULL, &e);
+    CHECK(!s, "gpt-oss tool without call");
+    free(s);
+}
+
+int main(void) {
+    TEST_RUN(test_fixtures);
+    TEST_RUN(test_detect_text);
+    TEST_RUN(test_detect_tokenizers);
+    TEST_RUN(test_bad_conversations);
+    return test_summary("test_chat");
+}
