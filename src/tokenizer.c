@@ -535,6 +535,9 @@ int pg_tokenizer_eos(const pg_tokenizer *t) { return t->eos; }
 bool pg_tokenizer_add_bos(const pg_tokenizer *t) { return t->add_bos; }
 int32_t pg_tokenizer_find(const pg_tokenizer *t, const char *s, size_t n) { return vocab_find(t, s, n); }
 const char *pg_tokenizer_chat_template(const pg_tokenizer *t) { return t->chat_template; }
+bool pg_tokenizer_is_control(const pg_tokenizer *t, int32_t id) {
+    return id >= 0 && id < t->n_vocab && t->type[id] == TT_CONTROL;
+}
 const char *pg_tokenizer_token_text(const pg_tokenizer *t, int32_t id) {
     return id >= 0 && id < t->n_vocab && t->text[id] ? t->text[id] : "";
 }

@@ -40,6 +40,8 @@ int32_t pg_tokenizer_find(const pg_tokenizer *t, const char *s, size_t n);
  * tokenizer_config.json's chat_template: the string, or the "default" entry
  * of a list), or NULL. */
 const char *pg_tokenizer_chat_template(const pg_tokenizer *t);
+/* True for control (special) tokens: BOS, EOS, <|im_start|>, ... */
+bool pg_tokenizer_is_control(const pg_tokenizer *t, int32_t id);
 /* The text of a token (as written in the vocabulary), or "" when out of range. */
 const char *pg_tokenizer_token_text(const pg_tokenizer *t, int32_t id);
 

@@ -16,5 +16,7 @@ int cmd_bench(int argc, char **argv);
  * (bench_kernels.c; pregate bench prints it as the resident limit). */
 double bench_read_bandwidth(pg_pool *pool, size_t bytes, int reps);
 int cmd_synth(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
 
 #endif

@@ -1,0 +1,267 @@
+/* tokenize.c - `pregate tokenize` and `pregate detokenize`.
+ *
+ *   pregate tokenize --tokenizer PATH [--add-special] [--jsonl] [--literal-special]
+ *   pregate detokenize --tokenizer PATH [--jsonl] [--skip-special]
+ *
+ * PATH: a tokenizer.json, a Hugging Face directory, or a GGUF file.
+ * tokenize reads all of stdin as one text (any bytes: invalid UTF-8 is
+ * encoded byte by byte, as the byte-level alphabet or SentencePiece byte
+ * fallback spell it) and prints its ids on one line, separated by single
+ * spaces. With --jsonl each stdin line is a JSON string literal and each
+ * output line holds the ids of that line. Added and special tokens written
+ * in the text are matched, as Hugging Face `tokenizers` does, unless
+ * --literal-special. --add-special adds BOS where the tokenizer's config
+ * says so.
+ * detokenize reads ids (separated by spaces, commas or newlines) and writes
+ * the bytes they stand for; with --jsonl each line of ids becomes one JSON
+ * string (invalid UTF-8 as U+FFFD). */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "tokenizer.h"
+
+static char *read_all(FILE *f, size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        if (n == cap) buf = xrealloc(buf, cap *= 2);
+        size_t k = fread(buf + n, 1, cap - n, f);
+        n += k;
+        if (k == 0) break;
+    }
+    *len = n;
+    return buf;
+}
+
+static void print_ids(FILE *out, const int32_t *ids, size_t n) {
+    char tmp[16];
+    for (size_t i = 0; i < n; i++) {
+        int k = snprintf(tmp, sizeof tmp, i ? " %d" : "%d", ids[i]);
+        fwrite(tmp, 1, (size_t)k, out);
+    }
+    fputc('\n', out);
+}
+
+static int parse_common(int argc, char **argv, const char *cmd, const char **path, bool *jsonl, bool *flag_a,
+                        const char *flag_a_name, bool *flag_b, const char *flag_b_name) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--tokenizer") && i + 1 < argc) *path = argv[++i];
+        else if (!strcmp(a, "--jsonl")) *jsonl = true;
+        else if (flag_a_name && !strcmp(a, flag_a_name)) *flag_a = true;
+        else if (flag_b_name && !strcmp(a, flag_b_name)) *flag_b = true;
+        else {
+            fprintf(stderr, "pregate %s: unknown option '%s'\n", cmd, a);
+            return -1;
+        }
+    }
+    if (!*path) {
+        fprintf(stderr, "usage: pregate %s --tokenizer PATH%s%s [--jsonl]   (PATH: tokenizer.json, HF directory or GGUF)\n",
+                cmd, flag_a_name ? " [" : "", flag_a_name ? flag_a_name : "");
+        return -1;
+    }
+    return 0;
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    const char *path = NULL;
+    bool jsonl = false, add_special = false, literal = false;
+    if (parse_common(argc, argv, "tokenize", &path, &jsonl, &add_special, "--add-special", &literal,
+                     "--literal-special"))
+        return 2;
+    pg_error e = {{0}};
+    pg_tokenizer *t = pg_tokenizer_from_path(path, &e);
+    if (!t) {
+        fprintf(stderr, "pregate: %s\n", e.msg);
+        return 1;
+    }
+    bool bos = add_special && pg_tokenizer_add_bos(t);
+    int rc = 0;
+    if (!jsonl) {
+        size_t len;
+        char *text = read_all(stdin, &len);
+        int32_t *ids;
+        size_t n;
+        if (pg_tokenize(t, text, len, bos, !literal, &ids, &n, &e) != 0) {
+            fprintf(stderr, "pregate: stdin: %s\n", e.msg);
+            rc = 1;
+        } else {
+            print_ids(stdout, ids, n);
+            free(ids);
+        }
+        free(text);
+    } else {
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t got;
+        long lineno = 0;
+        while ((got = getline(&line, &cap, stdin)) >= 0) {
+            lineno++;
+            size_t len = (size_t)got;
+            if (len && line[len - 1] == '\n') len--;
+            if (len && line[len - 1] == '\r') len--;
+            json_error_t je;
+            json_t *s = json_loadb(line, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+            if (!json_is_string(s)) {
+                fprintf(stderr, "pregate: stdin line %ld: expected a JSON string literal%s%s\n", lineno,
+                        s ? "" : ": ", s ? "" : je.text);
+                json_decref(s);
+                rc = 1;
+                break;
+            }
+            int32_t *ids;
+            size_t n;
+            if (pg_tokenize(t, json_string_value(s), json_string_length(s), bos, !literal, &ids, &n, &e) != 0) {
+                fprintf(stderr, "pregate: stdin line %ld: %s\n", lineno, e.msg);
+                json_decref(s);
+                rc = 1;
+                break;
+            }
+            print_ids(stdout, ids, n);
+            free(ids);
+            json_decref(s);
+        }
+        free(line);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "pregate: stdout: %s\n", strerror(errno));
+        rc = 1;
+    }
+    pg_tokenizer_free(t);
+    return rc;
+}
+
+/* Ids of one text (separated by spaces, tabs, commas; newlines too unless
+ * stop_at_nl). Returns the number, or -1 after printing an error. */
+static long parse_ids(const char *s, size_t len, const pg_tokenizer *t, long lineno, int32_t **out) {
+    size_t n = 0, cap = 64;
+    int32_t *ids = xmalloc(cap * sizeof *ids);
+    size_t i = 0;
+    while (i < len) {
+        char c = s[i];
+        if (c == ' ' || c == '\t' || c == ',' || c == '\n' || c == '\r') { i++; continue; }
+        long v = 0;
+        size_t j = i;
+        while (j < len && s[j] >= '0' && s[j] <= '9' && j - i < 10) v = v * 10 + (s[j++] - '0');
+        if (j == i || (j < len && !(s[j] == ' ' || s[j] == '\t' || s[j] == ',' || s[j] == '\n' || s[j] == '\r'))) {
+            fprintf(stderr, "pregate: stdin%s%.0ld: expected token ids, got '%.20s'\n", lineno ? " line " : "",
+                    lineno, s + i);
+            free(ids);
+            return -1;
+        }
+        if (v >= pg_tokenizer_n_vocab(t)) {
+            fprintf(stderr, "pregate: stdin%s%.0ld: token id %ld out of range (vocabulary of %d)\n",
+                    lineno ? " line " : "", lineno, v, pg_tokenizer_n_vocab(t));
+            free(ids);
+            return -1;
+        }
+        if (n == cap) ids = xrealloc(ids, (cap *= 2) * sizeof *ids);
+        ids[n++] = (int32_t)v;
+        i = j;
+    }
+    *out = ids;
+    return (long)n;
+}
+
+static bool is_control(const pg_tokenizer *t, int32_t id) { return pg_tokenizer_is_control(t, id); }
+
+/* The bytes of ids: SentencePiece drops the space of the first text piece. */
+static char *ids_to_bytes(const pg_tokenizer *t, const int32_t *ids, size_t n, bool skip_special, size_t *len) {
+    size_t cap = 256, m = 0;
+    char *out = xmalloc(cap);
+    bool first = true;
+    for (size_t i = 0; i < n; i++) {
+        if (skip_special && is_control(t, ids[i])) continue;
+        size_t k = pg_token_to_bytes(t, ids[i], NULL, 0);
+        if (m + k + 1 > cap) out = xrealloc(out, cap = (m + k + 1) * 2);
+        pg_token_to_bytes(t, ids[i], out + m, k);
+        if (first && pg_tokenizer_kind(t) == PG_TOK_SPM && !is_control(t, ids[i]) && k && out[m] == ' ') {
+            memmove(out + m, out + m + 1, k - 1);
+            k--;
+        }
+        if (!is_control(t, ids[i])) first = false;
+        m += k;
+    }
+    *len = m;
+    return out;
+}
+
+int cmd_detokenize(int argc, char **argv) {
+    const char *path = NULL;
+    bool jsonl = false, skip = false;
+    if (parse_common(argc, argv, "detokenize", &path, &jsonl, &skip, "--skip-special", NULL, NULL)) return 2;
+    pg_error e = {{0}};
+    pg_tokenizer *t = pg_tokenizer_from_path(path, &e);
+    if (!t) {
+        fprintf(stderr, "pregate: %s\n", e.msg);
+        return 1;
+    }
+    int rc = 0;
+    if (!jsonl) {
+        size_t len;
+        char *text = read_all(stdin, &len);
+        int32_t *ids;
+        long n = parse_ids(text, len, t, 0, &ids);
+        if (n < 0) {
+            rc = 1;
+        } else {
+            size_t bl;
+            char *b = ids_to_bytes(t, ids, (size_t)n, skip, &bl);
+            fwrite(b, 1, bl, stdout);
+            free(b);
+            free(ids);
+        }
+        free(text);
+    } else {
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t got;
+        long lineno = 0;
+        while ((got = getline(&line, &cap, stdin)) >= 0) {
+            lineno++;
+            int32_t *ids;
+            long n = parse_ids(line, (size_t)got, t, lineno, &ids);
+            if (n < 0) { rc = 1; break; }
+            size_t bl;
+            char *b = ids_to_bytes(t, ids, (size_t)n, skip, &bl);
+            /* invalid UTF-8 -> U+FFFD (JSON strings hold Unicode text) */
+            char *u = xmalloc(bl * 3 + 16);
+            size_t ul = 0;
+            for (size_t i = 0; i < bl;) {
+                unsigned char c = (unsigned char)b[i];
+                size_t k = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+                if (i + k <= bl && pg_utf8_valid(b + i, k)) {
+                    memcpy(u + ul, b + i, k);
+                    ul += k;
+                    i += k;
+                } else {
+                    memcpy(u + ul, "\xef\xbf\xbd", 3);
+                    ul += 3;
+                    i++;
+                }
+            }
+            json_t *s = json_stringn_nocheck(u, ul);
+            char *js = json_dumps(s, JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+            if (js) {
+                fputs(js, stdout);
+                fputc('\n', stdout);
+            }
+            free(js);
+            json_decref(s);
+            free(u);
+            free(b);
+            free(ids);
+        }
+        free(line);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "pregate: stdout: %s\n", strerror(errno));
+        rc = 1;
+    }
+    pg_tokenizer_free(t);
+    return rc;
+}
