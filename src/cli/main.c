@@ -43,6 +43,8 @@ static void usage_(FILE *f) {
             "  --repeat-penalty R     (default 1.0 = off), --repeat-last-n N (default 64)\n"
             "  -s, --seed S           (default: from the clock)\n"
             "  --echo                 print the prompt before the generated text\n"
+            "  --chat                 interactive chat on stdin/stdout with the model's chat template (-p: first turn)\n"
+            "  -sys, --system TEXT    system prompt for --chat\n"
             "  --ignore-eos           keep generating after an end-of-generation token\n"
             "  --print-ids            print generated token ids instead of text\n"
             "  --stats                print expert offloading statistics; --stats-json FILE writes them\n"
@@ -106,7 +108,8 @@ static int parse_ids_(const char *s, int32_t **ids, size_t *n) {
 int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *token_list = NULL;
     long n_predict = 128, n_ctx = 0, n_threads = 0;
-    bool echo = false, ignore_eos = false, print_ids = false, seed_given = false, stats = false;
+    bool echo = false, ignore_eos = false, print_ids = false, seed_given = false, stats = false, chat = false;
+    const char *sys_prompt = NULL;
     const char *stats_json = NULL;
     cli_offload off;
     cli_offload_init(&off);
@@ -133,6 +136,8 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--repeat-last-n")) { NEEDV(); if (parse_int_(a, v, 0, 1 << 20, &iv)) return 2; sp.repeat_last_n = (int)iv; }
         else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) { NEEDV(); if (parse_int_(a, v, 0, LONG_MAX, &iv)) return 2; sp.seed = (uint64_t)iv; seed_given = true; }
         else if (!strcmp(a, "--echo")) echo = true;
+        else if (!strcmp(a, "--chat")) chat = true;
+        else if (!strcmp(a, "-sys") || !strcmp(a, "--system")) { NEEDV(); sys_prompt = v; }
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
         else if (!strcmp(a, "--print-ids")) print_ids = true;
         else if (!strcmp(a, "--stats")) stats = true;
@@ -159,6 +164,7 @@ int cmd_run(int argc, char **argv) {
         if (pg_read_file(prompt_file, &file_text, NULL, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
         prompt = file_text;
     }
+    if (chat) { rc = cli_chat(m, &sp, &off, sys_prompt, prompt, (int)n_ctx, (int)n_threads, n_predict, ignore_eos, model_path); goto done; }
     if (token_list) {
         if (parse_ids_(token_list, &ids, &n_ids)) goto done;
     } else {

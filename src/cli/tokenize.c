@@ -14,14 +14,22 @@
  * says so.
  * detokenize reads ids (separated by spaces, commas or newlines) and writes
  * the bytes they stand for; with --jsonl each line of ids becomes one JSON
- * string (invalid UTF-8 as U+FFFD). */
+ * string (invalid UTF-8 as U+FFFD).
+ * Also `pregate run --chat` (cli_chat). */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
+#include "chat.h"
 #include "cli.h"
+#include "forward.h"
+#include "model.h"
+#include "offload_opts.h"
+#include "sampler.h"
 #include "tokenizer.h"
 
 static char *read_all(FILE *f, size_t *len) {
@@ -263,5 +271,138 @@ int cmd_detokenize(int argc, char **argv) {
         rc = 1;
     }
     pg_tokenizer_free(t);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ run --chat */
+
+/* Interactive chat: each stdin line is a user turn (a first one may come from
+ * -p); the whole conversation is rendered with the model's chat template and
+ * tokenized, and only the tokens after the part already in the KV cache are
+ * evaluated (the cache is rewound to the common prefix when the rendering of
+ * the earlier turns changed, e.g. Qwen3 dropping old think blocks). */
+int cli_chat(pg_model *m, const pg_sampler_params *sp, const cli_offload *off, const char *sys, const char *first,
+             int n_ctx, int n_threads, long n_predict, bool ignore_eos, const char *where) {
+    if (!m->tok) {
+        fprintf(stderr, "pregate: %s has no tokenizer; --chat needs one\n", where);
+        return 1;
+    }
+    pg_error e = {{0}};
+    pg_chat_template tpl = pg_chat_for_tokenizer(m->tok, where);
+    fprintf(stderr, "pregate: chat template: %s (end a turn with Enter, the conversation with Ctrl-D)\n",
+            pg_chat_family_name(tpl.family));
+    pg_session *s = pg_session_new(m, n_ctx, n_threads, &e);
+    if (!s) { fprintf(stderr, "pregate: %s\n", e.msg); return 1; }
+    if (cli_offload_wanted(off) && cli_offload_attach(off, off->p.mode, NULL, s, &e)) {
+        fprintf(stderr, "pregate: %s\n", e.msg);
+        pg_session_free(s);
+        return 1;
+    }
+    pg_sampler smp = {0};
+    pg_sampler_init(&smp, sp, m->hp.vocab);
+    size_t n_msg = 0, cap_msg = 8;
+    pg_chat_msg *msgs = xmalloc(cap_msg * sizeof *msgs);
+    char **owned = xmalloc(cap_msg * sizeof *owned);
+    if (sys) { msgs[n_msg] = (pg_chat_msg){"system", sys}; owned[n_msg++] = NULL; }
+    int32_t *hist = xmalloc(sizeof(int32_t) * (size_t)s->n_ctx); /* tokens in the KV cache */
+    int n_hist = 0, rc = 0;
+    char *line = NULL;
+    size_t lcap = 0;
+    bool interactive = isatty(0);
+    for (;;) {
+        const char *user;
+        if (first) {
+            user = first;
+            first = NULL;
+        } else {
+            if (interactive) { fputs("> ", stderr); fflush(stderr); }
+            ssize_t got = getline(&line, &lcap, stdin);
+            if (got < 0) break;
+            while (got && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = 0;
+            if (got == 0) continue;
+            user = line;
+        }
+        if (n_msg + 2 > cap_msg) {
+            cap_msg *= 2;
+            msgs = xrealloc(msgs, cap_msg * sizeof *msgs);
+            owned = xrealloc(owned, cap_msg * sizeof *owned);
+        }
+        owned[n_msg] = xstrdup(user);
+        msgs[n_msg] = (pg_chat_msg){"user", owned[n_msg]};
+        n_msg++;
+        pg_chat_opts o = {.add_generation_prompt = true};
+        char *text = pg_chat_render(&tpl, msgs, n_msg, &o, &e);
+        if (!text) { fprintf(stderr, "pregate: %s\n", e.msg); rc = 1; break; }
+        int32_t *ids;
+        size_t n_ids;
+        /* the template writes BOS itself where the family has one in its text */
+        bool bos = pg_tokenizer_add_bos(m->tok) && tpl.family != PG_CHAT_MISTRAL && tpl.family != PG_CHAT_DEEPSEEK_V3;
+        int trc = pg_tokenize(m->tok, text, strlen(text), bos, true, &ids, &n_ids, &e);
+        free(text);
+        if (trc) { fprintf(stderr, "pregate: %s\n", e.msg); rc = 1; break; }
+        if ((long)n_ids + 1 >= s->n_ctx) {
+            fprintf(stderr, "pregate: the conversation (%zu tokens) fills the context (%d); ending it\n", n_ids, s->n_ctx);
+            free(ids);
+            rc = 1;
+            break;
+        }
+        int common = 0;
+        while (common < n_hist && (size_t)common < n_ids && hist[common] == ids[common]) common++;
+        if ((size_t)common == n_ids) common--; /* evaluate at least one token for the logits */
+        s->n_past = common;
+        if (pg_session_eval(s, ids + common, (int)n_ids - common, NULL, &e)) {
+            fprintf(stderr, "pregate: %s\n", e.msg);
+            free(ids);
+            rc = 1;
+            break;
+        }
+        memcpy(hist, ids, n_ids * sizeof *ids);
+        n_hist = (int)n_ids;
+        for (size_t i = 0; i < n_ids; i++) pg_sampler_accept(&smp, ids[i]);
+        free(ids);
+        /* the answer */
+        pg_detok dt;
+        pg_detok_init(&dt);
+        char buf[1024];
+        size_t alen = 0, acap = 256;
+        char *answer = xmalloc(acap);
+        long room = s->n_ctx - n_hist - 1;
+        for (long k = 0; k < n_predict && k < room; k++) {
+            int32_t tok = pg_sampler_sample(&smp, s->logits);
+            pg_sampler_accept(&smp, tok);
+            if (!ignore_eos && pg_tokenizer_is_eog(m->tok, tok)) break;
+            size_t nb = pg_detok_push(m->tok, &dt, tok, buf, sizeof buf);
+            fwrite(buf, 1, nb, stdout);
+            fflush(stdout);
+            size_t tb = pg_token_to_bytes(m->tok, tok, NULL, 0);
+            if (alen + tb + 1 > acap) answer = xrealloc(answer, acap = (alen + tb + 1) * 2);
+            if (!pg_tokenizer_is_control(m->tok, tok)) alen += pg_token_to_bytes(m->tok, tok, answer + alen, tb);
+            if (pg_session_eval(s, &tok, 1, NULL, &e)) {
+                fprintf(stderr, "\npregate: %s\n", e.msg);
+                rc = 1;
+                break;
+            }
+            hist[n_hist++] = tok;
+        }
+        fwrite(buf, 1, pg_detok_flush(&dt, buf, sizeof buf), stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+        answer[alen] = 0;
+        /* SentencePiece: the answer's first piece carries the template's space */
+        char *a = answer;
+        if (pg_tokenizer_kind(m->tok) == PG_TOK_SPM && *a == ' ') a++;
+        owned[n_msg] = xstrdup(a);
+        free(answer);
+        msgs[n_msg] = (pg_chat_msg){"assistant", owned[n_msg]};
+        n_msg++;
+        if (rc) break;
+    }
+    for (size_t i = 0; i < n_msg; i++) free(owned[i]);
+    free(owned);
+    free(msgs);
+    free(line);
+    free(hist);
+    pg_sampler_free(&smp);
+    pg_session_free(s);
     return rc;
 }
