@@ -3,7 +3,9 @@
  * (tools/make_tokenizer_expect.py -> tests/fixtures/tokenizer/NAME.jsonl),
  * plus streaming decode, special tokens, bad input and hostile files. */
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -730,6 +732,220 @@ static void test_spm_tiny(void) {
     unlink(path);
 }
 
+/* ------------------------------------------------------------------ pregate tokenize / detokenize */
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static char *slurp(const char *path, size_t *len) {
+    char *buf = NULL;
+    pg_error e = {{0}};
+    if (pg_read_file(path, &buf, len, &e) != 0) return NULL;
+    return buf;
+}
+
+/* Lines of `out` (ids) equal the id part of the first n lines of NAME.ids. */
+static void compare_ids_lines(const char *out, const char *name, int n) {
+    char path[256];
+    snprintf(path, sizeof path, "tests/fixtures/tokenizer/%s.ids", name);
+    size_t la, lb;
+    char *a = slurp(out, &la), *b = slurp(path, &lb);
+    CHECK(a && b, "read %s / %s", out, path);
+    if (!a || !b) { free(a); free(b); return; }
+    char *p = a, *q = b;
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        char *ea = strchr(p, '\n'), *eb = strchr(q, '\n');
+        if (!ea || !eb) { CHECK(0, "%s: only %d lines", out, i); break; }
+        char *tb = memchr(q, '\t', (size_t)(eb - q));
+        size_t nb = (size_t)((tb ? tb : eb) - q);
+        if ((size_t)(ea - p) != nb || memcmp(p, q, nb) != 0) {
+            if (++bad <= 3) fprintf(stderr, "  %s line %d: got \"%.*s\" want \"%.*s\"\n", name, i + 1,
+                                    (int)(ea - p > 80 ? 80 : ea - p), p, (int)(nb > 80 ? 80 : nb), q);
+        }
+        p = ea + 1;
+        q = eb + 1;
+    }
+    CHECK(bad == 0, "pregate tokenize --jsonl (%s): %d of %d lines differ", name, bad, n);
+    free(a);
+    free(b);
+}
+
+static void test_cli_tokenize(void) {
+    char qdir[1024], mjson[1024], lgguf[1024], austen[1024];
+    snprintf(qdir, sizeof qdir, "%s", shared_path("tokenizers/qwen3"));
+    snprintf(mjson, sizeof mjson, "%s", shared_path("tokenizers/mistral/tokenizer.json"));
+    snprintf(lgguf, sizeof lgguf, "%s", shared_path("models/llama-2-tiny-random.gguf"));
+    snprintf(austen, sizeof austen, "%s", shared_path("corpora/austen_novels.txt"));
+    if (!file_exists(qdir) || !file_exists(mjson) || !file_exists(austen)) TEST_SKIP("shared tokenizers not found");
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    char bin[256];
+    snprintf(bin, sizeof bin, "%s/pregate", build);
+    if (!file_exists(bin)) TEST_SKIP("%s not built", bin);
+    char dir[] = "/tmp/pg_tokcli_XXXXXX";
+    if (!mkdtemp(dir)) TEST_SKIP("mkdtemp failed");
+    /* --jsonl: the first 600 corpus strings, then a 10 MB line */
+    const int N = 600;
+    CHECK(sh("head -n %d tests/fixtures/tokenizer/corpus.jsonl > %s/in.jsonl", N, dir) == 0, "head");
+    size_t big = 10u << 20;
+    char *s = malloc(big + 1);
+    size_t al;
+    char *at = slurp(austen, &al);
+    size_t k = 0;
+    for (size_t i = 0; k < big; i = (i + 1) % al) {
+        unsigned char c = (unsigned char)at[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') s[k++] = (char)c;
+    }
+    s[k] = 0;
+    char path[256];
+    snprintf(path, sizeof path, "%s/in.jsonl", dir);
+    FILE *f = fopen(path, "a");
+    fputc('"', f);
+    fwrite(s, 1, big, f);
+    fputs("\"\n", f);
+    fclose(f);
+    double t0 = pg_time_s();
+    int rc = sh("%s tokenize --tokenizer %s --jsonl < %s/in.jsonl > %s/out.txt", bin, qdir, dir, dir);
+    double dt = pg_time_s() - t0;
+    CHECK(rc == 0, "tokenize --jsonl exit %d", rc);
+    snprintf(path, sizeof path, "%s/out.txt", dir);
+    compare_ids_lines(path, "qwen3", N);
+    fprintf(stderr, "  pregate tokenize --jsonl: %d strings and a 10 MB line in %.2f s\n", N, dt);
+    /* the 10 MB line: the library's ids */
+    {
+        pg_tokenizer *t = load_json(shared_path("tokenizers/qwen3/tokenizer.json"));
+        size_t n;
+        int32_t *ids = t ? enc(t, s, big, false, true, &n) : NULL;
+        size_t ol;
+        char *o = slurp(path, &ol);
+        char *last = o;
+        for (int i = 0; o && i < N; i++) last = strchr(last, '\n') + 1;
+        bool ok = o && ids;
+        char *q = last;
+        for (size_t i = 0; ok && i < n; i++) {
+            char *end;
+            long v = strtol(q, &end, 10);
+            ok = end != q && v == ids[i];
+            q = end;
+        }
+        CHECK(ok && *q == '\n', "10 MB line");
+        free(o);
+        free(ids);
+        pg_tokenizer_free(t);
+    }
+    /* GGUF tokenizer (llama-2 vocabulary) */
+    if (file_exists(lgguf)) {
+        rc = sh("head -n %d tests/fixtures/tokenizer/corpus.jsonl | %s tokenize --tokenizer %s --jsonl > %s/out2.txt",
+                N, bin, lgguf, dir);
+        CHECK(rc == 0, "gguf tokenize exit %d", rc);
+        snprintf(path, sizeof path, "%s/out2.txt", dir);
+        compare_ids_lines(path, "llama2", N);
+    }
+    /* whole stdin, with invalid UTF-8: tokenize | detokenize gives the bytes back */
+    snprintf(path, sizeof path, "%s/text.bin", dir);
+    f = fopen(path, "wb");
+    fwrite(at, 1, al < 200000 ? al : 200000, f);
+    fputs("\n bad: \xff\xfe \xc3\x28 \xe6\x97 \xed\xa0\x80 end\xf0", f);
+    fclose(f);
+    const char *paths[] = {qdir, mjson, lgguf};
+    for (int i = 0; i < 3; i++) {
+        if (!file_exists(paths[i])) continue;
+        rc = sh("%s tokenize --tokenizer %s < %s > %s/ids.txt && %s detokenize --tokenizer %s < %s/ids.txt > %s/back.bin"
+                " && cmp -s %s %s/back.bin",
+                bin, paths[i], path, dir, bin, paths[i], dir, dir, path, dir);
+        CHECK(rc == 0, "round trip through the CLI with %s (exit %d)", paths[i], rc);
+    }
+    /* --add-special: BOS for Mistral, none for Qwen3 */
+    CHECK(sh("printf 'Hello' | %s tokenize --tokenizer %s --add-special | grep -qx '1 22557'", bin, mjson) == 0,
+          "mistral --add-special");
+    CHECK(sh("printf 'Hello' | %s tokenize --tokenizer %s --add-special | grep -qx '9707'", bin, qdir) == 0,
+          "qwen3 --add-special");
+    CHECK(sh("printf '<|im_start|>' | %s tokenize --tokenizer %s | grep -qx '151644'", bin, qdir) == 0,
+          "special text matched");
+    CHECK(sh("printf '<|im_start|>' | %s tokenize --tokenizer %s --literal-special | grep -qvx '151644'", bin, qdir) == 0,
+          "--literal-special");
+    CHECK(sh("printf '9707 151645\\n' | %s detokenize --tokenizer %s --jsonl | grep -qx '\"Hello<|im_end|>\"'", bin,
+             qdir) == 0,
+          "detokenize --jsonl");
+    CHECK(sh("printf '9707 151645' | %s detokenize --tokenizer %s --skip-special | grep -qx 'Hello'", bin, qdir) == 0,
+          "detokenize --skip-special");
+    /* errors: one line naming the file / line, non-zero exit */
+    CHECK(sh("%s tokenize --tokenizer %s/nope.json < /dev/null 2> %s/err.txt", bin, dir, dir) != 0 &&
+              sh("grep -q 'nope.json' %s/err.txt", dir) == 0,
+          "missing file");
+    CHECK(sh("head -c 5000 %s/tokenizer.json > %s/trunc.json", qdir, dir) == 0, "truncate");
+    CHECK(sh("%s tokenize --tokenizer %s/trunc.json < /dev/null 2> %s/err.txt", bin, dir, dir) != 0 &&
+              sh("grep -q 'trunc.json: line' %s/err.txt", dir) == 0,
+          "truncated tokenizer.json");
+    CHECK(sh("printf '\"ok\"\\nnot json\\n' | %s tokenize --tokenizer %s --jsonl > /dev/null 2> %s/err.txt", bin, qdir,
+             dir) != 0 &&
+              sh("grep -q 'stdin line 2' %s/err.txt", dir) == 0,
+          "bad --jsonl line");
+    CHECK(sh("printf '1 99999999' | %s detokenize --tokenizer %s > /dev/null 2> %s/err.txt", bin, qdir, dir) != 0 &&
+              sh("grep -q 'out of range' %s/err.txt", dir) == 0,
+          "detokenize id out of range");
+    CHECK(sh("%s tokenize < /dev/null 2> /dev/null", bin) == 2, "usage");
+    sh("rm -rf %s", dir);
+    free(s);
+    free(at);
+}
+
+/* Arbitrary bytes into every tokenizer (under the sanitizers in make test
+ * SANITIZE=1): no crash, and byte-level BPE gives the bytes back. */
+static void test_fuzz_bytes(void) {
+    const char *names[] = {"qwen3", "deepseek_v3", "gptoss", "mistral"};
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    int ran = 0;
+    for (int ti = 0; ti < 4; ti++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "tokenizers/%s/tokenizer.json", names[ti]);
+        const char *p = shared_path(rel);
+        if (!file_exists(p)) continue;
+        pg_tokenizer *t = load_json(p);
+        if (!t) continue;
+        ran++;
+        char buf[512];
+        static const char *const frag[] = {"<|im_start|>", "<s>", "\xe2\x96\x81", " ", "\n", "'s", "\xf0\x9f\x98",
+                                           "\xcc\x81", "12", "<|end|>", "\xef\xbd\x9c"};
+        int bad = 0;
+        for (int it = 0; it < 400; it++) {
+            size_t n = 0, want = (size_t)(it % 97) * 5;
+            while (n < want && n < sizeof buf - 16) {
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                if (x % 5 == 0) {
+                    const char *fr = frag[(x >> 8) % (sizeof frag / sizeof *frag)];
+                    memcpy(buf + n, fr, strlen(fr));
+                    n += strlen(fr);
+                } else {
+                    buf[n++] = (char)(x >> 24);
+                }
+            }
+            size_t nid;
+            int32_t *ids = enc(t, buf, n, it & 1, it & 2, &nid);
+            if (pg_tokenizer_kind(t) == PG_TOK_BPE && !(it & 2)) {
+                size_t dl, skip = (it & 1) && pg_tokenizer_bos(t) >= 0 && pg_tokenizer_add_bos(t);
+                char *d = dec(t, ids + skip, nid - skip, &dl);
+                /* NFC may change valid text; compare only where it cannot */
+                if (strcmp(names[ti], "qwen3") != 0 && !(dl == n && memcmp(d, buf, n) == 0)) bad++;
+                free(d);
+            }
+            for (size_t i = 0; i < nid; i++) CHECK(ids[i] >= 0 && ids[i] < pg_tokenizer_n_vocab(t), "id range");
+            free(ids);
+        }
+        CHECK(bad == 0, "%s: %d random inputs did not round-trip", names[ti], bad);
+        pg_tokenizer_free(t);
+    }
+    if (!ran) TEST_SKIP("no tokenizers");
+}
+
 int main(void) {
     TEST_RUN(test_bpe_qwen3_fixture);
     TEST_RUN(test_bpe_demo_fixture);
@@ -743,6 +959,8 @@ int main(void) {
     TEST_RUN(test_speed_austen);
     TEST_RUN(test_bad_json);
     TEST_RUN(test_bad_gguf);
+    TEST_RUN(test_cli_tokenize);
+    TEST_RUN(test_fuzz_bytes);
     free_corpus();
     return test_summary("test_tokenizer");
 }
