@@ -354,6 +354,7 @@ def write_chat_fixtures(args):
 
 def bench(args):
     os.environ["RAYON_NUM_THREADS"] = "1"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(os.path.join(args.shared, "tokenizers", "qwen3", "tokenizer.json"))
     with open(os.path.join(args.shared, "corpora", "austen_novels.txt"), encoding="utf-8", newline="") as f:
@@ -364,8 +365,17 @@ def bench(args):
         t0 = time.perf_counter()
         ids = tok.encode(text, add_special_tokens=False).ids
         best = min(best, time.perf_counter() - t0)
-    print(f"HF tokenizers {__import__('tokenizers').__version__} qwen3 encode, 1 thread: {nb / 1e6:.2f} MB in "
+    print(f"HF tokenizers {__import__('tokenizers').__version__} qwen3 encode, 1 thread, whole text: {nb / 1e6:.2f} MB in "
           f"{best:.3f} s = {nb / 1e6 / best:.2f} MB/s, {len(ids)} tokens")
+    paras = text.split("\n\n")
+    paras = [p + "\n\n" for p in paras[:-1]] + paras[-1:]
+    best = 1e9
+    for _ in range(3):
+        t0 = time.perf_counter()
+        enc = tok.encode_batch(paras, add_special_tokens=False)
+        best = min(best, time.perf_counter() - t0)
+    print(f"HF tokenizers qwen3 encode_batch by paragraph ({len(paras)}), 1 thread: {nb / 1e6 / best:.2f} MB/s, "
+          f"{sum(len(e.ids) for e in enc)} tokens")
 
 
 def main():
