@@ -78,7 +78,10 @@ struct pg_tokenizer {
     stage stages[MAX_STAGES];
     int n_stages;
     char *chat_template;
+    uint8_t *aflags;      /* added tokens' AF_* flags (tokenizer.json), or NULL */
 };
+
+enum { AF_LSTRIP = 1, AF_RSTRIP = 2, AF_SINGLE_WORD = 4 };
 
 /* ------------------------------------------------------------------ utils */
 
@@ -603,6 +606,62 @@ static void encode_fragment(const pg_tokenizer *t, work *w, const char *p, size_
     else pretok(t, w, 0, p, n, out);
 }
 
+/* Code point of the UTF-8 character ending just before p[end] (after lo), or
+ * starting at p[i]; -1 if invalid. Sets *k to its length. */
+static int32_t cp_before(const char *p, size_t lo, size_t end, size_t *k) {
+    size_t b = end;
+    while (b > lo && end - b < 3 && ((uint8_t)p[b - 1] & 0xc0) == 0x80) b--;
+    if (b > lo) b--;
+    utf8proc_int32_t cp;
+    utf8proc_ssize_t r = utf8proc_iterate((const utf8proc_uint8_t *)p + b, (utf8proc_ssize_t)(end - b), &cp);
+    *k = end - b;
+    return r == (utf8proc_ssize_t)(end - b) ? cp : -1;
+}
+
+static int32_t cp_at(const char *p, size_t i, size_t len, size_t *k) {
+    utf8proc_int32_t cp;
+    utf8proc_ssize_t r = utf8proc_iterate((const utf8proc_uint8_t *)p + i, (utf8proc_ssize_t)(len - i), &cp);
+    *k = r > 0 ? (size_t)r : 1;
+    return r > 0 ? cp : -1;
+}
+
+/* Rust's char::is_whitespace (Unicode White_Space). */
+static bool is_ws(int32_t c) {
+    return (c >= 9 && c <= 13) || c == 32 || c == 0x85 || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
+           c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
+/* A word character: alphanumeric or '_' (HF's single_word check). */
+static bool is_word(int32_t c) {
+    if (c < 0) return false;
+    if (c == '_') return true;
+    utf8proc_category_t k = utf8proc_category(c);
+    return (k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_LO) ||
+           (k >= UTF8PROC_CATEGORY_ND && k <= UTF8PROC_CATEGORY_NO);
+}
+
+static bool word_before(const char *p, size_t lo, size_t i) {
+    size_t k;
+    return i > lo && is_word(cp_before(p, lo, i, &k));
+}
+
+static bool word_after(const char *p, size_t i, size_t len) {
+    size_t k;
+    return i < len && is_word(cp_at(p, i, len, &k));
+}
+
+static size_t ws_back(const char *p, size_t lo, size_t i) {
+    size_t k;
+    while (i > lo && is_ws(cp_before(p, lo, i, &k))) i -= k;
+    return i;
+}
+
+static size_t ws_fwd(const char *p, size_t i, size_t len) {
+    size_t k;
+    while (i < len && is_ws(cp_at(p, i, len, &k))) i += k;
+    return i;
+}
+
 int pg_tokenize(const pg_tokenizer *t, const char *text, size_t len, bool add_bos, bool parse_special,
                 int32_t **ids, size_t *n_ids, pg_error *e) {
     *ids = NULL;
@@ -623,10 +682,18 @@ int pg_tokenize(const pg_tokenizer *t, const char *text, size_t len, bool add_bo
                 if (sl <= len - i && memcmp(text + i, t->text[id], sl) == 0) { hit = id; break; }
             }
             if (hit < 0) { i++; continue; }
-            if (i > seg) { encode_fragment(t, &w, text + seg, i - seg, prev_special, &out); prev_special = false; }
+            size_t start = i, end = i + t->text_len[hit];
+            uint8_t fl = t->aflags ? t->aflags[hit] : 0;
+            if ((fl & AF_SINGLE_WORD) && (word_before(text, seg, start) || word_after(text, end, len))) {
+                i = end; /* not a match; the search goes on after it (non-overlapping, as HF) */
+                continue;
+            }
+            if (fl & AF_LSTRIP) start = ws_back(text, seg, start);
+            if (fl & AF_RSTRIP) end = ws_fwd(text, end, len);
+            if (start > seg) { encode_fragment(t, &w, text + seg, start - seg, prev_special, &out); prev_special = false; }
             ivec_push(&out, hit);
             prev_special = true;
-            i += t->text_len[hit];
+            i = end;
             seg = i;
         }
     }
@@ -720,6 +787,7 @@ void pg_tokenizer_free(pg_tokenizer *t) {
     free(t->special);
     free(t->eog);
     free(t->chat_template);
+    free(t->aflags);
     for (int i = 0; i < t->n_stages; i++)
         if (t->stages[i].re) pcre2_code_free(t->stages[i].re);
     free(t);
@@ -1246,6 +1314,13 @@ static pg_tokenizer *from_json_root(json_t *root, const char *path, pg_error *e)
         json_t *content = json_object_get(a, "content");
         set_text(t, id, json_string_value(content), json_string_length(content));
         t->type[id] = json_is_true(json_object_get(a, "special")) ? TT_CONTROL : TT_USER;
+        uint8_t fl = (json_is_true(json_object_get(a, "lstrip")) ? AF_LSTRIP : 0) |
+                     (json_is_true(json_object_get(a, "rstrip")) ? AF_RSTRIP : 0) |
+                     (json_is_true(json_object_get(a, "single_word")) ? AF_SINGLE_WORD : 0);
+        if (fl) {
+            if (!t->aflags) t->aflags = xcalloc((size_t)t->n_vocab, 1);
+            t->aflags[id] = fl;
+        }
     }
     int spm_hint = 0;
     bool bytelevel = false;

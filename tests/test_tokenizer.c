@@ -732,6 +732,67 @@ static void test_spm_tiny(void) {
     unlink(path);
 }
 
+/* added_tokens' lstrip / rstrip / single_word, against HF on the qwen3
+ * tokenizer with the flags set as tools/make_tokenizer_fixtures.py sets them. */
+static void test_added_flags(void) {
+    const char *p = shared_path("tokenizers/qwen3/tokenizer.json");
+    if (!file_exists(p)) TEST_SKIP("%s not found", p);
+    json_error_t je;
+    json_t *root = json_load_file(p, 0, &je);
+    CHECK(root != NULL, "%s", je.text);
+    if (!root) return;
+    json_t *added = json_object_get(root, "added_tokens");
+    for (size_t i = 0; i < json_array_size(added); i++) {
+        json_t *a = json_array_get(added, i);
+        const char *c = json_string_value(json_object_get(a, "content"));
+        if (!strcmp(c, "<think>")) json_object_set_new(a, "lstrip", json_true());
+        if (!strcmp(c, "</think>")) json_object_set_new(a, "rstrip", json_true());
+        if (!strcmp(c, "<tool_call>")) json_object_set_new(a, "single_word", json_true());
+        if (!strcmp(c, "<|im_start|>")) {
+            json_object_set_new(a, "lstrip", json_true());
+            json_object_set_new(a, "rstrip", json_true());
+        }
+    }
+    char tmp[] = "/tmp/pg_tokflags_XXXXXX";
+    int fd = mkstemp(tmp);
+    if (fd < 0) { json_decref(root); TEST_SKIP("mkstemp"); }
+    close(fd);
+    CHECK(json_dump_file(root, tmp, JSON_COMPACT) == 0, "dump");
+    json_decref(root);
+    pg_tokenizer *t = load_json(tmp);
+    unlink(tmp);
+    if (!t) return;
+    char *buf;
+    size_t len;
+    pg_error e = {{0}};
+    if (pg_read_file("tests/fixtures/tokenizer/added_flags.jsonl", &buf, &len, &e) != 0) {
+        CHECK(0, "%s", e.msg);
+        pg_tokenizer_free(t);
+        return;
+    }
+    int n = 0;
+    for (char *q = buf, *nl; q < buf + len; q = nl + 1) {
+        nl = memchr(q, '\n', (size_t)(buf + len - q));
+        if (!nl) nl = buf + len;
+        json_t *o = json_loadb(q, (size_t)(nl - q), 0, &je);
+        if (!o) break;
+        json_t *jt = json_object_get(o, "text"), *jids = json_object_get(o, "ids");
+        size_t nw = json_array_size(jids), nid;
+        int32_t want[64];
+        for (size_t i = 0; i < nw && i < 64; i++) want[i] = (int32_t)json_integer_value(json_array_get(jids, i));
+        int32_t *ids = enc(t, json_string_value(jt), json_string_length(jt), false, true, &nid);
+        bool ok = ids_eq(ids, nid, want, nw);
+        CHECK(ok, "added flags: \"%s\"", json_string_value(jt));
+        if (!ok) { print_ids("got ", ids, nid); print_ids("want", want, nw); }
+        free(ids);
+        json_decref(o);
+        n++;
+    }
+    CHECK(n >= 20, "added_flags.jsonl: %d lines", n);
+    free(buf);
+    pg_tokenizer_free(t);
+}
+
 /* ------------------------------------------------------------------ pregate tokenize / detokenize */
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -959,6 +1020,7 @@ int main(void) {
     TEST_RUN(test_speed_austen);
     TEST_RUN(test_bad_json);
     TEST_RUN(test_bad_gguf);
+    TEST_RUN(test_added_flags);
     TEST_RUN(test_cli_tokenize);
     TEST_RUN(test_fuzz_bytes);
     free_corpus();

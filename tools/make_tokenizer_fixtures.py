@@ -17,6 +17,8 @@ Writes, under tests/fixtures/:
                             tab, the JSON string of the decoded bytes where it
                             is not the string itself (NFC normalisation;
                             SentencePiece's space after a special token)
+  tokenizer/added_flags.jsonl  {"text", "ids"} with the qwen3 tokenizer whose
+                            added tokens get lstrip/rstrip/single_word flags
   chat/NAME.jsonl           {"messages", "add_generation_prompt", "text"}
                             (+ "enable_thinking", "date" where they apply):
                             `apply_chat_template(..., tokenize=False)` with the
@@ -290,6 +292,33 @@ def write_tokenizer_fixtures(args, strings):
         print(f"tokenizer/{name}.ids: {len(strings)} strings, {n_rt} decode to other text")
 
 
+# Added-token flags, on the qwen3 tokenizer with flags changed (the test
+# makes the same change): <think> lstrip, </think> rstrip, <tool_call>
+# single_word, <|im_start|> lstrip+rstrip.
+FLAGS = {"<think>": ("lstrip",), "</think>": ("rstrip",), "<tool_call>": ("single_word",),
+         "<|im_start|>": ("lstrip", "rstrip")}
+FLAG_TEXTS = ["a <think> b", "a  \n<think>\n b", "x</think>  \n y", "x </think>y", "word<tool_call>",
+              "word <tool_call> x", "<tool_call>x", "_<tool_call>", "\u00e9<tool_call>", "1<tool_call>",
+              "<tool_call>", " <tool_call> ", "!<tool_call>!", "a <|im_start|> b", "  <|im_start|>  ",
+              "<think><think>", " \u3000<think>", "a\u00a0<think>", "<think>\u2003</think> \t", "<tool_call><tool_call>",
+              "x<tool_call><think>", "<tool_call><think> y"]
+
+
+def write_flag_fixture(args):
+    from tokenizers import Tokenizer
+    with open(os.path.join(args.shared, "tokenizers", "qwen3", "tokenizer.json"), encoding="utf-8") as f:
+        j = json.load(f)
+    for a in j["added_tokens"]:
+        for fl in FLAGS.get(a["content"], ()):
+            a[fl] = True
+    tok = Tokenizer.from_str(json.dumps(j))
+    path = os.path.join(ROOT, "tests", "fixtures", "tokenizer", "added_flags.jsonl")
+    with open(path, "w", encoding="utf-8") as f:
+        for s in FLAG_TEXTS:
+            f.write(json.dumps({"text": s, "ids": tok.encode(s, add_special_tokens=False).ids}) + "\n")
+    print(f"tokenizer/added_flags.jsonl: {len(FLAG_TEXTS)} strings")
+
+
 CONVS = [
     [{"role": "user", "content": "Hello!"}],
     [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "What is 2+2?"}],
@@ -391,6 +420,7 @@ def main():
     if args.only != "chat":
         strings = build_strings(args.shared)
         write_tokenizer_fixtures(args, strings)
+        write_flag_fixture(args)
     if args.only != "tokenizer":
         write_chat_fixtures(args)
 
