@@ -33,12 +33,12 @@ static int rewrite_(const char *out, edit_kind kind, const char *target) {
         if (hit && kind == EDIT_KV_DROP) continue;
         if (hit && kind == EDIT_ARCH) { gguf_writer_set_str(w, kv->key, "gpt-17"); continue; }
         if (hit && kind == EDIT_KV_BAD) { gguf_writer_set_u32(w, kv->key, 0); continue; }
-        if (hit && kind == EDIT_BAD_UTF8_TOKEN) {
-            const char *toks[2] = {"ok", "\xff\xfe"};
-            gguf_writer_set_arr_str(w, kv->key, toks, 2);
-            continue;
-        }
         gguf_writer_copy_kv(w, kv);
+    }
+    if (kind == EDIT_BAD_UTF8_TOKEN) { /* a byte-level vocabulary with one token that is not UTF-8 */
+        const char *toks[2] = {"ok", "\xff\xfe"};
+        gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
+        gguf_writer_set_arr_str(w, target, toks, 2);
     }
     for (uint64_t i = 0; i < g.n_tensors; i++) {
         const pg_tensor *t = &g.tensors[i];
@@ -130,6 +130,7 @@ static void test_damaged_models(void) {
         {"missing hyperparameter", EDIT_KV_DROP, "qwen3moe.block_count", -1, "missing metadata key 'qwen3moe.block_count'"},
         {"zero heads", EDIT_KV_BAD, "qwen3moe.attention.head_count", -1, "head count"},
         {"zero experts used", EDIT_KV_BAD, "qwen3moe.expert_used_count", -1, "experts per token"},
+        {"non-UTF-8 token text", EDIT_BAD_UTF8_TOKEN, "tokenizer.ggml.tokens", -1, "UTF-8"},
         {"truncated header", EDIT_NONE, "", 20, "truncated"},
         {"truncated in metadata", EDIT_NONE, "", 200, ""},
         {"truncated in tensor data", EDIT_NONE, "", -2, "end of file"},
