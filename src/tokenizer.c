@@ -15,12 +15,19 @@
  *    same text as above, merged by the rank of tokenizer.json's merges (what
  *    Hugging Face `tokenizers` does).
  *
- * Not implemented yet (first version):
- *  - NFC normalisation: ASCII input is already NFC; non-ASCII input is passed
- *    through unnormalised (exact for text that is already NFC, which is what
- *    nearly all text is).
- *  - added_tokens' lstrip/rstrip/single_word flags; Split behaviours other
- *    than Isolated/Removed; Split invert.
+ * Normalisation: NFC through utf8proc (valid UTF-8 runs; invalid bytes pass
+ * as they are), and SentencePiece's Prepend/Replace U+2581. Pre-tokenizers:
+ * Split (regex or string; Isolated, Removed, MergedWithPrevious,
+ * MergedWithNext, Contiguous; invert), ByteLevel, Digits, Metaspace. Added
+ * tokens are matched before everything else (leftmost, longest), with their
+ * lstrip / rstrip / single_word flags. GGUF files name their pre-tokenizer
+ * (tokenizer.ggml.pre): gpt-2/default, qwen2 (with NFC), deepseek-v3,
+ * gpt-4o/o200k, llama-bpe/llama3; others fall back to GPT-2 with a warning.
+ *
+ * Not implemented: added tokens with normalized=true are matched on the raw
+ * text (the same unless the normalizer rewrites the token's own text);
+ * normalizers other than NFC/Prepend/Replace and pre-tokenizers other than
+ * the above are refused with an error naming the type.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "tokenizer.h"
@@ -40,10 +47,13 @@
 
 typedef enum { TT_UNDEF = 0, TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 } tok_type;
 
-typedef enum { ST_SPLIT_ISOLATED, ST_SPLIT_REMOVED, ST_PREFIX_SPACE } stage_kind;
+typedef enum {
+    ST_SPLIT_ISOLATED, ST_SPLIT_REMOVED, ST_SPLIT_PREV, ST_SPLIT_NEXT, ST_SPLIT_CONTIG, ST_PREFIX_SPACE
+} stage_kind;
 
 typedef struct {
     stage_kind kind;
+    bool invert;  /* the pieces between matches are the delimiters */
     pcre2_code *re;
 } stage;
 
@@ -433,6 +443,87 @@ static void bpe_piece_uncached(const pg_tokenizer *t, work *w, const char *p, si
     merge_by_rank(t, w, n, p, out);
 }
 
+static void pretok(const pg_tokenizer *t, work *w, int si, const char *p, size_t n, ivec *out);
+
+typedef struct {
+    size_t a, b;
+    bool m;
+} segm;
+
+/* A Split stage with any behaviour / invert, as Hugging Face's
+ * NormalizedString::split: the text cut into matches and gaps, matches
+ * flipped by invert, then Removed / Isolated / MergedWithPrevious /
+ * MergedWithNext / Contiguous. */
+static void pretok_general(const pg_tokenizer *t, work *w, int si, const char *p, size_t n, ivec *out) {
+    const stage *st = &t->stages[si];
+    pcre2_match_data *md = w->md[si];
+    segm *v = NULL;
+    size_t nv = 0, cap = 0;
+#define PUSH(A, B, M)                                                  \
+    do {                                                               \
+        if (nv == cap) v = xrealloc(v, (cap = cap ? cap * 2 : 16) * sizeof *v); \
+        v[nv++] = (segm){(A), (B), (M)};                               \
+    } while (0)
+    size_t last = 0, off = 0;
+    while (off < n) {
+        int rc = pcre2_match(st->re, (PCRE2_SPTR)p, n, off, 0, md, NULL);
+        if (rc < 0) break;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        size_t ms = ov[0], me = ov[1];
+        if (me == ms) {
+            int k = utf8_seq((const uint8_t *)p + ms, n - ms);
+            off = ms + (size_t)(k > 0 ? k : k < 0 ? -k : 1);
+            continue;
+        }
+        if (ms > last) PUSH(last, ms, false);
+        PUSH(ms, me, true);
+        last = off = me;
+    }
+    if (last < n) PUSH(last, n, false);
+    if (st->invert)
+        for (size_t i = 0; i < nv; i++) v[i].m = !v[i].m;
+    /* pieces, in place */
+    size_t k = 0;
+    bool prev = false;
+    switch (st->kind) {
+    case ST_SPLIT_REMOVED:
+        for (size_t i = 0; i < nv; i++)
+            if (!v[i].m) v[k++] = v[i];
+        break;
+    case ST_SPLIT_PREV:
+        for (size_t i = 0; i < nv; i++) {
+            if (v[i].m && !prev && k) v[k - 1].b = v[i].b;
+            else v[k++] = v[i];
+            prev = v[i].m;
+        }
+        break;
+    case ST_SPLIT_NEXT: /* from the end: a match joins the piece after it */
+        k = nv;
+        for (size_t i = nv; i-- > 0;) {
+            bool m = v[i].m;
+            if (m && !prev && k < nv) v[k].a = v[i].a;
+            else v[--k] = v[i];
+            prev = m;
+        }
+        memmove(v, v + k, (nv - k) * sizeof *v);
+        k = nv - k;
+        break;
+    case ST_SPLIT_CONTIG:
+        for (size_t i = 0; i < nv; i++) {
+            if (v[i].m == prev && k) v[k - 1].b = v[i].b;
+            else v[k++] = v[i];
+            prev = v[i].m;
+        }
+        break;
+    default:
+        k = nv;
+        break;
+    }
+#undef PUSH
+    for (size_t i = 0; i < k; i++) pretok(t, w, si + 1, p + v[i].a, v[i].b - v[i].a, out);
+    free(v);
+}
+
 /* Runs pre-tokenizer stages from `si` on p[0..n). */
 static void pretok(const pg_tokenizer *t, work *w, int si, const char *p, size_t n, ivec *out) {
     if (n == 0) return;
@@ -448,6 +539,10 @@ static void pretok(const pg_tokenizer *t, work *w, int si, const char *p, size_t
         return;
     }
     if (!w->md[si]) w->md[si] = pcre2_match_data_create_from_pattern(st->re, NULL);
+    if (st->invert || (st->kind != ST_SPLIT_ISOLATED && st->kind != ST_SPLIT_REMOVED)) {
+        pretok_general(t, w, si, p, n, out);
+        return;
+    }
     pcre2_match_data *md = w->md[si];
     size_t last = 0, off = 0;
     while (off < n) {
@@ -822,8 +917,24 @@ static int add_stage_regex(pg_tokenizer *t, const char *pattern, size_t plen, bo
     if (t->n_stages >= MAX_STAGES) return pg_fail(e, "%s: %s: too many pre-tokenizer steps", file, where);
     int err;
     PCRE2_SIZE eoff;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : 0);
+    uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF;
+    char *esc = NULL;
+    if (literal) { /* PCRE2_LITERAL does not go with MATCH_INVALID_UTF: escape ASCII punctuation instead */
+        esc = xmalloc(plen * 4 + 1);
+        size_t k = 0;
+        for (size_t i = 0; i < plen; i++) {
+            unsigned char ch = (unsigned char)pattern[i];
+            if (ch < 0x80 && !((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'))) {
+                if (ch == 0) { memcpy(esc + k, "\\x00", 4); k += 4; continue; } /* never: strings have no NUL */
+                esc[k++] = '\\';
+            }
+            esc[k++] = (char)ch;
+        }
+        pattern = esc;
+        plen = k;
+    }
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, plen, opts, &err, &eoff, NULL);
+    free(esc);
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);
@@ -1238,12 +1349,19 @@ static int json_pretok(pg_tokenizer *t, json_t *p, const char *where, bool *byte
         stage_kind k;
         if (beh && strcmp(beh, "Isolated") == 0) k = ST_SPLIT_ISOLATED;
         else if (beh && strcmp(beh, "Removed") == 0) k = ST_SPLIT_REMOVED;
+        else if (beh && strcmp(beh, "MergedWithPrevious") == 0) k = ST_SPLIT_PREV;
+        else if (beh && strcmp(beh, "MergedWithNext") == 0) k = ST_SPLIT_NEXT;
+        else if (beh && strcmp(beh, "Contiguous") == 0) k = ST_SPLIT_CONTIG;
         else return pg_fail(c->e, "%s: %s.behavior: unsupported '%s'", c->file, where, beh ? beh : "(missing)");
-        if (json_is_true(json_object_get(p, "invert")))
-            return pg_fail(c->e, "%s: %s.invert: true is not supported", c->file, where);
         char w[160];
         snprintf(w, sizeof w, "%s.pattern", where);
-        return add_stage_regex(t, s, n, literal, k, c->file, w, c->e);
+        if (add_stage_regex(t, s, n, literal, k, c->file, w, c->e)) return -1;
+        t->stages[t->n_stages - 1].invert = json_is_true(json_object_get(p, "invert"));
+        return 0;
+    }
+    if (strcmp(type, "Digits") == 0) {
+        const char *re = json_is_true(json_object_get(p, "individual_digits")) ? "\\p{N}" : "\\p{N}+";
+        return add_stage_regex(t, re, strlen(re), false, ST_SPLIT_ISOLATED, c->file, where, c->e);
     }
     if (strcmp(type, "Metaspace") == 0) {
         const char *r = json_string_value(json_object_get(p, "replacement"));

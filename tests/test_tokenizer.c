@@ -596,6 +596,16 @@ static void test_bad_json(void) {
                       "added_tokens[0]");
     expect_json_error("{" PRE ",\"normalizer\":{\"type\":\"NFKC\"},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
                       "normalizer.type");
+    expect_json_error("{\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"BertPreTokenizer\"}]},"
+                      "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
+                      "pre_tokenizer.pretokenizers[0].type: unsupported pre-tokenizer 'BertPreTokenizer'");
+    expect_json_error("{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"String\":\" \"},\"behavior\":\"Sideways\"},"
+                      "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
+                      "pre_tokenizer.behavior: unsupported 'Sideways'");
+    expect_json_error("{" PRE ",\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Lowercase\"}]},"
+                      "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
+                      "normalizer.normalizers[0].type: unsupported normalizer 'Lowercase'");
+    expect_json_error("{" PRE ",\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]", "line 1");
     /* a tiny valid one: pairs as arrays, a hole in the ids */
     const char *path = write_tmp("tokenizer.json",
                                  "{" PRE ",\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2,\"\\u0120\":4,"
@@ -791,6 +801,70 @@ static void test_added_flags(void) {
     CHECK(n >= 20, "added_flags.jsonl: %d lines", n);
     free(buf);
     pg_tokenizer_free(t);
+}
+
+/* Split behaviours (MergedWithPrevious/Next, Contiguous, Removed), invert
+ * and Digits on the qwen3 vocabulary, against HF (split_variants.jsonl). */
+static void test_split_variants(void) {
+    const char *p = shared_path("tokenizers/qwen3/tokenizer.json");
+    if (!file_exists(p)) TEST_SKIP("%s not found", p);
+    json_error_t je;
+    json_t *root = json_load_file(p, 0, &je);
+    CHECK(root != NULL, "%s", je.text);
+    if (!root) return;
+    char *buf;
+    size_t len;
+    pg_error e = {{0}};
+    if (pg_read_file("tests/fixtures/tokenizer/split_variants.jsonl", &buf, &len, &e) != 0) {
+        CHECK(0, "%s", e.msg);
+        json_decref(root);
+        return;
+    }
+    char tmp[] = "/tmp/pg_toksplit_XXXXXX";
+    int fd = mkstemp(tmp);
+    if (fd >= 0) close(fd);
+    pg_tokenizer *t = NULL;
+    int variants = 0, lines = 0, bad = 0;
+    for (char *q = buf, *nl; q < buf + len; q = nl + 1) {
+        nl = memchr(q, '\n', (size_t)(buf + len - q));
+        if (!nl) nl = buf + len;
+        json_t *o = json_loadb(q, (size_t)(nl - q), 0, &je);
+        if (!o) { CHECK(0, "split_variants.jsonl: %s", je.text); break; }
+        json_t *pre = json_object_get(o, "pre_tokenizers");
+        if (pre) {
+            pg_tokenizer_free(t);
+            json_t *seq = json_deep_copy(pre);
+            json_array_append_new(seq, json_pack("{s:s, s:b, s:b, s:b}", "type", "ByteLevel", "add_prefix_space", 0,
+                                                 "trim_offsets", 0, "use_regex", 0));
+            json_object_set_new(root, "pre_tokenizer", json_pack("{s:s, s:o}", "type", "Sequence", "pretokenizers", seq));
+            CHECK(json_dump_file(root, tmp, JSON_COMPACT) == 0, "dump");
+            t = load_json(tmp);
+            variants++;
+        } else if (t) {
+            json_t *jt = json_object_get(o, "text"), *jids = json_object_get(o, "ids");
+            size_t nw = json_array_size(jids), nid;
+            int32_t *want = malloc((nw + 1) * sizeof *want);
+            for (size_t i = 0; i < nw; i++) want[i] = (int32_t)json_integer_value(json_array_get(jids, i));
+            int32_t *ids = enc(t, json_string_value(jt), json_string_length(jt), false, true, &nid);
+            if (!ids_eq(ids, nid, want, nw) && ++bad <= 5) {
+                char *d = json_dumps(pre ? pre : json_null(), 0);
+                fprintf(stderr, "  variant %d: \"%.60s\"\n", variants, json_string_value(jt));
+                print_ids("got ", ids, nid);
+                print_ids("want", want, nw);
+                free(d);
+            }
+            free(ids);
+            free(want);
+            lines++;
+        }
+        json_decref(o);
+    }
+    CHECK(variants >= 10 && lines >= 500, "%d variants, %d strings", variants, lines);
+    CHECK(bad == 0, "split variants: %d of %d strings differ", bad, lines);
+    pg_tokenizer_free(t);
+    unlink(tmp);
+    free(buf);
+    json_decref(root);
 }
 
 /* ------------------------------------------------------------------ pregate tokenize / detokenize */
@@ -1021,6 +1095,7 @@ int main(void) {
     TEST_RUN(test_bad_json);
     TEST_RUN(test_bad_gguf);
     TEST_RUN(test_added_flags);
+    TEST_RUN(test_split_variants);
     TEST_RUN(test_cli_tokenize);
     TEST_RUN(test_fuzz_bytes);
     free_corpus();

@@ -19,6 +19,9 @@ Writes, under tests/fixtures/:
                             SentencePiece's space after a special token)
   tokenizer/added_flags.jsonl  {"text", "ids"} with the qwen3 tokenizer whose
                             added tokens get lstrip/rstrip/single_word flags
+  tokenizer/split_variants.jsonl  the qwen3 vocabulary with other
+                            pre-tokenizers (Split behaviours, invert, Digits):
+                            a {"pre_tokenizers"} line, then {"text", "ids"} lines
   chat/NAME.jsonl           {"messages", "add_generation_prompt", "text"}
                             (+ "enable_thinking", "date" where they apply):
                             `apply_chat_template(..., tokenize=False)` with the
@@ -304,6 +307,43 @@ FLAG_TEXTS = ["a <think> b", "a  \n<think>\n b", "x</think>  \n y", "x </think>y
               "x<tool_call><think>", "<tool_call><think> y"]
 
 
+# Pre-tokenizer variants on the qwen3 vocabulary: Split behaviours, invert,
+# Digits (each replaces the Split before ByteLevel; the test does the same).
+QWEN_RE = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+           "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+SPLIT_VARIANTS = [
+    [{"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": False}],
+    [{"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithNext", "invert": False}],
+    [{"type": "Split", "pattern": {"Regex": "\\s"}, "behavior": "Contiguous", "invert": False}],
+    [{"type": "Split", "pattern": {"Regex": "\\p{L}+"}, "behavior": "Isolated", "invert": True}],
+    [{"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "Removed", "invert": True}],
+    [{"type": "Split", "pattern": {"Regex": "[.,!?]"}, "behavior": "MergedWithPrevious", "invert": True}],
+    [{"type": "Split", "pattern": {"Regex": "[.,!?]"}, "behavior": "MergedWithNext", "invert": True}],
+    [{"type": "Split", "pattern": {"Regex": "\\d"}, "behavior": "Contiguous", "invert": True}],
+    [{"type": "Digits", "individual_digits": True},
+     {"type": "Split", "pattern": {"Regex": QWEN_RE}, "behavior": "Isolated", "invert": False}],
+    [{"type": "Digits", "individual_digits": False},
+     {"type": "Split", "pattern": {"Regex": QWEN_RE}, "behavior": "Isolated", "invert": False}],
+]
+
+
+def write_split_fixture(args, strings):
+    from tokenizers import Tokenizer
+    with open(os.path.join(args.shared, "tokenizers", "qwen3", "tokenizer.json"), encoding="utf-8") as f:
+        j = json.load(f)
+    texts = [x for x in strings if len(x) < 300][:400:4]
+    path = os.path.join(ROOT, "tests", "fixtures", "tokenizer", "split_variants.jsonl")
+    with open(path, "w", encoding="utf-8") as f:
+        for v in SPLIT_VARIANTS:
+            j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": v + [
+                {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]}
+            tok = Tokenizer.from_str(json.dumps(j))
+            f.write(json.dumps({"pre_tokenizers": v}) + "\n")
+            for s in texts:
+                f.write(json.dumps({"text": s, "ids": tok.encode(s, add_special_tokens=False).ids}) + "\n")
+    print(f"tokenizer/split_variants.jsonl: {len(SPLIT_VARIANTS)} variants x {len(texts)} strings")
+
+
 def write_flag_fixture(args):
     from tokenizers import Tokenizer
     with open(os.path.join(args.shared, "tokenizers", "qwen3", "tokenizer.json"), encoding="utf-8") as f:
@@ -421,6 +461,7 @@ def main():
         strings = build_strings(args.shared)
         write_tokenizer_fixtures(args, strings)
         write_flag_fixture(args)
+        write_split_fixture(args, strings)
     if args.only != "tokenizer":
         write_chat_fixtures(args)
 
