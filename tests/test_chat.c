@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "chat.h"
+#include "gguf.h"
 #include "test.h"
 
 static bool file_exists(const char *p) { return access(p, R_OK) == 0; }
@@ -166,10 +167,77 @@ static void test_bad_conversations(void) {
     free(s);
 }
 
+/* tokenizer.chat_template in GGUF metadata picks the family. */
+static void test_detect_gguf(void) {
+    const char *toks[] = {"a", "b", "ab", "<|im_start|>", "<|im_end|>"};
+    const char *merges[] = {"a b"};
+    const char *tpls[] = {"{{ bos_token }}{% for m in messages %}{{ ' [INST] ' + m['content'] + ' [/INST]' }}{% endfor %}",
+                          "{{'<|im_start|>' + m.role}}{{'<think>'}}", "{{ '<start_of_turn>' }}", NULL};
+    pg_chat_family want[] = {PG_CHAT_MISTRAL, PG_CHAT_QWEN3, PG_CHAT_CHATML, PG_CHAT_CHATML};
+    for (int i = 0; i < 4; i++) {
+        gguf_writer *w = gguf_writer_new();
+        gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
+        gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, 5);
+        gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", merges, 1);
+        if (tpls[i]) gguf_writer_set_str(w, "tokenizer.chat_template", tpls[i]);
+        char path[] = "/tmp/pg_chatgguf_XXXXXX";
+        int fd = mkstemp(path);
+        if (fd < 0) { gguf_writer_free(w); TEST_SKIP("mkstemp"); }
+        close(fd);
+        pg_error e = {{0}};
+        CHECK(gguf_writer_write(w, path, &e) == 0, "%s", e.msg);
+        gguf_writer_free(w);
+        pg_tokenizer *t = pg_tokenizer_from_path(path, &e);
+        CHECK(t != NULL, "%s", e.msg);
+        if (t) {
+            CHECK(tpls[i] ? pg_tokenizer_chat_template(t) && !strcmp(pg_tokenizer_chat_template(t), tpls[i])
+                          : !pg_tokenizer_chat_template(t),
+                  "template %d kept", i);
+            pg_chat_template tpl = pg_chat_for_tokenizer(t, path);
+            CHECK(tpl.family == want[i], "gguf template %d: %s", i, pg_chat_family_name(tpl.family));
+            pg_tokenizer_free(t);
+        }
+        unlink(path);
+    }
+}
+
+/* pregate run --chat: two turns on stdin, answers on stdout (a random-weight
+ * Llama-2-shaped model: Mistral [INST] template from its vocabulary). */
+static void test_run_chat(void) {
+    const char *model = shared_path("models/llama-2-tiny-random.gguf");
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    char bin[256], cmd[2048], err[] = "/tmp/pg_chat_err_XXXXXX";
+    snprintf(bin, sizeof bin, "%s/pregate", build);
+    if (!file_exists(model) || !file_exists(bin)) TEST_SKIP("model or %s missing", bin);
+    int fd = mkstemp(err);
+    if (fd < 0) TEST_SKIP("mkstemp");
+    close(fd);
+    snprintf(cmd, sizeof cmd,
+             "printf 'Hello there\\nAnd again\\n' | %s run -m %s --chat -sys 'Be brief.' -n 6 --temp 0 -t 1 2>%s",
+             bin, model, err);
+    FILE *f = popen(cmd, "r");
+    CHECK(f != NULL, "popen");
+    if (!f) return;
+    char line[4096];
+    int lines = 0;
+    while (fgets(line, sizeof line, f)) lines += strchr(line, '\n') != NULL;
+    int st = pclose(f);
+    CHECK(st == 0, "run --chat exit status %d", st);
+    CHECK(lines >= 2, "run --chat: %d answer lines", lines);
+    FILE *ef = fopen(err, "r");
+    bool saw = false;
+    while (ef && fgets(line, sizeof line, ef)) saw |= strstr(line, "chat template: mistral") != NULL;
+    if (ef) fclose(ef);
+    CHECK(saw, "template named on stderr");
+    unlink(err);
+}
+
 int main(void) {
     TEST_RUN(test_fixtures);
     TEST_RUN(test_detect_text);
     TEST_RUN(test_detect_tokenizers);
     TEST_RUN(test_bad_conversations);
+    TEST_RUN(test_detect_gguf);
+    TEST_RUN(test_run_chat);
     return test_summary("test_chat");
 }
