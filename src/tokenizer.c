@@ -79,7 +79,7 @@ struct pg_tokenizer {
     size_t pmap_mask;
     int32_t byte_tok[256];
     int32_t bos, eos, eot, unk;
-    bool add_bos, add_space_prefix, ignore_merges, nfc, byte_fallback;
+    bool add_bos, add_eos, add_space_prefix, ignore_merges, nfc, byte_fallback;
     int32_t *special;     /* sorted by first byte, then length descending */
     int n_special;
     int sp_first[257];    /* bucket start per first byte */
@@ -631,6 +631,7 @@ int pg_tokenizer_n_vocab(const pg_tokenizer *t) { return t->n_vocab; }
 int pg_tokenizer_bos(const pg_tokenizer *t) { return t->bos; }
 int pg_tokenizer_eos(const pg_tokenizer *t) { return t->eos; }
 bool pg_tokenizer_add_bos(const pg_tokenizer *t) { return t->add_bos; }
+bool pg_tokenizer_add_eos(const pg_tokenizer *t) { return t->add_eos && t->eos >= 0; }
 int32_t pg_tokenizer_find(const pg_tokenizer *t, const char *s, size_t n) { return vocab_find(t, s, n); }
 const char *pg_tokenizer_chat_template(const pg_tokenizer *t) { return t->chat_template; }
 bool pg_tokenizer_is_control(const pg_tokenizer *t, int32_t id) {
@@ -1166,6 +1167,7 @@ pg_tokenizer *pg_tokenizer_from_gguf(const gguf_file *g, pg_error *e) {
     t->add_space_prefix = kind == PG_TOK_SPM;
     bool b;
     if (gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &b)) t->add_bos = b;
+    if (gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &b)) t->add_eos = b;
     if (gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &b)) t->add_space_prefix = b;
     if (kind == PG_TOK_BPE) {
         char *pre = gguf_get_str(g, "tokenizer.ggml.pre");
@@ -1261,6 +1263,8 @@ static void read_config(pg_tokenizer *t, const char *path) {
     }
     json_t *ab = json_object_get(root, "add_bos_token");
     if (json_is_boolean(ab)) t->add_bos = json_is_true(ab);
+    json_t *ae = json_object_get(root, "add_eos_token");
+    if (json_is_boolean(ae)) t->add_eos = json_is_true(ae);
     json_t *ct = json_object_get(root, "chat_template");
     if (json_is_array(ct)) { /* [{"name": "default", "template": ...}, ...] */
         json_t *pick = NULL;

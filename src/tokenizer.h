@@ -50,6 +50,7 @@ int pg_tokenizer_n_vocab(const pg_tokenizer *t);
 int pg_tokenizer_bos(const pg_tokenizer *t); /* -1 if none */
 int pg_tokenizer_eos(const pg_tokenizer *t); /* -1 if none */
 bool pg_tokenizer_add_bos(const pg_tokenizer *t); /* file's add_bos_token */
+bool pg_tokenizer_add_eos(const pg_tokenizer *t); /* file's add_eos_token (and an EOS exists) */
 /* True for end-of-generation tokens (eos, eot, <|im_end|>, ...). */
 bool pg_tokenizer_is_eog(const pg_tokenizer *t, int32_t id);
 

@@ -1003,6 +1003,12 @@ static void test_cli_tokenize(void) {
           "mistral --add-special");
     CHECK(sh("printf 'Hello' | %s tokenize --tokenizer %s --add-special | grep -qx '9707'", bin, qdir) == 0,
           "qwen3 --add-special");
+    /* add_eos_token in tokenizer_config.json */
+    CHECK(sh("mkdir -p %s/m && ln -s $(realpath %s) %s/m/tokenizer.json && "
+             "printf '{\"add_bos_token\": true, \"add_eos_token\": true}' > %s/m/tokenizer_config.json",
+             dir, mjson, dir, dir) == 0, "config dir");
+    CHECK(sh("printf 'Hello' | %s tokenize --tokenizer %s/m --add-special | grep -qx '1 22557 2'", bin, dir) == 0,
+          "add_eos_token");
     CHECK(sh("printf '<|im_start|>' | %s tokenize --tokenizer %s | grep -qx '151644'", bin, qdir) == 0,
           "special text matched");
     CHECK(sh("printf '<|im_start|>' | %s tokenize --tokenizer %s --literal-special | grep -qvx '151644'", bin, qdir) == 0,

@@ -10,8 +10,8 @@
  * spaces. With --jsonl each stdin line is a JSON string literal and each
  * output line holds the ids of that line. Added and special tokens written
  * in the text are matched, as Hugging Face `tokenizers` does, unless
- * --literal-special. --add-special adds BOS where the tokenizer's config
- * says so.
+ * --literal-special. --add-special adds BOS / EOS where the tokenizer's
+ * config says so (add_bos_token / add_eos_token).
  * detokenize reads ids (separated by spaces, commas or newlines) and writes
  * the bytes they stand for; with --jsonl each line of ids becomes one JSON
  * string (invalid UTF-8 as U+FFFD).
@@ -45,12 +45,13 @@ static char *read_all(FILE *f, size_t *len) {
     return buf;
 }
 
-static void print_ids(FILE *out, const int32_t *ids, size_t n) {
+static void print_ids(FILE *out, const int32_t *ids, size_t n, int32_t eos) {
     char tmp[16];
     for (size_t i = 0; i < n; i++) {
         int k = snprintf(tmp, sizeof tmp, i ? " %d" : "%d", ids[i]);
         fwrite(tmp, 1, (size_t)k, out);
     }
+    if (eos >= 0) fprintf(out, n ? " %d" : "%d", eos);
     fputc('\n', out);
 }
 
@@ -88,6 +89,7 @@ int cmd_tokenize(int argc, char **argv) {
         return 1;
     }
     bool bos = add_special && pg_tokenizer_add_bos(t);
+    int32_t eos = add_special && pg_tokenizer_add_eos(t) ? pg_tokenizer_eos(t) : -1;
     int rc = 0;
     if (!jsonl) {
         size_t len;
@@ -98,7 +100,7 @@ int cmd_tokenize(int argc, char **argv) {
             fprintf(stderr, "pregate: stdin: %s\n", e.msg);
             rc = 1;
         } else {
-            print_ids(stdout, ids, n);
+            print_ids(stdout, ids, n, eos);
             free(ids);
         }
         free(text);
@@ -129,7 +131,7 @@ int cmd_tokenize(int argc, char **argv) {
                 rc = 1;
                 break;
             }
-            print_ids(stdout, ids, n);
+            print_ids(stdout, ids, n, eos);
             free(ids);
             json_decref(s);
         }
