@@ -23,7 +23,15 @@ static const char *shared_path(const char *rel) {
 
 /* Renders every conversation of the fixture and compares byte for byte. */
 static void run_chat_fixture(const char *name, pg_chat_family fam) {
-    char path[256], *buf;
+    char path[256], *buf, rel[128];
+    snprintf(rel, sizeof rel, "tokenizers/%s", name);
+    pg_tokenizer *tok = NULL;
+    if (file_exists(shared_path(rel))) {
+        pg_error te = {{0}};
+        tok = pg_tokenizer_from_path(shared_path(rel), &te);
+        CHECK(tok != NULL, "%s", te.msg);
+    }
+    int bad_ids = 0;
     size_t len;
     pg_error e = {{0}};
     snprintf(path, sizeof path, "tests/fixtures/chat/%s.jsonl", name);
@@ -60,12 +68,32 @@ static void run_chat_fixture(const char *name, pg_chat_family fam) {
             bad++;
             fprintf(stderr, "  %s line %d:\n  got  %s\n  want %s\n", name, lines + 1, got, want);
         }
+        /* the prompt's ids: apply_chat_template(tokenize=True), i.e. the text
+         * encoded without adding BOS, special-token text matched */
+        json_t *jids = json_object_get(o, "ids");
+        if (tok && got && jids) {
+            int32_t *ids;
+            size_t nid, nw = json_array_size(jids);
+            CHECK(pg_tokenize(tok, got, strlen(got), false, true, &ids, &nid, &e) == 0, "%s", e.msg);
+            bool same = nid == nw;
+            for (size_t i = 0; same && i < nw; i++) same = ids[i] == (int32_t)json_integer_value(json_array_get(jids, i));
+            if (!same && ++bad_ids <= 2) {
+                fprintf(stderr, "  %s line %d ids differ:", name, lines + 1);
+                for (size_t i = 0; i < nid && i < 24; i++) fprintf(stderr, " %d", ids[i]);
+                fprintf(stderr, "\n  want:");
+                for (size_t i = 0; i < nw && i < 24; i++) fprintf(stderr, " %d", (int)json_integer_value(json_array_get(jids, i)));
+                fprintf(stderr, "\n");
+            }
+            free(ids);
+        }
         free(got);
         free(m);
         json_decref(o);
         lines++;
     }
     CHECK(bad == 0, "%s: %d of %d conversations differ", name, bad, lines);
+    CHECK(bad_ids == 0, "%s: %d of %d prompts tokenize differently", name, bad_ids, lines);
+    pg_tokenizer_free(tok);
     CHECK(lines >= 8 && with_sys > 0 && multi > 0, "%s: coverage (%d lines, %d with system, %d multi-turn)", name,
           lines, with_sys, multi);
     fprintf(stderr, "  %s: %d conversations (%d with a system prompt, %d multi-turn, %d with generation prompt), %d differ\n",

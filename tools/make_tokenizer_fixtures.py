@@ -22,7 +22,7 @@ Writes, under tests/fixtures/:
   tokenizer/split_variants.jsonl  the qwen3 vocabulary with other
                             pre-tokenizers (Split behaviours, invert, Digits):
                             a {"pre_tokenizers"} line, then {"text", "ids"} lines
-  chat/NAME.jsonl           {"messages", "add_generation_prompt", "text"}
+  chat/NAME.jsonl           {"messages", "add_generation_prompt", "text", "ids"}
                             (+ "enable_thinking", "date" where they apply):
                             `apply_chat_template(..., tokenize=False)` with the
                             template of tokenizer_config.json, or --template
@@ -378,6 +378,7 @@ CONVS = [
 
 
 def write_chat_fixtures(args):
+    from tokenizers import Tokenizer
     from transformers import AutoTokenizer
     extra = dict(t.split("=", 1) for t in args.template)
     today = time.strftime("%Y-%m-%d")
@@ -385,6 +386,12 @@ def write_chat_fixtures(args):
     os.makedirs(outdir, exist_ok=True)
     for name in ("qwen3", "deepseek_v3", "gptoss", "mistral"):
         tok = AutoTokenizer.from_pretrained(os.path.join(args.shared, "tokenizers", name))
+        # ids: the rendered text through `tokenizers` with the shipped
+        # tokenizer.json (what apply_chat_template(tokenize=True) gives, except
+        # for Mistral: transformers 5 swaps its legacy Prepend/Replace
+        # normalizer for Metaspace(prepend_scheme="always"), which drops the
+        # extra U+2581 after <s>)
+        raw = Tokenizer.from_file(os.path.join(args.shared, "tokenizers", name, "tokenizer.json"))
         tpl = None
         if name in extra:
             with open(extra[name], encoding="utf-8") as f:
@@ -406,7 +413,8 @@ def write_chat_fixtures(args):
                     except Exception as ex:  # a template that refuses the conversation
                         print(f"chat/{name}: skipped: {ex}")
                         continue
-                    row = {"messages": conv, "add_generation_prompt": agp, "text": text}
+                    row = {"messages": conv, "add_generation_prompt": agp, "text": text,
+                           "ids": raw.encode(text, add_special_tokens=False).ids}
                     if name == "gptoss":
                         row["date"] = today  # the template prints strftime_now("%Y-%m-%d")
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -415,7 +423,7 @@ def write_chat_fixtures(args):
                         text = tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True,
                                                        enable_thinking=False)
                         row = {"messages": conv, "add_generation_prompt": True, "enable_thinking": False,
-                               "text": text}
+                               "text": text, "ids": raw.encode(text, add_special_tokens=False).ids}
                         f.write(json.dumps(row, ensure_ascii=False) + "\n")
                         n += 1
         print(f"chat/{name}.jsonl: {n} conversations")
