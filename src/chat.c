@@ -2,6 +2,7 @@
  * statement by statement (the comments quote the conditions). */
 #include "chat.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,7 @@ static const char *memrstr(const char *s, size_t n, const char *needle) {
 
 /* ------------------------------------------------------------------ families */
 
-static const char *const NAMES[] = {"chatml", "qwen3", "mistral", "deepseek-v3", "gpt-oss"};
+static const char *const NAMES[] = {"chatml", "qwen3", "mistral", "deepseek-v3", "gpt-oss", "llama2"};
 
 const char *pg_chat_family_name(pg_chat_family f) {
     return (unsigned)f < sizeof NAMES / sizeof *NAMES ? NAMES[f] : "?";
@@ -88,7 +89,9 @@ bool pg_chat_detect(const char *s, pg_chat_template *out) {
         t.family = PG_CHAT_DEEPSEEK_V3;
     } else if (strstr(s, "<|start|>") && strstr(s, "<|message|>") && strstr(s, "<|channel|>")) {
         t.family = PG_CHAT_GPTOSS;
-    } else if (strstr(s, "[INST]") && !strstr(s, "<<SYS>>")) {
+    } else if (strstr(s, "[INST]") && strstr(s, "<<SYS>>")) {
+        t.family = PG_CHAT_LLAMA2;
+    } else if (strstr(s, "[INST]")) {
         t.family = PG_CHAT_MISTRAL;
     } else {
         known = false;
@@ -105,7 +108,7 @@ pg_chat_template pg_chat_for_tokenizer(const pg_tokenizer *t, const char *where)
     if (text) {
         if (!pg_chat_detect(text, &tpl))
             fprintf(stderr, "pregate: warning: %s: chat template not recognised (supported: ChatML/Qwen, Qwen3, "
-                            "Mistral [INST], DeepSeek-V3, gpt-oss); using ChatML\n",
+                            "Mistral [INST], Llama-2 [INST] <<SYS>>, DeepSeek-V3, gpt-oss); using ChatML\n",
                     where ? where : "tokenizer");
         return tpl;
     }
@@ -252,6 +255,70 @@ static int render_mistral(sbuf *b, const pg_chat_msg *m, size_t n, const pg_chat
     return 0;
 }
 
+/* Python's str.isspace() for one code point. */
+static bool py_space(uint32_t c) {
+    return (c >= 9 && c <= 13) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
+/* Decodes the UTF-8 character at s (valid input assumed: message text);
+ * *k its length. */
+static uint32_t cp_at(const unsigned char *s, size_t n, size_t *k) {
+    unsigned char c = s[0];
+    size_t len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+    if (len > n) len = 1;
+    uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+    for (size_t i = 1; i < len; i++) cp = (cp << 6) | (s[i] & 0x3f);
+    *k = len;
+    return cp;
+}
+
+/* Appends Python's s.strip(). */
+static void sb_add_pystrip(sbuf *b, const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s), a = 0, k;
+    while (a < n && py_space(cp_at(p + a, n - a, &k))) a += k;
+    size_t e = a, i = a;
+    while (i < n) { /* e: end of the last non-space character */
+        uint32_t c = cp_at(p + i, n - i, &k);
+        i += k;
+        if (!py_space(c)) e = i;
+    }
+    sb_addn(b, s + a, e - a);
+}
+
+static int render_llama2(sbuf *b, const pg_chat_msg *m, size_t n, const pg_chat_opts *o, pg_error *e) {
+    const char *sys = NULL;
+    size_t start = 0;
+    if (streq(m[0].role, "system")) { sys = m[0].content; start = 1; }
+    for (size_t i = start; i < n; i++) {
+        size_t k = i - start;
+        if (streq(m[i].role, "user") != (k % 2 == 0))
+            return pg_fail(e, "chat template (llama2): conversation roles must alternate user/assistant/user/assistant/...");
+        sbuf c = {0};
+        sb_add(&c, "");
+        if (k == 0 && sys && *sys) {
+            sb_add(&c, "<<SYS>>\n");
+            sb_add(&c, sys);
+            sb_add(&c, "\n<</SYS>>\n\n");
+        }
+        sb_add(&c, m[i].content);
+        if (streq(m[i].role, "user")) {
+            sb_add(b, o->bos ? o->bos : "<s>");
+            sb_add(b, "[INST] ");
+            sb_add_pystrip(b, c.s);
+            sb_add(b, " [/INST]");
+        } else if (streq(m[i].role, "assistant")) {
+            sb_add(b, " ");
+            sb_add_pystrip(b, c.s);
+            sb_add(b, " ");
+            sb_add(b, o->eos ? o->eos : "</s>");
+        }
+        free(c.s);
+    }
+    return 0;
+}
+
 static int render_deepseek(sbuf *b, const pg_chat_msg *m, size_t n, const pg_chat_opts *o, pg_error *e) {
     sb_add(b, o->bos ? o->bos : DS_BOS);
     bool first_sp = true;
@@ -361,6 +428,7 @@ char *pg_chat_render(const pg_chat_template *tpl, const pg_chat_msg *msgs, size_
     case PG_CHAT_MISTRAL: rc = render_mistral(&b, msgs, n, o, e); break;
     case PG_CHAT_DEEPSEEK_V3: rc = render_deepseek(&b, msgs, n, o, e); break;
     case PG_CHAT_GPTOSS: rc = render_gptoss(&b, msgs, n, o, e); break;
+    case PG_CHAT_LLAMA2: rc = render_llama2(&b, msgs, n, o, e); break;
     default: rc = render_chatml(&b, tpl, msgs, n, o); break;
     }
     if (rc) {

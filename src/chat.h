@@ -21,6 +21,9 @@
  *                 Mistral v0.1 template; system prompt joined to the first
  *                 user message; roles must alternate)
  *  - deepseek-v3: <｜begin▁of▁sentence｜>system<｜User｜>...<｜Assistant｜>...
+ *  - llama2:      <s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] answer </s>
+ *                 (Llama-2-chat; recognised from the template text only: its
+ *                 vocabulary is Mistral's shape)
  *  - gpt-oss:     harmony: <|start|>system<|message|>...<|end|> with the date
  *                 and reasoning effort, the system message as developer
  *                 instructions, assistant answers on the final channel.
@@ -40,6 +43,7 @@ typedef enum {
     PG_CHAT_MISTRAL,
     PG_CHAT_DEEPSEEK_V3,
     PG_CHAT_GPTOSS,
+    PG_CHAT_LLAMA2,
 } pg_chat_family;
 
 typedef struct {
@@ -61,7 +65,7 @@ typedef struct {
 } pg_chat_opts;
 
 const char *pg_chat_family_name(pg_chat_family f);
-/* "chatml", "qwen3", "mistral", "deepseek-v3", "gpt-oss"; -1 when unknown. */
+/* "chatml", "qwen3", "mistral", "deepseek-v3", "gpt-oss", "llama2"; -1 when unknown. */
 int pg_chat_family_from_name(const char *name);
 
 /* Recognises the family from a Jinja template's text. Returns false (and

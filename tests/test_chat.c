@@ -106,6 +106,7 @@ static void test_fixtures(void) {
     run_chat_fixture("deepseek_v3", PG_CHAT_DEEPSEEK_V3);
     run_chat_fixture("gptoss", PG_CHAT_GPTOSS);
     run_chat_fixture("mistral", PG_CHAT_MISTRAL);
+    run_chat_fixture("llama2", PG_CHAT_LLAMA2);
 }
 
 /* The shipped tokenizers: the family from their template or vocabulary. */
@@ -154,9 +155,10 @@ static void test_detect_text(void) {
               t.family == PG_CHAT_DEEPSEEK_V3,
           "deepseek");
     CHECK(pg_chat_detect("<|start|>assistant<|channel|>final<|message|>", &t) && t.family == PG_CHAT_GPTOSS, "gpt-oss");
+    CHECK(pg_chat_detect("{{ bos_token + '[INST] ' + '<<SYS>>\\n' }}", &t) && t.family == PG_CHAT_LLAMA2, "llama2");
     CHECK(!pg_chat_detect("{{ '<start_of_turn>user\\n' }}", &t) && t.family == PG_CHAT_CHATML, "unknown -> chatml");
     CHECK(!pg_chat_detect("", &t) && !pg_chat_detect(NULL, &t), "empty");
-    for (int f = 0; f <= PG_CHAT_GPTOSS; f++)
+    for (int f = 0; f <= PG_CHAT_LLAMA2; f++)
         CHECK(pg_chat_family_from_name(pg_chat_family_name((pg_chat_family)f)) == f, "name %d", f);
     CHECK(pg_chat_family_from_name("jinja") == -1, "unknown name");
 }

@@ -28,7 +28,8 @@ Writes, under tests/fixtures/:
                             template of tokenizer_config.json, or --template
                             where that has none (gpt-oss and Mistral here: pass
                             the chat_template.jinja of openai/gpt-oss-20b and
-                            the chat_template of Mixtral-8x7B-Instruct-v0.1)
+                            the chat_template of Mixtral-8x7B-Instruct-v0.1;
+                            llama2: Llama-2-7b-chat-hf's, optional)
 
 NAME: qwen3, deepseek_v3, gptoss, mistral (../shared/data/tokenizers/NAME/),
 llama2 (the vocabulary of ../shared/data/models/llama-2-tiny-random.gguf,
@@ -384,14 +385,19 @@ def write_chat_fixtures(args):
     today = time.strftime("%Y-%m-%d")
     outdir = os.path.join(ROOT, "tests", "fixtures", "chat")
     os.makedirs(outdir, exist_ok=True)
-    for name in ("qwen3", "deepseek_v3", "gptoss", "mistral"):
-        tok = AutoTokenizer.from_pretrained(os.path.join(args.shared, "tokenizers", name))
+    for name in ("qwen3", "deepseek_v3", "gptoss", "mistral", "llama2"):
+        if name == "llama2" and name not in extra:
+            continue
+        # llama2: Llama-2-chat's template (--template llama2=FILE) with Mistral's
+        # tokenizer files, which have the same <s> and </s>
+        tdir = os.path.join(args.shared, "tokenizers", "mistral" if name == "llama2" else name)
+        tok = AutoTokenizer.from_pretrained(tdir)
         # ids: the rendered text through `tokenizers` with the shipped
         # tokenizer.json (what apply_chat_template(tokenize=True) gives, except
         # for Mistral: transformers 5 swaps its legacy Prepend/Replace
         # normalizer for Metaspace(prepend_scheme="always"), which drops the
         # extra U+2581 after <s>)
-        raw = Tokenizer.from_file(os.path.join(args.shared, "tokenizers", name, "tokenizer.json"))
+        raw = Tokenizer.from_file(os.path.join(tdir, "tokenizer.json"))
         tpl = None
         if name in extra:
             with open(extra[name], encoding="utf-8") as f:
@@ -403,7 +409,7 @@ def write_chat_fixtures(args):
         with open(os.path.join(outdir, name + ".jsonl"), "w", encoding="utf-8") as f:
             for conv in CONVS:
                 for agp in (False, True):
-                    if name == "mistral" and agp:
+                    if name in ("mistral", "llama2") and agp:
                         continue  # the template has no generation prompt: same text
                     if agp and conv[-1]["role"] != "user":
                         continue
