@@ -47,7 +47,7 @@ static const char *memrstr(const char *s, size_t n, const char *needle) {
 
 /* ------------------------------------------------------------------ families */
 
-static const char *const NAMES[] = {"chatml", "qwen3", "mistral", "deepseek-v3", "gpt-oss", "llama2"};
+static const char *const NAMES[] = {"chatml", "qwen3", "mistral", "deepseek-v3", "gpt-oss", "llama2", "llama3"};
 
 const char *pg_chat_family_name(pg_chat_family f) {
     return (unsigned)f < sizeof NAMES / sizeof *NAMES ? NAMES[f] : "?";
@@ -89,6 +89,8 @@ bool pg_chat_detect(const char *s, pg_chat_template *out) {
         t.family = PG_CHAT_DEEPSEEK_V3;
     } else if (strstr(s, "<|start|>") && strstr(s, "<|message|>") && strstr(s, "<|channel|>")) {
         t.family = PG_CHAT_GPTOSS;
+    } else if (strstr(s, "<|start_header_id|>") && strstr(s, "<|eot_id|>")) {
+        t.family = PG_CHAT_LLAMA3;
     } else if (strstr(s, "[INST]") && strstr(s, "<<SYS>>")) {
         t.family = PG_CHAT_LLAMA2;
     } else if (strstr(s, "[INST]")) {
@@ -106,9 +108,13 @@ pg_chat_template pg_chat_for_tokenizer(const pg_tokenizer *t, const char *where)
     pg_chat_template tpl = {PG_CHAT_CHATML, NULL};
     const char *text = pg_tokenizer_chat_template(t);
     if (text) {
-        if (!pg_chat_detect(text, &tpl))
+        if (pg_chat_detect(text, &tpl) && tpl.family == PG_CHAT_LLAMA3 && strstr(text, "Cutting Knowledge Date"))
+            fprintf(stderr, "pregate: warning: %s: Llama 3.1+ chat template: its dated system header is not "
+                            "reproduced (Llama 3 format used)\n",
+                    where ? where : "tokenizer");
+        else if (!pg_chat_detect(text, &tpl))
             fprintf(stderr, "pregate: warning: %s: chat template not recognised (supported: ChatML/Qwen, Qwen3, "
-                            "Mistral [INST], Llama-2 [INST] <<SYS>>, DeepSeek-V3, gpt-oss); using ChatML\n",
+                            "Mistral [INST], Llama-2 [INST] <<SYS>>, Llama-3, DeepSeek-V3, gpt-oss); using ChatML\n",
                     where ? where : "tokenizer");
         return tpl;
     }
@@ -117,6 +123,8 @@ pg_chat_template pg_chat_for_tokenizer(const pg_tokenizer *t, const char *where)
         tpl.family = has_tok(t, "<think>") ? PG_CHAT_QWEN3 : PG_CHAT_CHATML;
     } else if (has_tok(t, DS_USER) && has_tok(t, DS_ASSISTANT)) {
         tpl.family = PG_CHAT_DEEPSEEK_V3;
+    } else if (has_tok(t, "<|start_header_id|>") && has_tok(t, "<|eot_id|>")) {
+        tpl.family = PG_CHAT_LLAMA3;
     } else if (has_tok(t, "<|start|>") && has_tok(t, "<|message|>") && has_tok(t, "<|channel|>")) {
         tpl.family = PG_CHAT_GPTOSS;
     } else if (pg_tokenizer_kind(t) == PG_TOK_SPM && has_tok(t, "<s>") && has_tok(t, "</s>")) {
@@ -319,6 +327,24 @@ static int render_llama2(sbuf *b, const pg_chat_msg *m, size_t n, const pg_chat_
     return 0;
 }
 
+static int render_llama3(sbuf *b, const pg_chat_msg *m, size_t n, const pg_chat_opts *o) {
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0) sb_add(b, o->bos ? o->bos : "<|begin_of_text|>");
+        sb_add(b, "<|start_header_id|>");
+        sb_add(b, m[i].role);
+        sb_add(b, "<|end_header_id|>\n\n");
+        sb_add_pystrip(b, m[i].content); /* | trim */
+        sb_add(b, "<|eot_id|>");
+    }
+    if (o->add_generation_prompt) sb_add(b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    return 0;
+}
+
+bool pg_chat_writes_bos(const pg_chat_template *tpl) {
+    return tpl->family == PG_CHAT_MISTRAL || tpl->family == PG_CHAT_DEEPSEEK_V3 || tpl->family == PG_CHAT_LLAMA2 ||
+           tpl->family == PG_CHAT_LLAMA3;
+}
+
 static int render_deepseek(sbuf *b, const pg_chat_msg *m, size_t n, const pg_chat_opts *o, pg_error *e) {
     sb_add(b, o->bos ? o->bos : DS_BOS);
     bool first_sp = true;
@@ -429,6 +455,7 @@ char *pg_chat_render(const pg_chat_template *tpl, const pg_chat_msg *msgs, size_
     case PG_CHAT_DEEPSEEK_V3: rc = render_deepseek(&b, msgs, n, o, e); break;
     case PG_CHAT_GPTOSS: rc = render_gptoss(&b, msgs, n, o, e); break;
     case PG_CHAT_LLAMA2: rc = render_llama2(&b, msgs, n, o, e); break;
+    case PG_CHAT_LLAMA3: rc = render_llama3(&b, msgs, n, o); break;
     default: rc = render_chatml(&b, tpl, msgs, n, o); break;
     }
     if (rc) {

@@ -24,6 +24,9 @@
  *  - llama2:      <s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] answer </s>
  *                 (Llama-2-chat; recognised from the template text only: its
  *                 vocabulary is Mistral's shape)
+ *  - llama3:      <|begin_of_text|><|start_header_id|>role<|end_header_id|>\n\n
+ *                 content<|eot_id|> (Meta-Llama-3-Instruct; the Llama 3.1+
+ *                 templates' dated system header is not reproduced: warning)
  *  - gpt-oss:     harmony: <|start|>system<|message|>...<|end|> with the date
  *                 and reasoning effort, the system message as developer
  *                 instructions, assistant answers on the final channel.
@@ -44,6 +47,7 @@ typedef enum {
     PG_CHAT_DEEPSEEK_V3,
     PG_CHAT_GPTOSS,
     PG_CHAT_LLAMA2,
+    PG_CHAT_LLAMA3,
 } pg_chat_family;
 
 typedef struct {
@@ -65,7 +69,8 @@ typedef struct {
 } pg_chat_opts;
 
 const char *pg_chat_family_name(pg_chat_family f);
-/* "chatml", "qwen3", "mistral", "deepseek-v3", "gpt-oss", "llama2"; -1 when unknown. */
+/* "chatml", "qwen3", "mistral", "deepseek-v3", "gpt-oss", "llama2", "llama3"; -1
+ * when unknown. */
 int pg_chat_family_from_name(const char *name);
 
 /* Recognises the family from a Jinja template's text. Returns false (and
@@ -76,6 +81,10 @@ bool pg_chat_detect(const char *template_text, pg_chat_template *out);
  * pg_tokenizer_chat_template), else the vocabulary's family tokens. Unknown:
  * ChatML, with a one-line warning on stderr naming `where` (may be NULL). */
 pg_chat_template pg_chat_for_tokenizer(const pg_tokenizer *t, const char *where);
+
+/* Whether the family's template writes the BOS token text itself (then the
+ * rendered prompt is tokenized without adding BOS). */
+bool pg_chat_writes_bos(const pg_chat_template *tpl);
 
 /* Renders msgs[0..n) (heap string, caller frees), or NULL with e set (no
  * messages; roles a template refuses, as its raise_exception would). */

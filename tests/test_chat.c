@@ -107,6 +107,7 @@ static void test_fixtures(void) {
     run_chat_fixture("gptoss", PG_CHAT_GPTOSS);
     run_chat_fixture("mistral", PG_CHAT_MISTRAL);
     run_chat_fixture("llama2", PG_CHAT_LLAMA2);
+    run_chat_fixture("llama3", PG_CHAT_LLAMA3);
 }
 
 /* The shipped tokenizers: the family from their template or vocabulary. */
@@ -156,9 +157,12 @@ static void test_detect_text(void) {
           "deepseek");
     CHECK(pg_chat_detect("<|start|>assistant<|channel|>final<|message|>", &t) && t.family == PG_CHAT_GPTOSS, "gpt-oss");
     CHECK(pg_chat_detect("{{ bos_token + '[INST] ' + '<<SYS>>\\n' }}", &t) && t.family == PG_CHAT_LLAMA2, "llama2");
+    CHECK(pg_chat_detect("{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>' }}{{ '<|eot_id|>' }}", &t) &&
+              t.family == PG_CHAT_LLAMA3,
+          "llama3");
     CHECK(!pg_chat_detect("{{ '<start_of_turn>user\\n' }}", &t) && t.family == PG_CHAT_CHATML, "unknown -> chatml");
     CHECK(!pg_chat_detect("", &t) && !pg_chat_detect(NULL, &t), "empty");
-    for (int f = 0; f <= PG_CHAT_LLAMA2; f++)
+    for (int f = 0; f <= PG_CHAT_LLAMA3; f++)
         CHECK(pg_chat_family_from_name(pg_chat_family_name((pg_chat_family)f)) == f, "name %d", f);
     CHECK(pg_chat_family_from_name("jinja") == -1, "unknown name");
 }

@@ -29,7 +29,8 @@ Writes, under tests/fixtures/:
                             where that has none (gpt-oss and Mistral here: pass
                             the chat_template.jinja of openai/gpt-oss-20b and
                             the chat_template of Mixtral-8x7B-Instruct-v0.1;
-                            llama2: Llama-2-7b-chat-hf's, optional)
+                            llama2 / llama3: Llama-2-7b-chat-hf's and
+                            Meta-Llama-3-8B-Instruct's, optional)
 
 NAME: qwen3, deepseek_v3, gptoss, mistral (../shared/data/tokenizers/NAME/),
 llama2 (the vocabulary of ../shared/data/models/llama-2-tiny-random.gguf,
@@ -385,12 +386,15 @@ def write_chat_fixtures(args):
     today = time.strftime("%Y-%m-%d")
     outdir = os.path.join(ROOT, "tests", "fixtures", "chat")
     os.makedirs(outdir, exist_ok=True)
-    for name in ("qwen3", "deepseek_v3", "gptoss", "mistral", "llama2"):
-        if name == "llama2" and name not in extra:
+    for name in ("qwen3", "deepseek_v3", "gptoss", "mistral", "llama2", "llama3"):
+        if name in ("llama2", "llama3") and name not in extra:
             continue
         # llama2: Llama-2-chat's template (--template llama2=FILE) with Mistral's
         # tokenizer files, which have the same <s> and </s>
-        tdir = os.path.join(args.shared, "tokenizers", "mistral" if name == "llama2" else name)
+        # llama3: Meta-Llama-3-8B-Instruct's template, rendered with qwen3's
+        # files and bos_token="<|begin_of_text|>" (text only: no Llama-3 vocabulary here)
+        tdir = os.path.join(args.shared, "tokenizers", {"llama2": "mistral", "llama3": "qwen3"}.get(name, name))
+        kw = {"bos_token": "<|begin_of_text|>"} if name == "llama3" else {}
         tok = AutoTokenizer.from_pretrained(tdir)
         # ids: the rendered text through `tokenizers` with the shipped
         # tokenizer.json (what apply_chat_template(tokenize=True) gives, except
@@ -415,12 +419,13 @@ def write_chat_fixtures(args):
                         continue
                     try:
                         text = tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=agp,
-                                                       chat_template=tpl, date_string="2026-01-01")
+                                                       chat_template=tpl, **kw)
                     except Exception as ex:  # a template that refuses the conversation
                         print(f"chat/{name}: skipped: {ex}")
                         continue
-                    row = {"messages": conv, "add_generation_prompt": agp, "text": text,
-                           "ids": raw.encode(text, add_special_tokens=False).ids}
+                    row = {"messages": conv, "add_generation_prompt": agp, "text": text}
+                    if name not in ("llama2", "llama3"):
+                        row["ids"] = raw.encode(text, add_special_tokens=False).ids
                     if name == "gptoss":
                         row["date"] = today  # the template prints strftime_now("%Y-%m-%d")
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -338,7 +338,7 @@ int cli_chat(pg_model *m, const pg_sampler_params *sp, const cli_offload *off, c
         int32_t *ids;
         size_t n_ids;
         /* the template writes BOS itself where the family has one in its text */
-        bool bos = pg_tokenizer_add_bos(m->tok) && tpl.family != PG_CHAT_MISTRAL && tpl.family != PG_CHAT_DEEPSEEK_V3;
+        bool bos = pg_tokenizer_add_bos(m->tok) && !pg_chat_writes_bos(&tpl);
         int trc = pg_tokenize(m->tok, text, strlen(text), bos, true, &ids, &n_ids, &e);
         free(text);
         if (trc) { fprintf(stderr, "pregate: %s\n", e.msg); rc = 1; break; }
