@@ -36,6 +36,7 @@ static void usage_(FILE *f) {
             "  -n, --n-predict N      tokens to generate (default 128)\n"
             "  -c, --ctx-size N       context length (default: the model's, at most 4096)\n"
             "  -t, --threads N        threads (default: all cores)\n"
+            "  -ub, --ubatch N        prompt tokens per forward step, 1..32 (default 32)\n"
             "  --temp T               temperature, 0 = greedy (default 0.8)\n"
             "  --top-k K              (default 40, 0 = off)\n"
             "  --top-p P              (default 0.95, 1 = off)\n"
@@ -107,7 +108,7 @@ static int parse_ids_(const char *s, int32_t **ids, size_t *n) {
 
 int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *token_list = NULL;
-    long n_predict = 128, n_ctx = 0, n_threads = 0;
+    long n_predict = 128, n_ctx = 0, n_threads = 0, ubatch = PG_MAX_BATCH;
     bool echo = false, ignore_eos = false, print_ids = false, seed_given = false, stats = false, chat = false;
     const char *sys_prompt = NULL;
     const char *stats_json = NULL;
@@ -127,6 +128,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--tokens")) { NEEDV(); token_list = v; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { NEEDV(); if (parse_int_(a, v, 0, 1 << 24, &n_predict)) return 2; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { NEEDV(); if (parse_int_(a, v, 0, 1 << 20, &n_ctx)) return 2; }
+        else if (!strcmp(a, "-ub") || !strcmp(a, "--ubatch")) { NEEDV(); if (parse_int_(a, v, 1, PG_MAX_BATCH, &ubatch)) return 2; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { NEEDV(); if (parse_int_(a, v, 1, 1024, &n_threads)) return 2; }
         else if (!strcmp(a, "--temp")) { NEEDV(); if (parse_float_(a, v, 0, 100, &fv)) return 2; sp.temperature = (float)fv; }
         else if (!strcmp(a, "--top-k")) { NEEDV(); if (parse_int_(a, v, 0, INT32_MAX, &iv)) return 2; sp.top_k = (int)iv; }
@@ -210,7 +212,10 @@ int cmd_run(int argc, char **argv) {
         fflush(stdout);
     }
     double t1 = pg_time_s();
-    if (pg_session_eval(s, ids, (int)n_ids, NULL, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+    for (size_t i = 0; i < n_ids; i += (size_t)ubatch) { /* the prompt, ubatch tokens per step */
+        int n = n_ids - i < (size_t)ubatch ? (int)(n_ids - i) : (int)ubatch;
+        if (pg_session_eval(s, ids + i, n, NULL, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+    }
     double t_prompt = pg_time_s() - t1, t2 = pg_time_s();
     long n_gen = 0;
     for (; n_gen < n_predict; n_gen++) {
