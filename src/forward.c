@@ -206,7 +206,8 @@ static void predict_(pg_session *s, int from, int T, int pos0) {
 #undef ADD
         o->n_pred[target] = n;
         o->have_pred[target] = true;
-        pg_cache_prefetch(o->cache, target, pred, n);
+        if (o->p.mode != PG_PREFETCH_PREGATE || o->precision[target] >= o->p.min_precision)
+            pg_cache_prefetch(o->cache, target, pred, n);
     }
 }
 
@@ -228,7 +229,13 @@ static int moe_experts_offloaded_(pg_session *s, int l, int K, pg_error *e) {
     int E = s->m->hp.n_expert, n = 0;
     for (int x = 0; x < E; x++)
         if (s->exp_count[x]) o->uni[n++] = x;
-    if (o->have_pred[l]) pg_cache_score_prediction(o->cache, l, o->pred + (size_t)l * E, o->n_pred[l], o->uni, n);
+    if (o->have_pred[l]) {
+        const int *pred = o->pred + (size_t)l * E;
+        int right = 0;
+        for (int i = 0; i < o->n_pred[l]; i++) right += s->exp_count[pred[i]] > 0;
+        o->precision[l] = 0.7f * o->precision[l] + 0.3f * (float)right / (float)(o->n_pred[l] ? o->n_pred[l] : 1);
+        pg_cache_score_prediction(o->cache, l, pred, o->n_pred[l], o->uni, n);
+    }
     int window = pg_cache_n_slots(o->cache);
     for (int i0 = 0; i0 < n; i0 += window) {
         int *pending = o->uni + i0, w = n - i0 < window ? n - i0 : window;

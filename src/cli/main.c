@@ -54,6 +54,7 @@ static void usage_(FILE *f) {
             "  --prefetch MODE        resident | none | next-layer-all | pregate (default with --expert-mem)\n"
             "  --prefetch-extra M     pregate: fetch the top k+M experts (default 2)\n"
             "  --prefetch-depth D     pregate: predict 1 or 2 layers ahead (default 1)\n"
+            "  --prefetch-min-precision P  pregate: no prefetch for a layer while its recent precision < P (0.25)\n"
             "  --link LINK            none | pcie3 | pcie4 | pcie5 | nvme | sata | BW,LAT (e.g. 12GBps,20us)\n"
             "  --store KIND           direct | pread | uring | mmap (default: direct with --link none, mmap with a link)\n"
             "  --evict POLICY         lookahead | lru | lfu (default lookahead)\n"

@@ -28,7 +28,7 @@ static int int_arg_(const char *opt, const char *v, int lo, int hi, int *out) {
 
 int cli_offload_arg(cli_offload *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
-    static const char *ours[] = {"--expert-mem", "--prefetch", "--prefetch-extra", "--prefetch-depth", "--link",
+    static const char *ours[] = {"--expert-mem", "--prefetch", "--prefetch-extra", "--prefetch-depth", "--prefetch-min-precision", "--link",
                                  "--store", "--evict", "--io-threads"};
     bool mine = false;
     for (size_t k = 0; k < sizeof ours / sizeof *ours; k++) mine |= !strcmp(a, ours[k]);
@@ -44,6 +44,16 @@ int cli_offload_arg(cli_offload *o, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--prefetch")) { rc = pg_prefetch_parse(v, &o->p.mode, &e); o->mode_given = true; }
     else if (!strcmp(a, "--prefetch-extra")) return int_arg_(a, v, 0, 1024, &o->p.extra) ? -1 : 1;
     else if (!strcmp(a, "--prefetch-depth")) return int_arg_(a, v, 1, 2, &o->p.depth) ? -1 : 1;
+    else if (!strcmp(a, "--prefetch-min-precision")) {
+        char *end;
+        double x = strtod(v, &end);
+        if (end == v || *end || !(x >= 0 && x <= 1)) {
+            fprintf(stderr, "pregate: %s expects a number in [0, 1], got '%s'\n", a, v);
+            return -1;
+        }
+        o->p.min_precision = (float)x;
+        return 1;
+    }
     else if (!strcmp(a, "--link")) rc = pg_link_parse(v, &o->p.link, &e);
     else if (!strcmp(a, "--store")) { rc = pg_store_kind_parse(v, &o->p.store, &e); o->store_given = true; }
     else if (!strcmp(a, "--evict")) rc = pg_evict_parse(v, &o->p.evict, &e);

@@ -3,6 +3,8 @@
  *   --prefetch MODE     resident | none | next-layer-all | pregate | oracle
  *   --prefetch-extra M  pregate: fetch top k + M   (default 2)
  *   --prefetch-depth D  pregate: 1 or 2 layers ahead (default 1)
+ *   --prefetch-min-precision P  pregate: stop prefetching for a layer while
+ *                       its recent precision is below P (default 0.25)
  *   --link LINK         none | pcie3 | pcie4 | pcie5 | nvme | sata | 12GBps,20us
  *   --store KIND        direct | pread | uring | mmap   (default: direct with
  *                       --link none, i.e. real disk reads that bypass the

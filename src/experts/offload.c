@@ -31,6 +31,7 @@ void pg_offload_params_default(pg_offload_params *p) {
     p->io_threads = 2;
     p->extra = 2;
     p->depth = 1;
+    p->min_precision = 0.25f;
 }
 
 int pg_parse_mem(const char *s, size_t expert_bytes, size_t *out, pg_error *e) {
@@ -90,6 +91,8 @@ pg_offload *pg_offload_new(pg_model *m, const pg_offload_params *p, pg_error *e)
     o->pred = xcalloc((size_t)L * E, sizeof(int));
     o->n_pred = xcalloc((size_t)L, sizeof(int));
     o->have_pred = xcalloc((size_t)L, sizeof(bool));
+    o->precision = xmalloc((size_t)L * sizeof(float));
+    for (int l = 0; l < L; l++) o->precision[l] = 0.5f; /* until measured: prefetch, and stop after a few poor steps */
     o->uni = xcalloc((size_t)E, sizeof(int));
     o->mark = xcalloc((size_t)E, 1);
     return o;
@@ -100,6 +103,6 @@ void pg_offload_free(pg_offload *o) {
     pg_cache_free(o->cache);
     pg_store_close(o->store);
     free(o->xn); free(o->logits); free(o->probs); free(o->idx); free(o->pred); free(o->n_pred);
-    free(o->have_pred); free(o->uni); free(o->mark);
+    free(o->have_pred); free(o->precision); free(o->uni); free(o->mark);
     free(o);
 }

@@ -57,6 +57,10 @@ typedef struct {
     int io_threads;         /* default 2 */
     int extra;              /* pregate: fetch top k + extra */
     int depth;              /* pregate: 1 or 2 layers ahead */
+    float min_precision;    /* pregate: a layer whose recent prediction precision
+                               (moving average) is below this is predicted but
+                               not prefetched, so that poor predictions cannot
+                               do worse than on demand; 0 = always prefetch */
     const pg_trace *oracle; /* PG_PREFETCH_ORACLE */
 } pg_offload_params;
 
@@ -75,6 +79,7 @@ typedef struct pg_offload {
     int *pred;                   /* [L][E]: predicted experts per layer (this step) */
     int *n_pred;                 /* [L] */
     bool *have_pred;             /* [L] */
+    float *precision;            /* [L] moving average of each layer's prediction precision */
     int *uni;                    /* [E] union of the experts a chunk routes to */
     unsigned char *mark;         /* [E] */
 } pg_offload;
