@@ -92,7 +92,7 @@ pg_offload *pg_offload_new(pg_model *m, const pg_offload_params *p, pg_error *e)
     o->n_pred = xcalloc((size_t)L, sizeof(int));
     o->have_pred = xcalloc((size_t)L, sizeof(bool));
     o->precision = xmalloc((size_t)L * sizeof(float));
-    for (int l = 0; l < L; l++) o->precision[l] = 0.5f; /* until measured: prefetch, and stop after a few poor steps */
+    for (int l = 0; l < L; l++) o->precision[l] = 0.3f; /* until measured: prefetch, and stop after one or two poor steps */
     o->uni = xcalloc((size_t)E, sizeof(int));
     o->mark = xcalloc((size_t)E, 1);
     return o;
