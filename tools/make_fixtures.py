@@ -11,7 +11,7 @@ write different tensor layouts / config keys, so regenerate with exactly these):
     tokenizers    0.23.3   (not used: fixtures have no tokenizer)
 
 Usage:
-    /work/venv/ref/bin/python tools/make_fixtures.py [--out tests/fixtures]
+    python3 tools/make_fixtures.py [--out tests/fixtures]   (in a venv with the versions pinned above)
 
 Every model is a tiny randomly initialised float32 model (fixed seeds). For each
 model directory tests/fixtures/<name>/ we write:
