@@ -206,8 +206,13 @@ static void predict_(pg_session *s, int from, int T, int pos0) {
 #undef ADD
         o->n_pred[target] = n;
         o->have_pred[target] = true;
+        /* how likely a prefetched expert is to be used: measured for
+         * pregate, k/E for next-layer-all, certain for the oracle */
+        float confidence = o->p.mode == PG_PREFETCH_PREGATE    ? o->precision[target]
+                           : o->p.mode == PG_PREFETCH_NEXT_ALL ? (float)K / (float)E
+                                                               : 1.0f;
         if (o->p.mode != PG_PREFETCH_PREGATE || o->precision[target] >= o->p.min_precision)
-            pg_cache_prefetch(o->cache, target, pred, n);
+            pg_cache_prefetch(o->cache, target, pred, n, confidence);
     }
 }
 

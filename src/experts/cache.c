@@ -19,6 +19,7 @@ typedef struct {
     int refs;
     bool prefetched;   /* filled by a prefetch, not demanded since */
     uint64_t last_use, uses;
+    uint64_t loaded_step; /* c->step when it was filled */
     uint8_t *data;
     pg_expert w;       /* matrices pointing into data */
 } slot;
@@ -36,6 +37,7 @@ typedef struct {
 typedef struct {
     int layer, expert;
     uint64_t step;
+    float confidence;  /* prefetch: the predictor's chance that it is used */
     bool cancelled;    /* promoted to demand, or dropped */
 } request;
 
@@ -145,9 +147,18 @@ static int distance_(const pg_cache *c, int v) {
     return (v - cur - 1 + 2 * c->L) % c->L + 1;
 }
 
+/* How often a resident expert has been used per step since it was loaded:
+ * the chance that evicting it costs a reload. */
+static double use_rate_(const pg_cache *c, const slot *s) {
+    uint64_t steps = c->step > s->loaded_step ? c->step - s->loaded_step : 1;
+    return (double)s->uses / (double)steps;
+}
+
 /* A slot to fill: an empty one, else a victim by policy; -1 if none.
- * `for_prefetch` never evicts an expert predicted for a coming layer. */
-static int find_slot_(pg_cache *c, bool for_prefetch) {
+ * A prefetch never evicts an expert predicted for a coming layer, nor one
+ * used more often than the prefetch's own chance of being used
+ * (`confidence`): a poor prediction must not push out a popular expert. */
+static int find_slot_(pg_cache *c, bool for_prefetch, float confidence) {
     int best = -1;
     bool best_protected = true;
     for (int i = 0; i < c->n_slots; i++) {
@@ -157,7 +168,7 @@ static int find_slot_(pg_cache *c, bool for_prefetch) {
         entry *en = ent_(c, s->layer, s->expert);
         if (en->want) continue;
         bool prot = c->policy == PG_EVICT_LOOKAHEAD && en->protect;
-        if (prot && for_prefetch) continue;
+        if (for_prefetch && (prot || use_rate_(c, s) > confidence)) continue;
         if (best < 0 || (best_protected && !prot)) { best = i; best_protected = prot; continue; }
         if (prot && !best_protected) continue;
         slot *b = &c->slots[best];
@@ -205,7 +216,8 @@ static void *io_main_(void *arg) {
             continue;
         }
         int si;
-        while ((si = find_slot_(c, !demand)) < 0 && demand && !c->stop) pthread_cond_wait(&c->done, &c->mu);
+        while ((si = find_slot_(c, !demand, r.confidence)) < 0 && demand && !c->stop)
+            pthread_cond_wait(&c->done, &c->mu);
         if (si < 0) { /* prefetch with no room: drop it */
             en->queued = false;
             if (!demand) c->stats[r.layer].prefetch_dropped++;
@@ -218,6 +230,7 @@ static void *io_main_(void *arg) {
         s->refs = 0;
         s->prefetched = !en->queued_demand;
         s->uses = 0;
+        s->loaded_step = c->step;
         en->slot = si;
         en->queued = false;
         if (s->prefetched) c->stats[r.layer].prefetch_issued++;
@@ -348,7 +361,7 @@ void pg_cache_end_layer(pg_cache *c, int layer) {
     pthread_mutex_unlock(&c->mu);
 }
 
-static void enqueue_(pg_cache *c, int layer, int x, bool demand) {
+static void enqueue_(pg_cache *c, int layer, int x, bool demand, float confidence) {
     entry *en = ent_(c, layer, x);
     if (demand && en->queued && !en->queued_demand) { /* promote a queued prefetch */
         q_cancel_(&c->prefetch, layer, x);
@@ -357,17 +370,17 @@ static void enqueue_(pg_cache *c, int layer, int x, bool demand) {
     if (en->queued) return;
     en->queued = true;
     en->queued_demand = demand;
-    q_push_(demand ? &c->demand : &c->prefetch, (request){layer, x, c->step, false});
+    q_push_(demand ? &c->demand : &c->prefetch, (request){layer, x, c->step, confidence, false});
     pthread_cond_signal(&c->work);
 }
 
-void pg_cache_prefetch(pg_cache *c, int layer, const int *experts, int n) {
+void pg_cache_prefetch(pg_cache *c, int layer, const int *experts, int n, float confidence) {
     if (layer < 0 || layer >= c->L || !c->m->layers[layer].is_moe) return;
     pthread_mutex_lock(&c->mu);
     for (int i = 0; i < n; i++) {
         entry *en = ent_(c, layer, experts[i]);
         en->protect = true;
-        if (en->slot < 0) enqueue_(c, layer, experts[i], false);
+        if (en->slot < 0) enqueue_(c, layer, experts[i], false, confidence);
     }
     pthread_mutex_unlock(&c->mu);
 }
@@ -382,7 +395,7 @@ void pg_cache_request(pg_cache *c, int layer, const int *experts, int n) {
         else if (en->slot >= 0 || (en->queued && !en->queued_demand)) st->late++;
         else st->misses++;
         en->want++;
-        if (en->slot < 0) enqueue_(c, layer, experts[i], true);
+        if (en->slot < 0) enqueue_(c, layer, experts[i], true, 1.0f);
     }
     pthread_mutex_unlock(&c->mu);
 }

@@ -72,9 +72,11 @@ void pg_cache_begin_layer(pg_cache *c, int layer);
 void pg_cache_end_layer(pg_cache *c, int layer);
 
 /* A hint: load these experts of `layer` if absent (never blocks, may be
- * dropped when no slot is free). Marks them protected from LOOKAHEAD
- * eviction until that layer has run. */
-void pg_cache_prefetch(pg_cache *c, int layer, const int *experts, int n);
+ * dropped when no slot is free). `confidence` is the predictor's chance
+ * that a prefetched expert is used (1: certain): a prefetch only evicts
+ * experts used less often per step than that. Marks them protected from
+ * LOOKAHEAD eviction until that layer has run. */
+void pg_cache_prefetch(pg_cache *c, int layer, const int *experts, int n, float confidence);
 /* The forward pass needs these experts of `layer` now: counts each as a
  * hit (READY), late (a prefetch still loading or queued) or miss (absent),
  * pins it against eviction, and issues demand loads for the absent ones
