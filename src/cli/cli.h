@@ -14,6 +14,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_bench_kernels(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 
 /* Best read bandwidth of the pool over a buffer of `bytes`, in bytes/s
  * (bench_kernels.c; pregate bench prints it as the resident limit). */

@@ -23,6 +23,7 @@ static void usage_(FILE *f) {
             "  convert        pregate convert --from llama2c CHECKPOINT --tokenizer TOK.bin -o OUT.gguf\n"
             "                 pregate convert --from hf DIR -o OUT.gguf\n"
             "  bench-kernels  matrix-vector GB/s beside measured memory bandwidth\n"
+            "  perplexity     pregate perplexity -m MODEL -f TEXT [-c CTX]: mean NLL in windows of CTX tokens\n"
             "  bench          offloading modes compared in one run:\n"
             "                 pregate bench -m MODEL --expert-mem 25%% --link pcie4 [--modes ...] [-n N] [--repeat R]\n"
             "  synth          random-weight MoE model as GGUF:  pregate synth --preset tiny -o OUT.gguf (--help)\n"
@@ -324,6 +325,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench-kernels")) return cmd_bench_kernels(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "perplexity")) return cmd_perplexity(argc - 1, argv + 1);
     if (!strcmp(cmd, "synth")) return cmd_synth(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
