@@ -156,6 +156,18 @@ static void swiglu_(pg_session *s, const pg_expert *w, int T, const float *X, fl
     matmul_(s, &w->down, T, s->ffn_g, F, out, D);
 }
 
+/* Records the residual stream of the chunk as the predictor input for
+ * layer `target` (trace.h). */
+static void trace_hidden_(pg_session *s, int target, int T, int pos0) {
+    pg_trace *tr = s->trace;
+    if (!tr || !tr->with_hidden || target >= tr->n_layer) return;
+    int D = s->m->hp.dim;
+    for (int t = 0; t < T; t++) {
+        uint16_t *h = tr->hidden + ((size_t)(pos0 + t) * tr->n_layer + target) * D;
+        for (int i = 0; i < D; i++) h[i] = pg_f32_to_f16(s->x[(size_t)t * D + i]);
+    }
+}
+
 /* ---- pre-gating: name the experts of coming layers before they run ---- */
 
 /* Predicts, from the residual stream x of the chunk (before layer `from`'s
@@ -274,8 +286,11 @@ static int moe_(pg_session *s, int l, const pg_layer *L, int T, int pos0, pg_err
         for (int j = 0; j < K; j++) s->exp_rows[(size_t)sel[j] * PG_MAX_BATCH * K + s->exp_count[sel[j]]++] = t * K + j;
         if (s->trace) {
             pg_trace *tr = s->trace;
-            int16_t *r = tr->experts + ((size_t)(pos0 + t) * tr->n_layer + l) * tr->k;
-            for (int j = 0; j < K && j < tr->k; j++) r[j] = (int16_t)sel[j];
+            size_t at = ((size_t)(pos0 + t) * tr->n_layer + l) * tr->k;
+            for (int j = 0; j < K && j < tr->k; j++) {
+                tr->experts[at + j] = (int16_t)sel[j];
+                tr->weights[at + j] = s->sel_w[(size_t)t * K + j];
+            }
         }
     }
     /* each expert runs once over all the rows routed to it */
@@ -310,6 +325,7 @@ static int ffn_(pg_session *s, int l, int T, int pos0, pg_error *e) {
     const pg_hparams *hp = &s->m->hp;
     const pg_layer *L = &s->m->layers[l];
     int D = hp->dim;
+    trace_hidden_(s, l + 1, T, pos0);
     if (s->off) {
         pg_cache_begin_layer(s->off->cache, l);
         predict_(s, l, T, pos0);
@@ -335,6 +351,7 @@ static int forward_chunk_(pg_session *s, const int32_t *tokens, int T, float *lo
         pg_mat_row_f32(&m->tok_embd, tokens[t], s->x + (size_t)t * D);
         pg_rope_cache(pos0 + t, hp->n_rot, hp->rope_theta, s->rope_cs + (size_t)t * hp->n_rot);
     }
+    trace_hidden_(s, 0, T, pos0);
     if (s->off) {
         pg_cache_begin_step(s->off->cache);
         memset(s->off->have_pred, 0, (size_t)hp->n_layer * sizeof(bool));
@@ -357,18 +374,6 @@ static int forward_chunk_(pg_session *s, const int32_t *tokens, int T, float *lo
     return 0;
 }
 
-static void trace_reserve_(pg_trace *tr, int n_pos) {
-    if (n_pos > tr->cap_pos) {
-        int cap = tr->cap_pos ? tr->cap_pos : 256;
-        while (cap < n_pos) cap *= 2;
-        tr->experts = xrealloc(tr->experts, (size_t)cap * tr->n_layer * tr->k * sizeof(int16_t));
-        for (size_t i = (size_t)tr->cap_pos * tr->n_layer * tr->k; i < (size_t)cap * tr->n_layer * tr->k; i++)
-            tr->experts[i] = -1;
-        tr->cap_pos = cap;
-    }
-    if (n_pos > tr->n_pos) tr->n_pos = n_pos;
-}
-
 int pg_session_eval(pg_session *s, const int32_t *tokens, int n, float *logits_all, pg_error *e) {
     const pg_hparams *hp = &s->m->hp;
     if (n <= 0) return pg_fail(e, "nothing to evaluate");
@@ -377,10 +382,11 @@ int pg_session_eval(pg_session *s, const int32_t *tokens, int n, float *logits_a
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= hp->vocab)
             return pg_fail(e, "token id %d at position %d is outside the vocabulary (0..%d)", tokens[i], i, hp->vocab - 1);
-    if (s->trace && s->trace->n_layer != hp->n_layer) return pg_fail(e, "trace is for another model");
+    if (s->trace && (s->trace->n_layer != hp->n_layer || (s->trace->with_hidden && s->trace->dim != hp->dim)))
+        return pg_fail(e, "trace is for another model");
     for (int i = 0; i < n; i += PG_MAX_BATCH) {
         int T = n - i < PG_MAX_BATCH ? n - i : PG_MAX_BATCH;
-        if (s->trace) trace_reserve_(s->trace, s->n_past + T);
+        if (s->trace) pg_trace_reserve(s->trace, s->n_past + T);
         if (forward_chunk_(s, tokens + i, T, logits_all ? logits_all + (size_t)i * hp->vocab : NULL, e)) return -1;
     }
     return 0;

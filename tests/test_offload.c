@@ -43,7 +43,7 @@ static void check_modes_(const char *what, const char *gguf_path) {
     memset(&ref, 0, sizeof ref);
     for (int i = 0; i < N_PROMPT; i++) ref.tokens[i] = (i * 7919 + 13) % V;
     ref.logits = xmalloc(nlog * sizeof(float));
-    ref.trace = (pg_trace){.n_layer = m->hp.n_layer, .k = m->hp.n_expert_used};
+    pg_trace_init(&ref.trace, m->hp.n_layer, m->hp.n_expert, m->hp.n_expert_used, m->hp.dim, true);
     pg_session *s = pg_session_new(m, 64, 2, &e);
     s->trace = &ref.trace;
     CHECK(run_(s, &ref, true, ref.logits, &e) == 0, "%s: resident: %s", what, e.msg);

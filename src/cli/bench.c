@@ -133,7 +133,8 @@ int cmd_bench(int argc, char **argv) {
     int32_t *tokens = NULL;
     size_t n_tok = 0;
     uint64_t *ref_hash = NULL;
-    pg_trace trace = {.n_layer = m->hp.n_layer, .k = m->hp.n_expert_used};
+    pg_trace trace;
+    pg_trace_init(&trace, m->hp.n_layer, m->hp.n_expert, m->hp.n_expert_used, m->hp.dim, false);
     run_result (*res)[MAX_MODES] = NULL;
     pg_session *s = NULL;
     if (prompt) {

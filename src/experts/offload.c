@@ -16,12 +16,6 @@ int pg_prefetch_parse(const char *s, pg_prefetch_mode *out, pg_error *e) {
     return pg_fail(e, "unknown prefetch mode '%s' (resident, none, next-layer-all, pregate, oracle)", s);
 }
 
-void pg_trace_free(pg_trace *t) {
-    if (!t) return;
-    free(t->experts);
-    memset(t, 0, sizeof *t);
-}
-
 void pg_offload_params_default(pg_offload_params *p) {
     memset(p, 0, sizeof *p);
     p->mode = PG_PREFETCH_PREGATE;

@@ -25,6 +25,7 @@
 
 #include "cache.h"
 #include "store.h"
+#include "trace.h"
 
 typedef enum {
     PG_PREFETCH_RESIDENT = 0,
@@ -37,16 +38,7 @@ typedef enum {
 const char *pg_prefetch_name(pg_prefetch_mode m); /* "resident", "none", "next-layer-all", "pregate", "oracle" */
 int pg_prefetch_parse(const char *s, pg_prefetch_mode *out, pg_error *e);
 
-/* Routing of every position and layer: experts[(pos * L + l) * K + j],
- * -1 where a layer has no experts. Recorded by a session whose `trace` is
- * set; replayed by the oracle. */
-typedef struct {
-    int n_layer, k;
-    int n_pos, cap_pos;
-    int16_t *experts;
-} pg_trace;
 
-void pg_trace_free(pg_trace *t);
 
 typedef struct {
     pg_prefetch_mode mode;
