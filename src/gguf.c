@@ -575,6 +575,15 @@ const gguf_kv *gguf_get_arr(const gguf_file *g, const char *key, gguf_type elem_
     return kv;
 }
 
+/* A float element as int64, saturating (NaN -> 0): a plain cast of a value out
+ * of range is undefined behaviour, and the file's values are untrusted. */
+static int64_t f2i_(double x) {
+    if (x != x) return 0;
+    if (x >= 9223372036854775807.0) return INT64_MAX;
+    if (x <= -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)x;
+}
+
 int64_t gguf_arr_int(const gguf_kv *kv, uint64_t i) {
     PG_ASSERT(kv->type == GGUF_TYPE_ARRAY && i < kv->arr_n);
     const uint8_t *p = (const uint8_t *)kv->arr_data + i * scalar_size_(kv->arr_type);
@@ -587,8 +596,8 @@ int64_t gguf_arr_int(const gguf_kv *kv, uint64_t i) {
     case GGUF_TYPE_INT32: { int32_t x; memcpy(&x, p, 4); return x; }
     case GGUF_TYPE_UINT64: { uint64_t x; memcpy(&x, p, 8); return (int64_t)x; }
     case GGUF_TYPE_INT64: { int64_t x; memcpy(&x, p, 8); return x; }
-    case GGUF_TYPE_FLOAT32: { float x; memcpy(&x, p, 4); return (int64_t)x; }
-    case GGUF_TYPE_FLOAT64: { double x; memcpy(&x, p, 8); return (int64_t)x; }
+    case GGUF_TYPE_FLOAT32: { float x; memcpy(&x, p, 4); return f2i_(x); }
+    case GGUF_TYPE_FLOAT64: { double x; memcpy(&x, p, 8); return f2i_(x); }
     default: PG_ASSERT(!"gguf_arr_int on a non-numeric array"); return 0;
     }
 }
