@@ -178,6 +178,7 @@ static void predict_(pg_session *s, int from, int T, int pos0) {
     const pg_model *m = s->m;
     const pg_hparams *hp = &m->hp;
     int D = hp->dim, E = hp->n_expert, K = hp->n_expert_used;
+    bool predicted = o->p.mode == PG_PREFETCH_PREGATE || o->p.mode == PG_PREFETCH_LEARNED;
     int depth = o->p.mode == PG_PREFETCH_PREGATE ? o->p.depth : 1;
     for (int target = from + 1; target <= from + depth && target < hp->n_layer; target++) {
         const pg_layer *L = &m->layers[target];
@@ -202,6 +203,22 @@ static void predict_(pg_session *s, int from, int T, int pos0) {
             }
             break;
         }
+        case PG_PREFETCH_LEARNED: { /* logits = W_t x/rms(x) + b_t */
+            const pg_predictor *pr = o->p.predictor;
+            if (!pr->has[target]) break;
+            int k = K + o->p.extra < E ? K + o->p.extra : E;
+            pg_mat head = {.type = PG_TYPE_F32, .rows = E, .cols = D, .row_bytes = (size_t)D * sizeof(float),
+                           .data = pr->w + (size_t)target * E * D};
+            rmsnorm_rows_(T, D, s->x, o->ones, 1e-6f, o->xn);
+            matmul_(s, &head, T, o->xn, D, o->logits, E);
+            for (int t = 0; t < T; t++) {
+                float *z = o->logits + (size_t)t * E;
+                for (int x = 0; x < E; x++) z[x] += pr->b[(size_t)target * E + x];
+                pg_topk(z, E, k, o->idx);
+                for (int j = 0; j < k; j++) ADD(o->idx[j]);
+            }
+            break;
+        }
         case PG_PREFETCH_ORACLE: {
             const pg_trace *tr = o->p.oracle;
             for (int t = 0; t < T; t++) {
@@ -220,10 +237,10 @@ static void predict_(pg_session *s, int from, int T, int pos0) {
         o->have_pred[target] = true;
         /* how likely a prefetched expert is to be used: measured for
          * pregate, k/E for next-layer-all, certain for the oracle */
-        float confidence = o->p.mode == PG_PREFETCH_PREGATE    ? o->precision[target]
+        float confidence = predicted                            ? o->precision[target]
                            : o->p.mode == PG_PREFETCH_NEXT_ALL ? (float)K / (float)E
                                                                : 1.0f;
-        if (o->p.mode != PG_PREFETCH_PREGATE || o->precision[target] >= o->p.min_precision)
+        if (!predicted || o->precision[target] >= o->p.min_precision)
             pg_cache_prefetch(o->cache, target, pred, n, confidence);
     }
 }

@@ -129,6 +129,12 @@ int cmd_bench(int argc, char **argv) {
 
     pg_model *m = pg_model_open(model_path, &e);
     if (!m) { fprintf(stderr, "pregate: %s\n", e.msg); return 1; }
+    if (cli_offload_load(&off, m, &e)) {
+        fprintf(stderr, "pregate: %s\n", e.msg);
+        cli_offload_free(&off);
+    pg_model_free(m);
+        return 1;
+    }
     int rc = 1, V = m->hp.vocab;
     int32_t *tokens = NULL;
     size_t n_tok = 0;
@@ -294,6 +300,7 @@ done:
     pg_trace_free(&trace);
     free(tokens);
     free(ref_hash);
+    cli_offload_free(&off);
     pg_model_free(m);
     return rc;
 }

@@ -23,6 +23,8 @@ static void usage_(FILE *f) {
             "  convert        pregate convert --from llama2c CHECKPOINT --tokenizer TOK.bin -o OUT.gguf\n"
             "                 pregate convert --from hf DIR -o OUT.gguf\n"
             "  bench-kernels  matrix-vector GB/s beside measured memory bandwidth\n"
+            "  trace          pregate trace -m MODEL -f TEXT [--max-tokens N] -o TRACE: routing + hidden states\n"
+            "  calibrate      pregate calibrate -m MODEL --trace TRACE -o PRED.gguf: learned pre-gates\n"
             "  perplexity     pregate perplexity -m MODEL -f TEXT [-c CTX]: mean NLL in windows of CTX tokens\n"
             "  bench          offloading modes compared in one run:\n"
             "                 pregate bench -m MODEL --expert-mem 25%% --link pcie4 [--modes ...] [-n N] [--repeat R]\n"
@@ -52,14 +54,15 @@ static void usage_(FILE *f) {
             "  --stats                print expert offloading statistics; --stats-json FILE writes them\n"
             "offloading (run, bench):\n"
             "  --expert-mem SIZE      fast-tier budget for experts: 2GiB, 512MiB, 25%% of expert bytes\n"
-            "  --prefetch MODE        resident | none | next-layer-all | pregate (default with --expert-mem)\n"
+            "  --prefetch MODE        resident | none | next-layer-all | pregate (default with --expert-mem) | learned\n"
             "  --prefetch-extra M     pregate: fetch the top k+M experts (default 2)\n"
             "  --prefetch-depth D     pregate: predict 1 or 2 layers ahead (default 1)\n"
             "  --prefetch-min-precision P  pregate: no prefetch for a layer while its recent precision < P (0.25)\n"
             "  --link LINK            none | pcie3 | pcie4 | pcie5 | nvme | sata | BW,LAT (e.g. 12GBps,20us)\n"
             "  --store KIND           direct | pread | uring | mmap (default: direct with --link none, mmap with a link)\n"
             "  --evict POLICY         lookahead | lru | lfu (default lookahead)\n"
-            "  --io-threads N         loader threads (default 2)\n");
+            "  --io-threads N         loader threads (default 2)\n"
+            "  --predictor FILE       learned heads for --prefetch learned (from pregate calibrate)\n");
 }
 
 static int parse_int_(const char *opt, const char *v, long lo, long hi, long *out) {
@@ -164,6 +167,7 @@ int cmd_run(int argc, char **argv) {
     size_t n_ids = 0;
     pg_session *s = NULL;
     pg_sampler smp = {0};
+    if (cli_offload_load(&off, m, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
     if (prompt_file) {
         if (pg_read_file(prompt_file, &file_text, NULL, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
         prompt = file_text;
@@ -254,6 +258,7 @@ done:
     pg_session_free(s);
     free(ids);
     free(file_text);
+    cli_offload_free(&off);
     pg_model_free(m);
     return rc;
 }
@@ -326,6 +331,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench-kernels")) return cmd_bench_kernels(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "perplexity")) return cmd_perplexity(argc - 1, argv + 1);
+    if (!strcmp(cmd, "trace")) return cmd_trace(argc - 1, argv + 1);
+    if (!strcmp(cmd, "calibrate")) return cmd_calibrate(argc - 1, argv + 1);
     if (!strcmp(cmd, "synth")) return cmd_synth(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);

@@ -10,6 +10,17 @@ void cli_offload_init(cli_offload *o) {
     pg_offload_params_default(&o->p);
 }
 
+int cli_offload_load(cli_offload *o, const pg_model *m, pg_error *e) {
+    if (o->p.mode == PG_PREFETCH_LEARNED && !o->predictor_path)
+        return pg_fail(e, "--prefetch learned needs --predictor FILE (made by `pregate calibrate`)");
+    if (!o->predictor_path) return 0;
+    if (pg_predictor_read(&o->predictor, m, o->predictor_path, e)) return -1;
+    o->p.predictor = &o->predictor;
+    return 0;
+}
+
+void cli_offload_free(cli_offload *o) { pg_predictor_free(&o->predictor); }
+
 bool cli_offload_wanted(const cli_offload *o) {
     return o->mem_spec || (o->mode_given && o->p.mode != PG_PREFETCH_RESIDENT);
 }
@@ -28,7 +39,7 @@ static int int_arg_(const char *opt, const char *v, int lo, int hi, int *out) {
 
 int cli_offload_arg(cli_offload *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
-    static const char *ours[] = {"--expert-mem", "--prefetch", "--prefetch-extra", "--prefetch-depth", "--prefetch-min-precision", "--link",
+    static const char *ours[] = {"--expert-mem", "--prefetch", "--prefetch-extra", "--prefetch-depth", "--prefetch-min-precision", "--predictor", "--link",
                                  "--store", "--evict", "--io-threads"};
     bool mine = false;
     for (size_t k = 0; k < sizeof ours / sizeof *ours; k++) mine |= !strcmp(a, ours[k]);
@@ -41,6 +52,7 @@ int cli_offload_arg(cli_offload *o, int argc, char **argv, int *i) {
     pg_error e = {{0}};
     int rc = 0;
     if (!strcmp(a, "--expert-mem")) o->mem_spec = v;
+    else if (!strcmp(a, "--predictor")) o->predictor_path = v;
     else if (!strcmp(a, "--prefetch")) { rc = pg_prefetch_parse(v, &o->p.mode, &e); o->mode_given = true; }
     else if (!strcmp(a, "--prefetch-extra")) return int_arg_(a, v, 0, 1024, &o->p.extra) ? -1 : 1;
     else if (!strcmp(a, "--prefetch-depth")) return int_arg_(a, v, 1, 2, &o->p.depth) ? -1 : 1;

@@ -12,6 +12,7 @@
  *                       stands for host memory: the page cache plays it)
  *   --evict POLICY      lookahead | lru | lfu           (default lookahead)
  *   --io-threads N      loader threads (default 2)
+ *   --predictor FILE    learned heads for --prefetch learned (pregate calibrate)
  * and the summary printed by --stats / written by --stats-json. */
 #ifndef PG_CLI_OFFLOAD_OPTS_H
 #define PG_CLI_OFFLOAD_OPTS_H
@@ -25,6 +26,8 @@ typedef struct {
     const char *mem_spec;   /* NULL: resident unless --prefetch says otherwise */
     bool mode_given;
     bool store_given;
+    const char *predictor_path;
+    pg_predictor predictor; /* loaded by cli_offload_load */
 } cli_offload;
 
 void cli_offload_init(cli_offload *o);
@@ -35,6 +38,9 @@ int cli_offload_arg(cli_offload *o, int argc, char **argv, int *i);
  * state for `mode` (nothing for resident). Returns 0, or -1 with e set. */
 int cli_offload_attach(const cli_offload *o, pg_prefetch_mode mode, const pg_trace *oracle, pg_session *s,
                        pg_error *e);
+/* Loads what the flags name for this model (the --predictor file). */
+int cli_offload_load(cli_offload *o, const pg_model *m, pg_error *e);
+void cli_offload_free(cli_offload *o);
 /* Whether any flag asked for offloading. */
 bool cli_offload_wanted(const cli_offload *o);
 

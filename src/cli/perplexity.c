@@ -51,6 +51,12 @@ int cmd_perplexity(int argc, char **argv) {
     pg_error e = {{0}};
     pg_model *m = pg_model_open(model_path, &e);
     if (!m) { fprintf(stderr, "pregate: %s\n", e.msg); return 1; }
+    if (cli_offload_load(&off, m, &e)) {
+        fprintf(stderr, "pregate: %s\n", e.msg);
+        cli_offload_free(&off);
+    pg_model_free(m);
+        return 1;
+    }
     int rc = 1;
     char *text = NULL;
     int32_t *ids = NULL;
@@ -82,6 +88,7 @@ done:
     pg_session_free(s);
     free(ids);
     free(text);
+    cli_offload_free(&off);
     pg_model_free(m);
     return rc;
 }

@@ -6,14 +6,14 @@
 #include <math.h>
 #include <stdlib.h>
 
-static const char *mode_names_[] = {"resident", "none", "next-layer-all", "pregate", "oracle"};
+static const char *mode_names_[] = {"resident", "none", "next-layer-all", "pregate", "oracle", "learned"};
 
-const char *pg_prefetch_name(pg_prefetch_mode m) { return m <= PG_PREFETCH_ORACLE ? mode_names_[m] : "?"; }
+const char *pg_prefetch_name(pg_prefetch_mode m) { return m <= PG_PREFETCH_LEARNED ? mode_names_[m] : "?"; }
 
 int pg_prefetch_parse(const char *s, pg_prefetch_mode *out, pg_error *e) {
-    for (int i = 0; i <= PG_PREFETCH_ORACLE; i++)
+    for (int i = 0; i <= PG_PREFETCH_LEARNED; i++)
         if (!strcmp(s, mode_names_[i])) { *out = (pg_prefetch_mode)i; return 0; }
-    return pg_fail(e, "unknown prefetch mode '%s' (resident, none, next-layer-all, pregate, oracle)", s);
+    return pg_fail(e, "unknown prefetch mode '%s' (resident, none, next-layer-all, pregate, oracle, learned)", s);
 }
 
 void pg_offload_params_default(pg_offload_params *p) {
@@ -62,6 +62,10 @@ pg_offload *pg_offload_new(pg_model *m, const pg_offload_params *p, pg_error *e)
         pg_fail(e, "oracle prefetching needs a routing trace of this model");
         return NULL;
     }
+    if (p->mode == PG_PREFETCH_LEARNED && (!p->predictor || p->predictor->n_layer != m->hp.n_layer)) {
+        pg_fail(e, "learned prefetching needs a predictor of this model (--predictor FILE from `pregate calibrate`)");
+        return NULL;
+    }
     if (p->depth < 1 || p->depth > 2) {
         pg_fail(e, "prefetch depth must be 1 or 2, not %d", p->depth);
         return NULL;
@@ -89,6 +93,8 @@ pg_offload *pg_offload_new(pg_model *m, const pg_offload_params *p, pg_error *e)
     for (int l = 0; l < L; l++) o->precision[l] = 0.3f; /* until measured: prefetch, and stop after one or two poor steps */
     o->uni = xcalloc((size_t)E, sizeof(int));
     o->mark = xcalloc((size_t)E, 1);
+    o->ones = xmalloc((size_t)D * sizeof(float));
+    for (int i = 0; i < D; i++) o->ones[i] = 1.0f;
     return o;
 }
 
@@ -97,6 +103,6 @@ void pg_offload_free(pg_offload *o) {
     pg_cache_free(o->cache);
     pg_store_close(o->store);
     free(o->xn); free(o->logits); free(o->probs); free(o->idx); free(o->pred); free(o->n_pred);
-    free(o->have_pred); free(o->precision); free(o->uni); free(o->mark);
+    free(o->have_pred); free(o->precision); free(o->uni); free(o->mark); free(o->ones);
     free(o);
 }

@@ -12,6 +12,8 @@
  *   PG_PREFETCH_PREGATE   training-free pre-gating: layer l+1's router (and
  *                         its FFN norm) applied to layer l's residual stream,
  *                         top k + extra of its experts; depth 2 also l+2
+ *   PG_PREFETCH_LEARNED   a learned head per layer (predictor.h, fitted by
+ *                         `pregate calibrate` from a trace), top k + extra
  *   PG_PREFETCH_ORACLE    the experts a recorded trace says layer l+1 will
  *                         use (upper bound; needs a trace of the same tokens)
  *   PG_PREFETCH_RESIDENT  no offloading: every expert from the mapping
@@ -25,6 +27,7 @@
 
 #include "cache.h"
 #include "store.h"
+#include "predictor.h"
 #include "trace.h"
 
 typedef enum {
@@ -33,9 +36,11 @@ typedef enum {
     PG_PREFETCH_NEXT_ALL,
     PG_PREFETCH_PREGATE,
     PG_PREFETCH_ORACLE,
+    PG_PREFETCH_LEARNED,
 } pg_prefetch_mode;
 
-const char *pg_prefetch_name(pg_prefetch_mode m); /* "resident", "none", "next-layer-all", "pregate", "oracle" */
+/* "resident", "none", "next-layer-all", "pregate", "oracle", "learned" */
+const char *pg_prefetch_name(pg_prefetch_mode m);
 int pg_prefetch_parse(const char *s, pg_prefetch_mode *out, pg_error *e);
 
 
@@ -54,6 +59,7 @@ typedef struct {
                                not prefetched, so that poor predictions cannot
                                do worse than on demand; 0 = always prefetch */
     const pg_trace *oracle; /* PG_PREFETCH_ORACLE */
+    const pg_predictor *predictor; /* PG_PREFETCH_LEARNED */
 } pg_offload_params;
 
 void pg_offload_params_default(pg_offload_params *p);
@@ -74,6 +80,7 @@ typedef struct pg_offload {
     float *precision;            /* [L] moving average of each layer's prediction precision */
     int *uni;                    /* [E] union of the experts a chunk routes to */
     unsigned char *mark;         /* [E] */
+    float *ones;                 /* [D] RMS normalisation without a weight (learned heads) */
 } pg_offload;
 
 pg_offload *pg_offload_new(pg_model *m, const pg_offload_params *p, pg_error *e);
