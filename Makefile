@@ -89,7 +89,7 @@ deps-check:
 	@sh tools/install_deps.sh --check-or-install
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
