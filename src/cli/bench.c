@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "cli.h"
 #include "forward.h"
 #include "offload_opts.h"
@@ -89,10 +90,7 @@ int cmd_bench(int argc, char **argv) {
         int r = cli_offload_arg(&off, argc, argv, &i);
         if (r < 0) return 2;
         if (r > 0) continue;
-        char *end;
-#define LONGV(dst, lo, hi) do { if (!v) goto needv; errno = 0; dst = strtol(v, &end, 10); \
-        if (errno || *end || end == v || dst < (lo) || dst > (hi)) { \
-            fprintf(stderr, "pregate bench: %s expects an integer in [%ld, %ld]\n", a, (long)(lo), (long)(hi)); return 2; } i++; } while (0)
+#define LONGV(dst, lo, hi) do { if (cli_long(a, v, lo, hi, &dst)) return 2; i++; } while (0)
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) { if (!v) goto needv; model_path = v; i++; }
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { if (!v) goto needv; prompt = v; i++; }
         else if (!strcmp(a, "--modes")) { if (!v) goto needv; modes_spec = v; i++; }

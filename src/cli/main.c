@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "args.h"
 #include "cli.h"
 #include "convert.h"
 #include "forward.h"
@@ -65,30 +66,6 @@ static void usage_(FILE *f) {
             "  --predictor FILE       learned heads for --prefetch learned (from pregate calibrate)\n");
 }
 
-static int parse_int_(const char *opt, const char *v, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "pregate: %s expects an integer in [%ld, %ld], got '%s'\n", opt, lo, hi, v);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
-static int parse_float_(const char *opt, const char *v, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || end == v || *end || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "pregate: %s expects a number in [%g, %g], got '%s'\n", opt, lo, hi, v);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
 /* "1,2, 3" -> ids */
 static int parse_ids_(const char *s, int32_t **ids, size_t *n) {
     size_t cap = 16;
@@ -131,17 +108,17 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { NEEDV(); prompt = v; }
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { NEEDV(); prompt_file = v; }
         else if (!strcmp(a, "--tokens")) { NEEDV(); token_list = v; }
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { NEEDV(); if (parse_int_(a, v, 0, 1 << 24, &n_predict)) return 2; }
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { NEEDV(); if (parse_int_(a, v, 0, 1 << 20, &n_ctx)) return 2; }
-        else if (!strcmp(a, "-ub") || !strcmp(a, "--ubatch")) { NEEDV(); if (parse_int_(a, v, 1, PG_MAX_BATCH, &ubatch)) return 2; }
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { NEEDV(); if (parse_int_(a, v, 1, 1024, &n_threads)) return 2; }
-        else if (!strcmp(a, "--temp")) { NEEDV(); if (parse_float_(a, v, 0, 100, &fv)) return 2; sp.temperature = (float)fv; }
-        else if (!strcmp(a, "--top-k")) { NEEDV(); if (parse_int_(a, v, 0, INT32_MAX, &iv)) return 2; sp.top_k = (int)iv; }
-        else if (!strcmp(a, "--top-p")) { NEEDV(); if (parse_float_(a, v, 0, 1, &fv)) return 2; sp.top_p = (float)fv; }
-        else if (!strcmp(a, "--min-p")) { NEEDV(); if (parse_float_(a, v, 0, 1, &fv)) return 2; sp.min_p = (float)fv; }
-        else if (!strcmp(a, "--repeat-penalty")) { NEEDV(); if (parse_float_(a, v, 0.01, 100, &fv)) return 2; sp.repeat_penalty = (float)fv; }
-        else if (!strcmp(a, "--repeat-last-n")) { NEEDV(); if (parse_int_(a, v, 0, 1 << 20, &iv)) return 2; sp.repeat_last_n = (int)iv; }
-        else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) { NEEDV(); if (parse_int_(a, v, 0, LONG_MAX, &iv)) return 2; sp.seed = (uint64_t)iv; seed_given = true; }
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { NEEDV(); if (cli_long(a, v, 0, 1 << 24, &n_predict)) return 2; }
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { NEEDV(); if (cli_long(a, v, 0, 1 << 20, &n_ctx)) return 2; }
+        else if (!strcmp(a, "-ub") || !strcmp(a, "--ubatch")) { NEEDV(); if (cli_long(a, v, 1, PG_MAX_BATCH, &ubatch)) return 2; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { NEEDV(); if (cli_long(a, v, 1, 1024, &n_threads)) return 2; }
+        else if (!strcmp(a, "--temp")) { NEEDV(); if (cli_double(a, v, 0, 100, &fv)) return 2; sp.temperature = (float)fv; }
+        else if (!strcmp(a, "--top-k")) { NEEDV(); if (cli_long(a, v, 0, INT32_MAX, &iv)) return 2; sp.top_k = (int)iv; }
+        else if (!strcmp(a, "--top-p")) { NEEDV(); if (cli_double(a, v, 0, 1, &fv)) return 2; sp.top_p = (float)fv; }
+        else if (!strcmp(a, "--min-p")) { NEEDV(); if (cli_double(a, v, 0, 1, &fv)) return 2; sp.min_p = (float)fv; }
+        else if (!strcmp(a, "--repeat-penalty")) { NEEDV(); if (cli_double(a, v, 0.01, 100, &fv)) return 2; sp.repeat_penalty = (float)fv; }
+        else if (!strcmp(a, "--repeat-last-n")) { NEEDV(); if (cli_long(a, v, 0, 1 << 20, &iv)) return 2; sp.repeat_last_n = (int)iv; }
+        else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) { NEEDV(); if (cli_long(a, v, 0, LONG_MAX, &iv)) return 2; sp.seed = (uint64_t)iv; seed_given = true; }
         else if (!strcmp(a, "--echo")) echo = true;
         else if (!strcmp(a, "--chat")) chat = true;
         else if (!strcmp(a, "-sys") || !strcmp(a, "--system")) { NEEDV(); sys_prompt = v; }

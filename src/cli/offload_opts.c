@@ -1,6 +1,8 @@
 /* offload_opts.c - see offload_opts.h */
 #include "offload_opts.h"
 
+#include "args.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,22 +27,11 @@ bool cli_offload_wanted(const cli_offload *o) {
     return o->mem_spec || (o->mode_given && o->p.mode != PG_PREFETCH_RESIDENT);
 }
 
-static int int_arg_(const char *opt, const char *v, int lo, int hi, int *out) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "pregate: %s expects an integer in [%d, %d], got '%s'\n", opt, lo, hi, v);
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
-}
-
 int cli_offload_arg(cli_offload *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
-    static const char *ours[] = {"--expert-mem", "--prefetch", "--prefetch-extra", "--prefetch-depth", "--prefetch-min-precision", "--predictor", "--link",
-                                 "--store", "--evict", "--io-threads"};
+    static const char *ours[] = {"--expert-mem", "--prefetch", "--prefetch-extra", "--prefetch-depth",
+                                 "--prefetch-min-precision", "--predictor", "--link", "--store", "--evict",
+                                 "--io-threads"};
     bool mine = false;
     for (size_t k = 0; k < sizeof ours / sizeof *ours; k++) mine |= !strcmp(a, ours[k]);
     if (!mine) return 0;
@@ -50,26 +41,22 @@ int cli_offload_arg(cli_offload *o, int argc, char **argv, int *i) {
     }
     const char *v = argv[++*i];
     pg_error e = {{0}};
+    long x;
+    double d;
     int rc = 0;
     if (!strcmp(a, "--expert-mem")) o->mem_spec = v;
     else if (!strcmp(a, "--predictor")) o->predictor_path = v;
     else if (!strcmp(a, "--prefetch")) { rc = pg_prefetch_parse(v, &o->p.mode, &e); o->mode_given = true; }
-    else if (!strcmp(a, "--prefetch-extra")) return int_arg_(a, v, 0, 1024, &o->p.extra) ? -1 : 1;
-    else if (!strcmp(a, "--prefetch-depth")) return int_arg_(a, v, 1, 2, &o->p.depth) ? -1 : 1;
-    else if (!strcmp(a, "--prefetch-min-precision")) {
-        char *end;
-        double x = strtod(v, &end);
-        if (end == v || *end || !(x >= 0 && x <= 1)) {
-            fprintf(stderr, "pregate: %s expects a number in [0, 1], got '%s'\n", a, v);
-            return -1;
-        }
-        o->p.min_precision = (float)x;
-        return 1;
-    }
     else if (!strcmp(a, "--link")) rc = pg_link_parse(v, &o->p.link, &e);
     else if (!strcmp(a, "--store")) { rc = pg_store_kind_parse(v, &o->p.store, &e); o->store_given = true; }
     else if (!strcmp(a, "--evict")) rc = pg_evict_parse(v, &o->p.evict, &e);
-    else if (!strcmp(a, "--io-threads")) return int_arg_(a, v, 1, 64, &o->p.io_threads) ? -1 : 1;
+    else if (!strcmp(a, "--prefetch-extra")) { if (cli_long(a, v, 0, 1024, &x)) return -1; o->p.extra = (int)x; }
+    else if (!strcmp(a, "--prefetch-depth")) { if (cli_long(a, v, 1, 2, &x)) return -1; o->p.depth = (int)x; }
+    else if (!strcmp(a, "--io-threads")) { if (cli_long(a, v, 1, 64, &x)) return -1; o->p.io_threads = (int)x; }
+    else if (!strcmp(a, "--prefetch-min-precision")) {
+        if (cli_double(a, v, 0, 1, &d)) return -1;
+        o->p.min_precision = (float)d;
+    }
     if (rc) {
         fprintf(stderr, "pregate: %s: %s\n", a, e.msg);
         return -1;

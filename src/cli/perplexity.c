@@ -3,13 +3,13 @@
  * consecutive windows of CTX tokens (default: the model's training
  * context, at most 4096), with a progress bar on stderr. Offloading flags
  * work too (the numbers do not change, only the time). */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "cli.h"
 #include "offload_opts.h"
 #include "perplexity.h"
@@ -33,19 +33,11 @@ int cmd_perplexity(int argc, char **argv) {
         if (r < 0) return 2;
         if (r > 0) continue;
         if (!v && a[0] == '-') { fprintf(stderr, "pregate perplexity: %s needs a value\n", a); return 2; }
-        char *end;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = argv[++i];
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) file = argv[++i];
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size") || !strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            errno = 0;
-            long x = strtol(v, &end, 10);
-            if (errno || *end || end == v || x < (a[1] == 'c' || a[2] == 'c' ? 2 : 1) || x > (1 << 20)) {
-                fprintf(stderr, "pregate perplexity: %s expects a positive integer, got '%s'\n", a, v);
-                return 2;
-            }
-            if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = x; else n_threads = x;
-            i++;
-        } else { fprintf(stderr, "pregate perplexity: unknown option '%s'\n", a); return 2; }
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { if (cli_long(a, argv[++i], 2, 1 << 20, &n_ctx)) return 2; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (cli_long(a, argv[++i], 1, 1024, &n_threads)) return 2; }
+        else { fprintf(stderr, "pregate perplexity: unknown option '%s'\n", a); return 2; }
     }
     if (!model_path || !file) { fprintf(stderr, "usage: pregate perplexity -m MODEL -f TEXT [-c CTX] [-t N]\n"); return 2; }
     pg_error e = {{0}};

@@ -10,25 +10,13 @@
  * calibrate prints, per layer, the top-k recall on the held-out tenth of
  * the trace for the borrowed router (the `pregate` predictor) and for the
  * fitted head. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "cli.h"
 #include "forward.h"
-
-static int long_arg_(const char *opt, const char *v, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || errno || *end || end == v || x < lo || x > hi) {
-        fprintf(stderr, "pregate: %s expects an integer in [%ld, %ld]\n", opt, lo, hi);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
 
 int cmd_trace(int argc, char **argv) {
     const char *model_path = NULL, *file = NULL, *out = NULL;
@@ -38,8 +26,8 @@ int cmd_trace(int argc, char **argv) {
         if (!strcmp(a, "-m") && v) { model_path = v; i++; }
         else if (!strcmp(a, "-f") && v) { file = v; i++; }
         else if (!strcmp(a, "-o") && v) { out = v; i++; }
-        else if (!strcmp(a, "--max-tokens")) { if (long_arg_(a, v, 2, 1 << 24, &max_tokens)) return 2; i++; }
-        else if (!strcmp(a, "-c")) { if (long_arg_(a, v, 2, 1 << 20, &n_ctx)) return 2; i++; }
+        else if (!strcmp(a, "--max-tokens")) { if (cli_long(a, v, 2, 1 << 24, &max_tokens)) return 2; i++; }
+        else if (!strcmp(a, "-c")) { if (cli_long(a, v, 2, 1 << 20, &n_ctx)) return 2; i++; }
         else { fprintf(stderr, "pregate trace: unknown or incomplete option '%s'\n", a); return 2; }
     }
     if (!model_path || !file || !out) {
@@ -106,11 +94,10 @@ int cmd_calibrate(int argc, char **argv) {
         if (!strcmp(a, "-m") && v) { model_path = v; i++; }
         else if (!strcmp(a, "--trace") && v) { trace_path = v; i++; }
         else if (!strcmp(a, "-o") && v) { out = v; i++; }
-        else if (!strcmp(a, "--epochs")) { if (long_arg_(a, v, 1, 100000, &x)) return 2; fp.epochs = (int)x; i++; }
-        else if (!strcmp(a, "--lr") && v) {
-            char *end;
-            double lr = strtod(v, &end);
-            if (*end || end == v || !(lr > 0 && lr < 1)) { fprintf(stderr, "pregate: --lr expects a number in (0, 1)\n"); return 2; }
+        else if (!strcmp(a, "--epochs")) { if (cli_long(a, v, 1, 100000, &x)) return 2; fp.epochs = (int)x; i++; }
+        else if (!strcmp(a, "--lr")) {
+            double lr;
+            if (cli_double(a, v, 1e-9, 0.999, &lr)) return 2;
             fp.lr = (float)lr;
             i++;
         } else if (!strcmp(a, "--depth") && v) {
