@@ -17,6 +17,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 /* Best read bandwidth of the pool over a buffer of `bytes`, in bytes/s
  * (bench_kernels.c; pregate bench prints it as the resident limit). */

@@ -25,6 +25,7 @@ static void usage_(FILE *f) {
             "                 pregate convert --from hf DIR -o OUT.gguf\n"
             "  bench-kernels  matrix-vector GB/s beside measured memory bandwidth\n"
             "  trace          pregate trace -m MODEL -f TEXT [--max-tokens N] -o TRACE: routing + hidden states\n"
+            "  plot           pregate plot TRACE -o OUT.svg [--tokens N]: activation heatmap, routing strip\n"
             "  calibrate      pregate calibrate -m MODEL --trace TRACE -o PRED.gguf: learned pre-gates\n"
             "  perplexity     pregate perplexity -m MODEL -f TEXT [-c CTX]: mean NLL in windows of CTX tokens\n"
             "  bench          offloading modes compared in one run:\n"
@@ -310,6 +311,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "perplexity")) return cmd_perplexity(argc - 1, argv + 1);
     if (!strcmp(cmd, "trace")) return cmd_trace(argc - 1, argv + 1);
     if (!strcmp(cmd, "calibrate")) return cmd_calibrate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "plot")) return cmd_plot(argc - 1, argv + 1);
     if (!strcmp(cmd, "synth")) return cmd_synth(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
