@@ -103,7 +103,7 @@ pregate_context *pregate_context_new(pregate_model *m, const pregate_context_par
             pg_session_free(s);
             return NULL;
         }
-        if (op.link.bandwidth > 0) op.store = PG_STORE_MMAP;
+        op.store = pg_store_default(&op.link);
         pg_offload *off = pg_offload_new(m->m, &op, &e);
         if (!off) {
             err_(err, err_size, e.msg);

@@ -73,7 +73,7 @@ int cli_offload_attach(const cli_offload *o, pg_prefetch_mode mode, const pg_tra
     pg_offload_params p = o->p;
     p.mode = mode;
     p.oracle = oracle;
-    if (!o->store_given) p.store = p.link.bandwidth > 0 ? PG_STORE_MMAP : PG_STORE_DIRECT;
+    if (!o->store_given) p.store = pg_store_default(&p.link);
     if (!o->mem_spec) return pg_fail(e, "offloading needs --expert-mem SIZE (e.g. 25%%, 512MiB)");
     if (pg_parse_mem(o->mem_spec, s->m->bytes_experts, &p.expert_mem, e)) return -1;
     pg_offload *off = pg_offload_new(s->m, &p, e);

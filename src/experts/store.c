@@ -130,6 +130,10 @@ static int parse_quantity_(const char *s, size_t n, const char *const *units, co
     return -1;
 }
 
+pg_store_kind pg_store_default(const pg_link *link) {
+    return link->bandwidth > 0 ? PG_STORE_MMAP : PG_STORE_DIRECT;
+}
+
 int pg_link_parse(const char *spec, pg_link *out, pg_error *e) {
     if (!spec) spec = "none";
     for (size_t i = 0; i < sizeof links_ / sizeof links_[0]; i++) {

@@ -46,6 +46,11 @@ typedef struct {
  * "BW,LAT" such as "12GBps,20us" (units GBps/MBps, us/ms/ns). */
 int pg_link_parse(const char *spec, pg_link *out, pg_error *e);
 
+/* The store to use when none is named: O_DIRECT for real disk reads
+ * (link "none": the page cache must not hide the disk); mmap under a link
+ * model, whose slow tier stands for host memory (the page cache plays it). */
+pg_store_kind pg_store_default(const pg_link *link);
+
 /* Where one expert's bytes are: up to three ranges, copied in order. */
 typedef struct {
     uint64_t offset[3];
