@@ -100,14 +100,18 @@ static void check_modes_(const char *what, const char *gguf_path) {
     pg_offload *o = pg_offload_new(m, &p, &e);
     CHECK(o == NULL && strstr(e.msg, "minimum"), "%s: too small a budget: %s", what, o ? "accepted" : e.msg);
     pg_offload_free(o);
-    /* faults: the step fails with the store's message, the next one works */
-    const pg_fault faults[] = {PG_FAULT_EIO, PG_FAULT_SHORT_READ, PG_FAULT_EINTR};
-    const char *expect[] = {"Input/output error", "short read", NULL};
-    for (int fi = 0; fi < 3; fi++) {
+    /* faults: the step fails with a clear message (EIO, short read, a read
+     * that never completes) or goes through (EINTR is retried, a 100 ms
+     * spike only costs time); either way no reference is left behind and
+     * the next step gives the resident logits */
+    const pg_fault faults[] = {PG_FAULT_EIO, PG_FAULT_SHORT_READ, PG_FAULT_EINTR, PG_FAULT_DELAY, PG_FAULT_HANG};
+    const char *expect[] = {"Input/output error", "short read", NULL, NULL, "did not complete within"};
+    for (int fi = 0; fi < 5; fi++) {
         pg_offload_params_default(&p);
         p.expert_mem = min;
         p.store = PG_STORE_PREAD;
         p.mode = PG_PREFETCH_NONE;
+        p.io_timeout = 0.2;
         o = pg_offload_new(m, &p, &e);
         if (!o) { CHECK(0, "%s", e.msg); break; }
         pg_session_set_offload(s, o);
@@ -116,10 +120,13 @@ static void check_modes_(const char *what, const char *gguf_path) {
         if (expect[fi]) {
             CHECK(rc != 0 && strstr(e.msg, expect[fi]), "%s: fault %d: rc %d, message: %s", what, fi, rc, e.msg);
             CHECK(pg_cache_refs_held(o->cache) == 0, "%s: fault %d left references", what, fi);
+            /* the stalled device recovers; its late read completes normally */
+            if (faults[fi] == PG_FAULT_HANG) pg_store_release_hangs(o->store);
             rc = run_(s, &ref, false, got, &e);
         }
         CHECK(rc == 0 && memcmp(got, ref.logits, nlog * sizeof(float)) == 0, "%s: fault %d: the run after %s",
               what, fi, rc ? e.msg : "differs from resident");
+        CHECK(pg_cache_refs_held(o->cache) == 0, "%s: fault %d: references left", what, fi);
         pg_session_set_offload(s, NULL);
     }
     pg_session_free(s);

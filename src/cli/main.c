@@ -64,6 +64,7 @@ static void usage_(FILE *f) {
             "  --store KIND           direct | pread | uring | mmap (default: direct with --link none, mmap with a link)\n"
             "  --evict POLICY         lookahead | lru | lfu (default lookahead)\n"
             "  --io-threads N         loader threads (default 2)\n"
+            "  --io-timeout S         fail an evaluation whose expert read takes longer (default 60, 0: never)\n"
             "  --predictor FILE       learned heads for --prefetch learned (from pregate calibrate)\n");
 }
 

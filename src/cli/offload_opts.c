@@ -31,7 +31,7 @@ int cli_offload_arg(cli_offload *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     static const char *ours[] = {"--expert-mem", "--prefetch", "--prefetch-extra", "--prefetch-depth",
                                  "--prefetch-min-precision", "--predictor", "--link", "--store", "--evict",
-                                 "--io-threads"};
+                                 "--io-threads", "--io-timeout"};
     bool mine = false;
     for (size_t k = 0; k < sizeof ours / sizeof *ours; k++) mine |= !strcmp(a, ours[k]);
     if (!mine) return 0;
@@ -53,6 +53,7 @@ int cli_offload_arg(cli_offload *o, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--prefetch-extra")) { if (cli_long(a, v, 0, 1024, &x)) return -1; o->p.extra = (int)x; }
     else if (!strcmp(a, "--prefetch-depth")) { if (cli_long(a, v, 1, 2, &x)) return -1; o->p.depth = (int)x; }
     else if (!strcmp(a, "--io-threads")) { if (cli_long(a, v, 1, 64, &x)) return -1; o->p.io_threads = (int)x; }
+    else if (!strcmp(a, "--io-timeout")) { if (cli_double(a, v, 0, 1e6, &d)) return -1; o->p.io_timeout = d; }
     else if (!strcmp(a, "--prefetch-min-precision")) {
         if (cli_double(a, v, 0, 1, &d)) return -1;
         o->p.min_precision = (float)d;

@@ -7,9 +7,11 @@
  */
 #include "cache.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 typedef enum { SLOT_EMPTY = 0, SLOT_LOADING, SLOT_READY } slot_state;
 
@@ -65,6 +67,7 @@ struct pg_cache {
     uint64_t tick, step;
     int cur_layer, done_layer;
     int filled, peak_filled;
+    double timeout_s;         /* acquire gives up after this long (0: never) */
     pg_cache_layer_stats *stats; /* [L] */
 };
 
@@ -308,7 +311,13 @@ pg_cache *pg_cache_new(pg_model *m, pg_store *store, size_t budget, pg_evict pol
     c->cur_layer = c->done_layer = -1;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->work, NULL);
-    pthread_cond_init(&c->done, NULL);
+    /* `done` waits may time out (pg_cache_set_timeout): on the monotonic clock */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->done, &ca);
+    pthread_condattr_destroy(&ca);
+    c->timeout_s = PG_CACHE_DEFAULT_TIMEOUT_S;
     c->n_io = n_io < 1 ? 1 : n_io;
     c->io = xcalloc((size_t)c->n_io, sizeof(pthread_t));
     for (int i = 0; i < c->n_io; i++) PG_ASSERT(pthread_create(&c->io[i], NULL, io_main_, c) == 0);
@@ -400,10 +409,30 @@ void pg_cache_request(pg_cache *c, int layer, const int *experts, int n) {
     pthread_mutex_unlock(&c->mu);
 }
 
+void pg_cache_set_timeout(pg_cache *c, double seconds) {
+    pthread_mutex_lock(&c->mu);
+    c->timeout_s = seconds > 0 ? seconds : 0;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Waits on `done` until the monotonic time `deadline` (0: no deadline).
+ * Returns false when the deadline passed. */
+static bool wait_done_(pg_cache *c, double deadline) {
+    if (deadline == 0) {
+        pthread_cond_wait(&c->done, &c->mu);
+        return true;
+    }
+    struct timespec ts;
+    ts.tv_sec = (time_t)deadline;
+    ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    return pthread_cond_timedwait(&c->done, &c->mu, &ts) != ETIMEDOUT || pg_time_s() < deadline;
+}
+
 const pg_expert *pg_cache_acquire_any(pg_cache *c, int layer, const int *experts, int n, int *which, pg_error *e) {
     pthread_mutex_lock(&c->mu);
     pg_cache_layer_stats *st = &c->stats[layer];
-    double t0 = 0;
+    double t0 = 0, deadline = 0;
     int found = -1;
     for (;;) {
         for (int i = 0; i < n && found < 0; i++) {
@@ -411,8 +440,23 @@ const pg_expert *pg_cache_acquire_any(pg_cache *c, int layer, const int *experts
             if (en->failed || (en->slot >= 0 && c->slots[en->slot].state == SLOT_READY)) found = i;
         }
         if (found >= 0) break;
-        if (t0 == 0) t0 = pg_time_s();
-        pthread_cond_wait(&c->done, &c->mu);
+        if (t0 == 0) {
+            t0 = pg_time_s();
+            if (c->timeout_s > 0) deadline = t0 + c->timeout_s;
+        }
+        if (!wait_done_(c, deadline)) {
+            /* A read that does not complete (a stalled device): give up on the
+             * first expert still missing. Its slot stays LOADING, owned by the
+             * I/O thread, and becomes usable if the read ever finishes. */
+            st->stall_s += pg_time_s() - t0;
+            *which = 0;
+            pg_fail(e, "expert %d of layer %d: read did not complete within %.3g s (slow tier stalled)",
+                    experts[0], layer, c->timeout_s);
+            entry *en = ent_(c, layer, experts[0]);
+            if (en->want) en->want--;
+            pthread_mutex_unlock(&c->mu);
+            return NULL;
+        }
     }
     if (t0 != 0) st->stall_s += pg_time_s() - t0;
     *which = found;

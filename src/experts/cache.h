@@ -90,6 +90,12 @@ void pg_cache_request(pg_cache *c, int layer, const int *experts, int n);
  * is dropped; a later request retries the read). */
 const pg_expert *pg_cache_acquire_any(pg_cache *c, int layer, const int *experts, int n, int *which,
                                       pg_error *e);
+/* How long pg_cache_acquire_any waits for a read before it fails with
+ * "read did not complete" (a stalled device must fail the request, not
+ * hang it). 0: wait forever. The late read keeps its slot LOADING and
+ * completes normally if it ever returns. */
+#define PG_CACHE_DEFAULT_TIMEOUT_S 60.0
+void pg_cache_set_timeout(pg_cache *c, double seconds);
 /* pg_cache_request + pg_cache_acquire_any of one expert. */
 const pg_expert *pg_cache_acquire(pg_cache *c, int layer, int expert, pg_error *e);
 void pg_cache_release(pg_cache *c, int layer, int expert);

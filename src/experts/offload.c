@@ -23,6 +23,7 @@ void pg_offload_params_default(pg_offload_params *p) {
     p->store = PG_STORE_DIRECT;
     snprintf(p->link.name, sizeof p->link.name, "none");
     p->io_threads = 2;
+    p->io_timeout = PG_CACHE_DEFAULT_TIMEOUT_S;
     p->extra = 2;
     p->depth = 1;
     p->min_precision = 0.25f;
@@ -81,6 +82,7 @@ pg_offload *pg_offload_new(pg_model *m, const pg_offload_params *p, pg_error *e)
     if (!o->store) { free(o); return NULL; }
     o->cache = pg_cache_new(m, o->store, p->expert_mem, p->evict, p->io_threads, e);
     if (!o->cache) { pg_store_close(o->store); free(o); return NULL; }
+    pg_cache_set_timeout(o->cache, p->io_timeout);
     int D = m->hp.dim, E = m->hp.n_expert, L = m->hp.n_layer;
     o->xn = xcalloc((size_t)PG_MAX_BATCH * D, sizeof(float));
     o->logits = xcalloc((size_t)PG_MAX_BATCH * E, sizeof(float));

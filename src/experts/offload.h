@@ -52,6 +52,8 @@ typedef struct {
     pg_store_kind store;
     pg_link link;
     int io_threads;         /* default 2 */
+    double io_timeout;      /* seconds an expert read may take before the
+                               evaluation fails (PG_CACHE_DEFAULT_TIMEOUT_S); 0: forever */
     int extra;              /* pregate: fetch top k + extra */
     int depth;              /* pregate: 1 or 2 layers ahead */
     float min_precision;    /* pregate: a layer whose recent prediction precision

@@ -71,8 +71,10 @@ struct pg_store {
     double busy_until; /* CLOCK_MONOTONIC seconds; guarded by link_mu */
 
     pthread_mutex_t fault_mu;
+    pthread_cond_t hang_cv;       /* PG_FAULT_HANG readers wait here */
     pg_fault fault;
     int fault_skip, fault_count; /* guarded by fault_mu */
+    uint64_t hang_epoch;          /* bumped by pg_store_release_hangs */
 
     _Atomic uint64_t bytes_read, reads;
 };
@@ -263,6 +265,27 @@ void pg_store_inject(pg_store *s, pg_fault fault, int skip, int count) {
     s->fault = count > 0 ? fault : PG_FAULT_NONE;
     s->fault_skip = skip > 0 ? skip : 0;
     s->fault_count = count > 0 ? count : 0;
+    pthread_mutex_unlock(&s->fault_mu);
+}
+
+void pg_store_release_hangs(pg_store *s) {
+    pthread_mutex_lock(&s->fault_mu);
+    s->hang_epoch++;
+    pthread_cond_broadcast(&s->hang_cv);
+    pthread_mutex_unlock(&s->fault_mu);
+}
+
+/* A stalled device: blocks until released (or PG_HANG_MAX_S, so that a
+ * forgotten release cannot hang a test run forever), then reads normally. */
+static void hang_(pg_store *s) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)PG_HANG_MAX_S;
+    pthread_mutex_lock(&s->fault_mu);
+    uint64_t epoch = s->hang_epoch;
+    while (s->hang_epoch == epoch) {
+        if (pthread_cond_timedwait(&s->hang_cv, &s->fault_mu, &ts) == ETIMEDOUT) break;
+    }
     pthread_mutex_unlock(&s->fault_mu);
 }
 
@@ -590,6 +613,7 @@ pg_store *pg_store_open(const char *path, pg_store_kind kind, const pg_link *lin
     else snprintf(s->link.name, sizeof s->link.name, "none");
     pthread_mutex_init(&s->link_mu, NULL);
     pthread_mutex_init(&s->fault_mu, NULL);
+    pthread_cond_init(&s->hang_cv, NULL);
     atomic_init(&s->bytes_read, 0);
     atomic_init(&s->reads, 0);
     atomic_init(&s->direct_ok, false);
@@ -617,9 +641,11 @@ pg_store *pg_store_open(const char *path, pg_store_kind kind, const pg_link *lin
 
 void pg_store_close(pg_store *s) {
     if (!s) return;
+    pg_store_release_hangs(s);
     if (s->fd >= 0) close(s->fd);
     if (s->dfd >= 0) close(s->dfd);
     pthread_mutex_destroy(&s->link_mu);
+    pthread_cond_destroy(&s->hang_cv);
     pthread_mutex_destroy(&s->fault_mu);
     free(s->path);
     free(s);
@@ -672,6 +698,8 @@ int pg_store_read(pg_store *s, const pg_expert_loc *loc, void *dst, pg_error *e)
     fault_state_ fs = {take_fault_(s), false};
     if (fs.fault == PG_FAULT_DELAY) {
         sleep_until_(now_s_() + PG_DELAY_FAULT_S);
+    } else if (fs.fault == PG_FAULT_HANG) {
+        hang_(s);
     }
 
     int rc;

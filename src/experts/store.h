@@ -65,6 +65,8 @@ typedef enum {
     PG_FAULT_EIO,        /* the read fails with EIO */
     PG_FAULT_EINTR,      /* the read is interrupted once (must be retried transparently) */
     PG_FAULT_DELAY,      /* the read takes 100 ms longer */
+    PG_FAULT_HANG,       /* the read does not complete until pg_store_release_hangs
+                            (a stalled device); the cache's timeout must notice */
 } pg_fault;
 
 typedef struct pg_store pg_store;
@@ -84,6 +86,10 @@ int pg_store_read(pg_store *s, const pg_expert_loc *loc, void *dst, pg_error *e)
 
 /* Test hook: the next `count` reads after `skip` more reads suffer `fault`. */
 void pg_store_inject(pg_store *s, pg_fault fault, int skip, int count);
+/* Lets every read held by PG_FAULT_HANG complete (normally, with the right
+ * bytes). Also done by pg_store_close, and after PG_HANG_MAX_S at most. */
+void pg_store_release_hangs(pg_store *s);
+#define PG_HANG_MAX_S 30.0
 
 /* Bytes read and transfers done so far (all threads). */
 uint64_t pg_store_bytes_read(const pg_store *s);
