@@ -11,8 +11,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,12 +30,40 @@
 #define GGUF_MIN_KV_BYTES 13     /* key length 8 + 1 byte key + type 4 ... value >= 1 */
 #define GGUF_MIN_TINFO_BYTES 32  /* name length 8 + n_dims 4 + ne 8 + type 4 + offset 8 */
 
-void gguf_limits_default(gguf_limits *l) {
-    l->max_tensors = 1ull << 20;
-    l->max_kv = 1ull << 20;
-    l->max_string = 1ull << 26;
-    l->max_array = 1ull << 28;
-    l->max_dim = (int64_t)1 << 40;
+/* The process-wide limits (gguf_limits_set); built-in values until set. */
+static gguf_limits limits_ = {.max_tensors = 1ull << 20, .max_kv = 1ull << 20, .max_string = 1ull << 26,
+                              .max_array = 1ull << 28, .max_dim = (int64_t)1 << 40};
+
+void gguf_limits_default(gguf_limits *l) { *l = limits_; }
+
+void gguf_limits_set(const gguf_limits *l) { limits_ = *l; }
+
+int gguf_limits_parse(const char *spec, gguf_limits *l, pg_error *e) {
+    static const struct { const char *key; size_t off; } keys[] = {
+        {"tensors", offsetof(gguf_limits, max_tensors)}, {"kv", offsetof(gguf_limits, max_kv)},
+        {"string", offsetof(gguf_limits, max_string)},   {"array", offsetof(gguf_limits, max_array)},
+        {"dim", offsetof(gguf_limits, max_dim)},
+    };
+    const char *p = spec;
+    while (*p) {
+        const char *eq = strchr(p, '='), *end = strchr(p, ',');
+        if (!end) end = p + strlen(p);
+        if (!eq || eq > end)
+            return pg_fail(e, "limits '%s': expected KEY=VALUE[,KEY=VALUE] (keys: tensors, kv, string, array, dim)", spec);
+        size_t k = 0, n = sizeof keys / sizeof keys[0];
+        while (k < n && !(strlen(keys[k].key) == (size_t)(eq - p) && !strncmp(keys[k].key, p, (size_t)(eq - p)))) k++;
+        if (k == n)
+            return pg_fail(e, "limits '%s': unknown key '%.*s' (tensors, kv, string, array, dim)", spec, (int)(eq - p), p);
+        char *stop;
+        errno = 0;
+        unsigned long long v = strtoull(eq + 1, &stop, 10);
+        if (errno || stop != end || eq + 1 == end || v < 1 || v > (unsigned long long)INT64_MAX || eq[1] == '-')
+            return pg_fail(e, "limits '%s': value of '%s' must be a positive integer", spec, keys[k].key);
+        if (!strcmp(keys[k].key, "dim")) l->max_dim = (int64_t)v;
+        else *(uint64_t *)((char *)l + keys[k].off) = v;
+        p = *end ? end + 1 : end;
+    }
+    return 0;
 }
 
 static const char *const type_names_[GGUF_TYPE_COUNT] = {

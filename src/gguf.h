@@ -68,7 +68,13 @@ typedef struct {
     int64_t max_dim;         /* default 1 << 40 per dimension */
 } gguf_limits;
 
+/* The limits a NULL `limits` argument means: the built-in values above,
+ * or what gguf_limits_set last set for the whole process (`--limits`). */
 void gguf_limits_default(gguf_limits *l);
+void gguf_limits_set(const gguf_limits *l);
+/* "tensors=1000,string=1048576,array=N,kv=N,dim=N" over *l (keys not named
+ * keep their value). */
+int gguf_limits_parse(const char *spec, gguf_limits *l, pg_error *e);
 
 typedef struct {
     char *path;

@@ -500,6 +500,33 @@ static void test_damaged(void) {
         lim.max_dim = 16;
         CHECK(gguf_open_memory(&g, base, len, "lim.gguf", &lim, &e) != 0 && strstr(e.msg, "out of range"),
               "max_dim: %s", e.msg);
+        gguf_limits_default(&lim);
+        lim.max_kv = 1;
+        CHECK(gguf_open_memory(&g, base, len, "lim.gguf", &lim, &e) != 0 && strstr(e.msg, "kv count"),
+              "max_kv: %s", e.msg);
+        gguf_limits_default(&lim);
+        lim.max_string = 4;
+        CHECK(gguf_open_memory(&g, base, len, "lim.gguf", &lim, &e) != 0 && strstr(e.msg, "string length"),
+              "max_string: %s", e.msg);
+        gguf_limits_default(&lim);
+        lim.max_array = 1;
+        CHECK(gguf_open_memory(&g, base, len, "lim.gguf", &lim, &e) != 0 && strstr(e.msg, "array length"),
+              "max_array: %s", e.msg);
+        /* the defaults accept it; --limits parsing; process-wide limits apply to a NULL argument */
+        CHECK(gguf_open_memory(&g, base, len, "lim.gguf", NULL, &e) == 0, "defaults: %s", e.msg);
+        gguf_close(&g);
+        gguf_limits saved;
+        gguf_limits_default(&saved);
+        lim = saved;
+        CHECK(gguf_limits_parse("tensors=2,dim=99", &lim, &e) == 0 && lim.max_tensors == 2 && lim.max_dim == 99 &&
+                  lim.max_kv == saved.max_kv, "parse: %s", e.msg);
+        gguf_limits_set(&lim);
+        CHECK(gguf_open_memory(&g, base, len, "lim.gguf", NULL, &e) != 0 && strstr(e.msg, "tensor count 3 exceeds"),
+              "process-wide limit: %s", e.msg);
+        gguf_limits_set(&saved);
+        const char *bad[] = {"tensors", "tensors=", "tensors=0", "tensors=-3", "tensors=1x", "bogus=3", "kv=1,,"};
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+            CHECK(gguf_limits_parse(bad[i], &lim, &e) != 0 && strstr(e.msg, "limits"), "parse '%s' accepted", bad[i]);
     }
     /* truncated at every byte of the header region and at points in the data */
     char label[64];

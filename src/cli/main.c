@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "convert.h"
 #include "forward.h"
+#include "gguf.h"
 #include "offload_opts.h"
 #include "model.h"
 #include "sampler.h"
@@ -33,6 +34,9 @@ static void usage_(FILE *f) {
             "  synth          random-weight MoE model as GGUF:  pregate synth --preset tiny -o OUT.gguf (--help)\n"
             "  tokenize       stdin to ids:  pregate tokenize --tokenizer PATH [--add-special] [--jsonl]\n"
             "  detokenize     ids on stdin to text:  pregate detokenize --tokenizer PATH [--jsonl] [--skip-special]\n"
+            "any command:\n"
+            "  --limits K=V,...       tighten the limits on GGUF files read (tensors, kv, string, array, dim;\n"
+            "                         defaults 1048576, 1048576, 67108864 bytes, 268435456, 2^40)\n"
             "run options:\n"
             "  -m, --model PATH       GGUF file or Hugging Face directory\n"
             "  -p, --prompt TEXT      prompt (default: empty, i.e. BOS only)\n"
@@ -301,7 +305,26 @@ int cmd_convert(int argc, char **argv) {
     return 0;
 }
 
+/* `--limits SPEC` is taken out of argv wherever it stands: it applies to
+ * every model, tokenizer and predictor file the command opens. */
+static int take_limits_(int *argc, char **argv) {
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--limits")) continue;
+        if (i + 1 >= *argc) { fprintf(stderr, "pregate: --limits needs a value\n"); return -1; }
+        gguf_limits l;
+        gguf_limits_default(&l);
+        pg_error e = {{0}};
+        if (gguf_limits_parse(argv[i + 1], &l, &e)) { fprintf(stderr, "pregate: --limits: %s\n", e.msg); return -1; }
+        gguf_limits_set(&l);
+        memmove(argv + i, argv + i + 2, (size_t)(*argc - i - 1) * sizeof *argv); /* keeps argv[argc] == NULL */
+        *argc -= 2;
+        i--;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (take_limits_(&argc, argv)) return 2;
     if (argc < 2) { usage_(stderr); return 2; }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);

@@ -20,6 +20,7 @@
 #ifndef PG_PREDICTOR_H
 #define PG_PREDICTOR_H
 
+#include "../gguf.h"
 #include "../model.h"
 #include "trace.h"
 
@@ -51,11 +52,22 @@ uint64_t pg_model_router_fingerprint(const pg_model *m);
 /* Fits heads for every layer with experts. report may be NULL ([n_layer]). */
 int pg_predictor_fit(const pg_model *m, const pg_trace *tr, const pg_fit_params *p, pg_predictor *out,
                      pg_fit_layer_report *report, pg_error *e);
+/* An all-zero predictor of that shape (no heads yet). */
+void pg_predictor_alloc(pg_predictor *p, int n_layer, int n_expert, int dim, int k);
 void pg_predictor_free(pg_predictor *p);
 int pg_predictor_write(const pg_predictor *p, const char *path, pg_error *e);
 /* Reads and checks the file against the model (layers, experts, dim,
  * fingerprint). */
 int pg_predictor_read(pg_predictor *p, const pg_model *m, const char *path, pg_error *e);
+/* What a predictor file must match: the model's shape and router
+ * fingerprint, and which layers have experts (heads are read for those). */
+typedef struct {
+    int n_layer, n_expert, dim, k;
+    uint64_t fingerprint;
+    const bool *is_moe; /* [n_layer] */
+} pg_predictor_shape;
+/* pg_predictor_read on an opened GGUF (its path names it in messages). */
+int pg_predictor_from_gguf(pg_predictor *p, const pg_predictor_shape *want, const gguf_file *g, pg_error *e);
 /* Expert logits of layer t for one raw hidden vector h[dim]. */
 void pg_predictor_logits(const pg_predictor *p, int t, const float *h, float *logits);
 

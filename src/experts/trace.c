@@ -64,6 +64,14 @@ int pg_trace_read(pg_trace *t, const char *path, pg_error *e) {
     char *buf;
     size_t len;
     if (pg_read_file(path, &buf, &len, e)) return -1;
+    int rc = pg_trace_parse(t, buf, len, path, e);
+    free(buf);
+    return rc;
+}
+
+int pg_trace_parse(pg_trace *t, const void *data, size_t len, const char *path, pg_error *e) {
+    memset(t, 0, sizeof *t);
+    const char *buf = data;
     uint32_t h[6];
     uint64_t n;
     int rc = -1;
@@ -100,6 +108,5 @@ int pg_trace_read(pg_trace *t, const char *path, pg_error *e) {
         }
     rc = 0;
 done:
-    free(buf);
     return rc;
 }

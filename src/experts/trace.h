@@ -38,5 +38,7 @@ void pg_trace_free(pg_trace *t); /* NULL-safe; leaves t empty */
 int pg_trace_write(const pg_trace *t, const char *path, pg_error *e);
 /* Reads and validates a trace file (sizes against the file length). */
 int pg_trace_read(pg_trace *t, const char *path, pg_error *e);
+/* The same on bytes in memory (path names them in messages). */
+int pg_trace_parse(pg_trace *t, const void *data, size_t len, const char *path, pg_error *e);
 
 #endif

@@ -167,3 +167,33 @@ out("fuzz_chat", "tool.bin", "\x15" + S.join(["developer", "Use tools.", "user",
                                               "tool", "{\"t\": 20}", "tool", "second"]))
 out("fuzz_chat", "template.bin", "\x00{%- if messages[0]['role'] == 'system' %}<|im_start|>system\n"
     "{{ messages[0]['content'] }}<|im_end|>{% endif %}<think>")
+
+# ---- routing traces (src/experts/trace.h) ----
+def trace(n_layer, n_expert, k, dim, n_pos, hidden):
+    head = b"PGTR" + struct.pack("<6IQ", 1, n_layer, n_expert, k, dim, 1 if hidden else 0, n_pos)
+    ids = b"".join(struct.pack("<h", ((p + l + j) % n_expert) if l else -1)
+                   for p in range(n_pos) for l in range(n_layer) for j in range(k))
+    w = f32([0.5] * (n_pos * n_layer * k))
+    h = b"\x00\x3c" * (n_pos * n_layer * dim) if hidden else b""
+    return head + ids + w + h
+
+
+out("fuzz_trace", "small.trace", trace(3, 4, 2, 8, 3, True))
+out("fuzz_trace", "nohidden.trace", trace(2, 8, 2, 4, 5, False))
+out("fuzz_trace", "empty.trace", trace(1, 2, 1, 2, 0, False))
+
+# ---- learned predictors (src/experts/predictor.h); fuzz_predictor's shape ----
+pred_kv = [
+    kv("general.architecture", 8, gstr("pregate-predictor")),
+    kv("pregate.predictor.n_layer", 4, struct.pack("<I", 3)),
+    kv("pregate.predictor.n_expert", 4, struct.pack("<I", 4)),
+    kv("pregate.predictor.dim", 4, struct.pack("<I", 8)),
+    kv("pregate.predictor.k", 4, struct.pack("<I", 2)),
+    kv("pregate.predictor.model_fingerprint", 10, struct.pack("<Q", 0x5eed)),
+]
+heads = []
+for t in (1, 2):
+    heads.append(("pred.%d.weight" % t, [8, 4], 0, f32([(i % 7 - 3) * 0.1 for i in range(32)])))
+    heads.append(("pred.%d.bias" % t, [4], 0, f32([0.0, 0.1, -0.1, 0.2])))
+out("fuzz_predictor", "valid.gguf", gguf(pred_kv, heads))
+out("fuzz_predictor", "one_head.gguf", gguf(pred_kv, heads[:2]))
