@@ -19,24 +19,34 @@
 static int max_i_(int a, int b) { return a > b ? a : b; }
 
 pg_session *pg_session_new(pg_model *m, int n_ctx, int n_threads, pg_error *e) {
+    return pg_session_new_seqs(m, n_ctx, 1, n_threads, e);
+}
+
+pg_session *pg_session_new_seqs(pg_model *m, int n_ctx, int n_seq, int n_threads, pg_error *e) {
     const pg_hparams *hp = &m->hp;
     if (n_ctx <= 0) n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
     if (n_ctx > (1 << 20)) {
         pg_fail(e, "context length %d is too large", n_ctx);
         return NULL;
     }
+    if (n_seq < 1 || n_seq > 4096) {
+        pg_fail(e, "%d sequences: expected 1..4096", n_seq);
+        return NULL;
+    }
     pg_session *s = xcalloc(1, sizeof *s);
     s->m = m;
     s->n_ctx = n_ctx;
+    s->n_seq = n_seq;
     s->pool = pg_pool_new(n_threads);
     int B = PG_MAX_BATCH, D = hp->dim, qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
     int E = max_i_(hp->n_expert, 1), K = max_i_(hp->n_expert_used, 1);
     int F = max_i_(max_i_(hp->ffn_dim, hp->expert_ffn_dim), hp->shared_ffn_dim);
-    size_t cache = (size_t)hp->n_layer * n_ctx * kvd;
+    size_t cache = (size_t)hp->n_layer * n_seq * n_ctx * kvd;
     s->k_cache = calloc(cache, sizeof(float));
     s->v_cache = calloc(cache, sizeof(float));
     if (!s->k_cache || !s->v_cache) {
-        pg_fail(e, "cannot allocate the KV cache for %d positions (%.1f MiB)", n_ctx, 2.0 * cache * 4 / 1048576);
+        pg_fail(e, "cannot allocate the KV cache for %d x %d positions (%.1f MiB)", n_seq, n_ctx,
+                2.0 * cache * 4 / 1048576);
         pg_session_free(s);
         return NULL;
     }
@@ -58,6 +68,9 @@ pg_session *pg_session_new(pg_model *m, int n_ctx, int n_threads, pg_error *e) {
     s->exp_rows = xcalloc((size_t)E * B * K, sizeof(int));
     s->exp_count = xcalloc((size_t)E, sizeof(int));
     s->rope_cs = xcalloc((size_t)B * hp->n_rot, sizeof(float));
+    s->row_seq = xcalloc((size_t)B, sizeof(int));
+    s->row_pos = xcalloc((size_t)B, sizeof(int));
+    s->seq_last = xcalloc((size_t)n_seq, sizeof(int));
     s->logits = xcalloc((size_t)hp->vocab, sizeof(float));
     /* the widest input any matmul sees, in the widest activation format */
     pg_mat widest = {.type = PG_TYPE_Q8_0, .rows = 1, .cols = (max_i_(max_i_(D, qd), F) + 31) / 32 * 32};
@@ -74,6 +87,7 @@ void pg_session_free(pg_session *s) {
     free(s->ffn_g); free(s->ffn_u); free(s->acc); free(s->router); free(s->probs);
     free(s->sel); free(s->sel_w); free(s->exp_out); free(s->exp_in); free(s->exp_rows);
     free(s->exp_count); free(s->rope_cs); free(s->logits); free(s->mm_scratch); free(s->att_scratch);
+    free(s->row_seq); free(s->row_pos); free(s->seq_last);
     pg_offload_free(s->off);
     free(s);
 }
@@ -103,8 +117,15 @@ static void clamp_(size_t n, float *x, float c) {
     for (size_t i = 0; i < n; i++) x[i] = x[i] > c ? c : x[i] < -c ? -c : x[i];
 }
 
-/* x[T][D] += attention block of layer l for tokens at positions pos0.. */
-static void attention_(pg_session *s, int l, int T, int pos0) {
+/* The KV cache rows of layer l, sequence q: [n_ctx][kvd]. */
+static float *kv_rows_(const pg_session *s, float *cache, int l, int q) {
+    size_t kvd = (size_t)s->m->hp.n_head_kv * s->m->hp.head_dim;
+    return cache + ((size_t)l * s->n_seq + q) * s->n_ctx * kvd;
+}
+
+/* x[T][D] += attention block of layer l; row t is at position row_pos[t] of
+ * sequence row_seq[t]. */
+static void attention_(pg_session *s, int l, int T) {
     const pg_hparams *hp = &s->m->hp;
     const pg_layer *L = &s->m->layers[l];
     int D = hp->dim, hd = hp->head_dim, H = hp->n_head, KV = hp->n_head_kv;
@@ -131,17 +152,20 @@ static void attention_(pg_session *s, int l, int T, int pos0) {
         clamp_((size_t)T * kvd, s->k, hp->clip_qkv);
         clamp_((size_t)T * kvd, s->v, hp->clip_qkv);
     }
-    float *kc = s->k_cache + (size_t)l * s->n_ctx * kvd, *vc = s->v_cache + (size_t)l * s->n_ctx * kvd;
+    /* every row's K and V go into the cache before any row attends, so a
+     * row sees the rows of its sequence before it in the same chunk */
     for (int t = 0; t < T; t++) {
         const float *cs = s->rope_cs + (size_t)t * hp->n_rot;
+        float *kc = kv_rows_(s, s->k_cache, l, s->row_seq[t]), *vc = kv_rows_(s, s->v_cache, l, s->row_seq[t]);
         pg_rope_apply(s->q + (size_t)t * qd, H, hd, hp->n_rot, cs, hp->rope_neox);
         pg_rope_apply(s->k + (size_t)t * kvd, KV, hd, hp->n_rot, cs, hp->rope_neox);
-        memcpy(kc + (size_t)(pos0 + t) * kvd, s->k + (size_t)t * kvd, kvd * sizeof(float));
-        memcpy(vc + (size_t)(pos0 + t) * kvd, s->v + (size_t)t * kvd, kvd * sizeof(float));
+        memcpy(kc + (size_t)s->row_pos[t] * kvd, s->k + (size_t)t * kvd, kvd * sizeof(float));
+        memcpy(vc + (size_t)s->row_pos[t] * kvd, s->v + (size_t)t * kvd, kvd * sizeof(float));
     }
     for (int t = 0; t < T; t++)
-        pg_attention(s->pool, s->q + (size_t)t * qd, kc, vc, kvd, pos0 + t + 1, H, KV, hd, s->att_scratch,
-                     s->att + (size_t)t * qd);
+        pg_attention(s->pool, s->q + (size_t)t * qd, kv_rows_(s, s->k_cache, l, s->row_seq[t]),
+                     kv_rows_(s, s->v_cache, l, s->row_seq[t]), kvd, s->row_pos[t] + 1, H, KV, hd,
+                     s->att_scratch, s->att + (size_t)t * qd);
     matmul_(s, &L->wo, T, s->att, qd, s->acc, D);
     for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->acc[i];
 }
@@ -158,12 +182,12 @@ static void swiglu_(pg_session *s, const pg_expert *w, int T, const float *X, fl
 
 /* Records the residual stream of the chunk as the predictor input for
  * layer `target` (trace.h). */
-static void trace_hidden_(pg_session *s, int target, int T, int pos0) {
+static void trace_hidden_(pg_session *s, int target, int T) {
     pg_trace *tr = s->trace;
     if (!tr || !tr->with_hidden || target >= tr->n_layer) return;
     int D = s->m->hp.dim;
     for (int t = 0; t < T; t++) {
-        uint16_t *h = tr->hidden + ((size_t)(pos0 + t) * tr->n_layer + target) * D;
+        uint16_t *h = tr->hidden + ((size_t)s->row_pos[t] * tr->n_layer + target) * D;
         for (int i = 0; i < D; i++) h[i] = pg_f32_to_f16(s->x[(size_t)t * D + i]);
     }
 }
@@ -173,7 +197,7 @@ static void trace_hidden_(pg_session *s, int target, int T, int pos0) {
 /* Predicts, from the residual stream x of the chunk (before layer `from`'s
  * FFN; from = -1 at the start of a step), the experts of the next
  * layer(s), and tells the cache to start loading them. */
-static void predict_(pg_session *s, int from, int T, int pos0) {
+static void predict_(pg_session *s, int from, int T) {
     pg_offload *o = s->off;
     const pg_model *m = s->m;
     const pg_hparams *hp = &m->hp;
@@ -222,8 +246,8 @@ static void predict_(pg_session *s, int from, int T, int pos0) {
         case PG_PREFETCH_ORACLE: {
             const pg_trace *tr = o->p.oracle;
             for (int t = 0; t < T; t++) {
-                if (pos0 + t >= tr->n_pos) continue;
-                const int16_t *r = tr->experts + ((size_t)(pos0 + t) * tr->n_layer + target) * tr->k;
+                if (s->row_pos[t] >= tr->n_pos) continue;
+                const int16_t *r = tr->experts + ((size_t)s->row_pos[t] * tr->n_layer + target) * tr->k;
                 for (int j = 0; j < tr->k; j++)
                     if (r[j] >= 0 && r[j] < E) ADD(r[j]);
             }
@@ -292,7 +316,7 @@ static int moe_experts_offloaded_(pg_session *s, int l, int K, pg_error *e) {
 }
 
 /* acc[T][D] = MoE block output for the normed rows xn[T][D]. */
-static int moe_(pg_session *s, int l, const pg_layer *L, int T, int pos0, pg_error *e) {
+static int moe_(pg_session *s, int l, const pg_layer *L, int T, pg_error *e) {
     const pg_hparams *hp = &s->m->hp;
     int D = hp->dim, E = hp->n_expert, K = hp->n_expert_used;
     matmul_(s, &L->router, T, s->xn, D, s->router, E);
@@ -303,7 +327,7 @@ static int moe_(pg_session *s, int l, const pg_layer *L, int T, int pos0, pg_err
         for (int j = 0; j < K; j++) s->exp_rows[(size_t)sel[j] * PG_MAX_BATCH * K + s->exp_count[sel[j]]++] = t * K + j;
         if (s->trace) {
             pg_trace *tr = s->trace;
-            size_t at = ((size_t)(pos0 + t) * tr->n_layer + l) * tr->k;
+            size_t at = ((size_t)s->row_pos[t] * tr->n_layer + l) * tr->k;
             for (int j = 0; j < K && j < tr->k; j++) {
                 tr->experts[at + j] = (int16_t)sel[j];
                 tr->weights[at + j] = s->sel_w[(size_t)t * K + j];
@@ -338,18 +362,18 @@ static int moe_(pg_session *s, int l, const pg_layer *L, int T, int pos0, pg_err
     return 0;
 }
 
-static int ffn_(pg_session *s, int l, int T, int pos0, pg_error *e) {
+static int ffn_(pg_session *s, int l, int T, pg_error *e) {
     const pg_hparams *hp = &s->m->hp;
     const pg_layer *L = &s->m->layers[l];
     int D = hp->dim;
-    trace_hidden_(s, l + 1, T, pos0);
+    trace_hidden_(s, l + 1, T);
     if (s->off) {
         pg_cache_begin_layer(s->off->cache, l);
-        predict_(s, l, T, pos0);
+        predict_(s, l, T);
     }
     rmsnorm_rows_(T, D, s->x, L->ffn_norm, hp->norm_eps, s->xn);
     if (L->is_moe) {
-        int rc = moe_(s, l, L, T, pos0, e);
+        int rc = moe_(s, l, L, T, e);
         if (s->off) pg_cache_end_layer(s->off->cache, l);
         if (rc) return -1;
     } else {
@@ -360,34 +384,40 @@ static int ffn_(pg_session *s, int l, int T, int pos0, pg_error *e) {
     return 0;
 }
 
-static int forward_chunk_(pg_session *s, const int32_t *tokens, int T, float *logits_all, pg_error *e) {
+/* One forward pass over T <= PG_MAX_BATCH rows whose sequences and
+ * positions are in row_seq/row_pos. Logits of the rows with want[t] (want
+ * NULL: the last row only) go to out, one vocab row each in row order
+ * (out NULL: s->logits). */
+static int forward_chunk_(pg_session *s, const int32_t *tokens, int T, const bool *want, float *out, pg_error *e) {
     const pg_model *m = s->m;
     const pg_hparams *hp = &m->hp;
-    int D = hp->dim, pos0 = s->n_past;
+    int D = hp->dim;
     for (int t = 0; t < T; t++) {
         pg_mat_row_f32(&m->tok_embd, tokens[t], s->x + (size_t)t * D);
-        pg_rope_cache(pos0 + t, hp->n_rot, hp->rope_theta, s->rope_cs + (size_t)t * hp->n_rot);
+        pg_rope_cache(s->row_pos[t], hp->n_rot, hp->rope_theta, s->rope_cs + (size_t)t * hp->n_rot);
     }
-    trace_hidden_(s, 0, T, pos0);
+    trace_hidden_(s, 0, T);
     if (s->off) {
         pg_cache_begin_step(s->off->cache);
         memset(s->off->have_pred, 0, (size_t)hp->n_layer * sizeof(bool));
-        predict_(s, -1, T, pos0);
+        predict_(s, -1, T);
     }
     for (int l = 0; l < hp->n_layer; l++) {
-        attention_(s, l, T, pos0);
-        if (ffn_(s, l, T, pos0, e)) return -1;
+        attention_(s, l, T);
+        if (ffn_(s, l, T, e)) return -1;
     }
-    s->n_past += T;
-    /* logits: of every row when asked, else of the last row only */
-    int first = logits_all ? 0 : T - 1;
-    rmsnorm_rows_(T - first, D, s->x + (size_t)first * D, m->output_norm, hp->norm_eps, s->xn);
-    if (logits_all) {
-        matmul_(s, &m->output, T, s->xn, D, logits_all, hp->vocab);
-        memcpy(s->logits, logits_all + (size_t)(T - 1) * hp->vocab, hp->vocab * sizeof(float));
-    } else {
-        matmul_(s, &m->output, 1, s->xn, D, s->logits, hp->vocab);
+    /* the output head only over the rows whose logits are wanted */
+    int n_out = 0;
+    for (int t = 0; t < T; t++) {
+        if (want ? !want[t] : t != T - 1) continue;
+        pgk.rmsnorm(D, s->x + (size_t)t * D, m->output_norm, hp->norm_eps, s->xn + (size_t)n_out * D);
+        n_out++;
     }
+    if (n_out == 0) return 0;
+    PG_ASSERT(out || n_out == 1);
+    float *dst = out ? out : s->logits;
+    matmul_(s, &m->output, n_out, s->xn, D, dst, hp->vocab);
+    if (out) memcpy(s->logits, out + (size_t)(n_out - 1) * hp->vocab, hp->vocab * sizeof(float));
     return 0;
 }
 
@@ -401,10 +431,63 @@ int pg_session_eval(pg_session *s, const int32_t *tokens, int n, float *logits_a
             return pg_fail(e, "token id %d at position %d is outside the vocabulary (0..%d)", tokens[i], i, hp->vocab - 1);
     if (s->trace && (s->trace->n_layer != hp->n_layer || (s->trace->with_hidden && s->trace->dim != hp->dim)))
         return pg_fail(e, "trace is for another model");
+    bool all[PG_MAX_BATCH];
+    for (int t = 0; t < PG_MAX_BATCH; t++) all[t] = true;
     for (int i = 0; i < n; i += PG_MAX_BATCH) {
         int T = n - i < PG_MAX_BATCH ? n - i : PG_MAX_BATCH;
+        for (int t = 0; t < T; t++) {
+            s->row_seq[t] = 0;
+            s->row_pos[t] = s->n_past + t;
+        }
         if (s->trace) pg_trace_reserve(s->trace, s->n_past + T);
-        if (forward_chunk_(s, tokens + i, T, logits_all ? logits_all + (size_t)i * hp->vocab : NULL, e)) return -1;
+        if (forward_chunk_(s, tokens + i, T, logits_all ? all : NULL,
+                           logits_all ? logits_all + (size_t)i * hp->vocab : NULL, e))
+            return -1;
+        s->n_past += T;
+    }
+    return 0;
+}
+
+int pg_session_eval_batch(pg_session *s, int n, const int32_t *tokens, const int *seq, const int *pos,
+                          const bool *want, float *logits_out, pg_error *e) {
+    const pg_hparams *hp = &s->m->hp;
+    if (n <= 0) return pg_fail(e, "nothing to evaluate");
+    for (int q = 0; q < s->n_seq; q++) s->seq_last[q] = -1;
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= hp->vocab)
+            return pg_fail(e, "token id %d in row %d is outside the vocabulary (0..%d)", tokens[i], i, hp->vocab - 1);
+        if (seq[i] < 0 || seq[i] >= s->n_seq)
+            return pg_fail(e, "row %d: sequence %d outside 0..%d", i, seq[i], s->n_seq - 1);
+        if (pos[i] < 0 || pos[i] >= s->n_ctx)
+            return pg_fail(e, "row %d: position %d outside the context (0..%d)", i, pos[i], s->n_ctx - 1);
+        if (pos[i] <= s->seq_last[seq[i]])
+            return pg_fail(e, "row %d: position %d of sequence %d does not follow %d", i, pos[i], seq[i],
+                           s->seq_last[seq[i]]);
+        s->seq_last[seq[i]] = pos[i];
+    }
+    if (s->trace && (s->trace->n_layer != hp->n_layer || (s->trace->with_hidden && s->trace->dim != hp->dim)))
+        return pg_fail(e, "trace is for another model");
+    bool none[PG_MAX_BATCH];
+    memset(none, 0, sizeof none);
+    float *out = logits_out;
+    for (int i = 0; i < n; i += PG_MAX_BATCH) {
+        int T = n - i < PG_MAX_BATCH ? n - i : PG_MAX_BATCH, max_pos = 0;
+        for (int t = 0; t < T; t++) {
+            s->row_seq[t] = seq[i + t];
+            s->row_pos[t] = pos[i + t];
+            max_pos = pos[i + t] > max_pos ? pos[i + t] : max_pos;
+        }
+        const bool *w = want ? want + i : NULL;
+        bool all[PG_MAX_BATCH];
+        if (!want) {
+            for (int t = 0; t < T; t++) all[t] = true;
+            w = all;
+        }
+        if (!logits_out) w = none; /* nobody to give logits to */
+        if (s->trace) pg_trace_reserve(s->trace, max_pos + 1);
+        if (forward_chunk_(s, tokens + i, T, w, out, e)) return -1;
+        if (out)
+            for (int t = 0; t < T; t++) out += w[t] ? hp->vocab : 0;
     }
     return 0;
 }

@@ -4,6 +4,16 @@
  * n_past .. n_past+n-1 (in chunks of at most PG_MAX_BATCH), appending them
  * to the KV cache. Every activation buffer is allocated once, in
  * pg_session_new, for the largest chunk.
+ *
+ * A session may hold several sequences (pg_session_new_seqs): the KV cache
+ * has one slot of n_ctx positions per sequence, and pg_session_eval_batch
+ * takes rows that each carry their own sequence and position, so that the
+ * tokens of different sequences (the server's concurrent requests) go
+ * through the model together: every weight matrix is streamed once per
+ * chunk, and tokens routed to the same expert share one expert load and one
+ * expert computation. Every kernel computes each row on its own, so a
+ * sequence's logits do not depend on what else is in its batch
+ * (tests/test_batch.c checks them bit for bit against the sequence alone).
  */
 #ifndef PG_FORWARD_H
 #define PG_FORWARD_H
@@ -16,9 +26,10 @@
 typedef struct pg_session {
     pg_model *m;
     pg_pool *pool;
-    int n_ctx;   /* KV cache capacity in positions */
-    int n_past;  /* positions already in the cache */
-    float *k_cache, *v_cache; /* [n_layer][n_ctx][n_head_kv*head_dim] */
+    int n_ctx;   /* KV cache capacity in positions, per sequence */
+    int n_seq;   /* sequences (KV cache slots) */
+    int n_past;  /* positions already in the cache (sequence 0, pg_session_eval) */
+    float *k_cache, *v_cache; /* [n_layer][n_seq][n_ctx][n_head_kv*head_dim] */
     /* activations, B = PG_MAX_BATCH rows each */
     float *x;        /* [B][D] residual stream */
     float *xn;       /* [B][D] normed input of a sub-block */
@@ -36,6 +47,8 @@ typedef struct pg_session {
     int *exp_rows;   /* [E][B*K] (token*K + slot) routed to each expert */
     int *exp_count;  /* [E] */
     float *rope_cs;  /* [B][n_rot] cos/sin per position */
+    int *row_seq, *row_pos; /* [B] sequence and position of each row of the chunk */
+    int *seq_last;   /* [n_seq] scratch: last position seen per sequence (batch checks) */
     float *logits;   /* [vocab] logits of the last token evaluated */
     void *mm_scratch;
     float *att_scratch;
@@ -45,6 +58,8 @@ typedef struct pg_session {
 
 /* n_ctx <= 0: the model's training context (capped at 4096). */
 pg_session *pg_session_new(pg_model *m, int n_ctx, int n_threads, pg_error *e);
+/* The same with n_seq >= 1 sequences of n_ctx positions each. */
+pg_session *pg_session_new_seqs(pg_model *m, int n_ctx, int n_seq, int n_threads, pg_error *e);
 void pg_session_free(pg_session *s); /* NULL-safe */
 void pg_session_reset(pg_session *s); /* forget the context */
 /* Gives the session an offloading state (owned from then on; NULL: resident). */
@@ -56,5 +71,20 @@ void pg_session_set_offload(pg_session *s, pg_offload *off);
  * could not be read (nothing is computed with it; the context is as before
  * the call, so the session can go on). */
 int pg_session_eval(pg_session *s, const int32_t *tokens, int n, float *logits_all, pg_error *e);
+
+/* Evaluates n rows: row i is token tokens[i] of sequence seq[i] at position
+ * pos[i]. It attends to positions 0..pos[i] of its sequence, so those before
+ * it must have been written (by earlier calls or earlier rows of this one);
+ * the caller keeps each sequence's length (n_past is not used or changed).
+ * Within one call the positions of a sequence must increase. Rows are taken
+ * PG_MAX_BATCH at a time, in order. want[i] (want NULL: every row) asks for
+ * row i's logits: logits_out receives one row of vocab floats per wanted
+ * row, in row order, and s->logits the last of them. Fails (e set, nothing
+ * computed) on a token, sequence or position out of range, a position that
+ * does not increase, or (like pg_session_eval) an expert that could not be
+ * read; then the rows' KV entries may have been overwritten, and a caller
+ * that goes on evaluates those rows again. */
+int pg_session_eval_batch(pg_session *s, int n, const int32_t *tokens, const int *seq, const int *pos,
+                          const bool *want, float *logits_out, pg_error *e);
 
 #endif
