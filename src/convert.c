@@ -227,6 +227,7 @@ int pg_model_write_gguf(const pg_model *m, const char *out, pg_error *e) {
         gguf_writer_set_u32(w, KEY("expert_used_count"), (uint32_t)hp->n_expert_used);
         gguf_writer_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)hp->expert_ffn_dim);
         gguf_writer_set_bool(w, KEY("expert_weights_norm"), hp->norm_topk);
+        if (hp->expert_pregated) gguf_writer_set_bool(w, KEY("expert_pregated"), true);
         if (hp->shared_ffn_dim)
             gguf_writer_set_u32(w, KEY("expert_shared_feed_forward_length"), (uint32_t)hp->shared_ffn_dim);
     }

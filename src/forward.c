@@ -68,6 +68,7 @@ pg_session *pg_session_new_seqs(pg_model *m, int n_ctx, int n_seq, int n_threads
     s->exp_rows = xcalloc((size_t)E * B * K, sizeof(int));
     s->exp_count = xcalloc((size_t)E, sizeof(int));
     s->rope_cs = xcalloc((size_t)B * hp->n_rot, sizeof(float));
+    s->route_in = xcalloc((size_t)B * D, sizeof(float));
     s->row_seq = xcalloc((size_t)B, sizeof(int));
     s->row_pos = xcalloc((size_t)B, sizeof(int));
     s->seq_last = xcalloc((size_t)n_seq, sizeof(int));
@@ -87,7 +88,7 @@ void pg_session_free(pg_session *s) {
     free(s->ffn_g); free(s->ffn_u); free(s->acc); free(s->router); free(s->probs);
     free(s->sel); free(s->sel_w); free(s->exp_out); free(s->exp_in); free(s->exp_rows);
     free(s->exp_count); free(s->rope_cs); free(s->logits); free(s->mm_scratch); free(s->att_scratch);
-    free(s->row_seq); free(s->row_pos); free(s->seq_last);
+    free(s->row_seq); free(s->row_pos); free(s->seq_last); free(s->route_in);
     pg_offload_free(s->off);
     free(s);
 }
@@ -269,6 +270,27 @@ static void predict_(pg_session *s, int from, int T) {
     }
 }
 
+/* A natively pre-gated model names layer l+1's experts from layer l's FFN
+ * input xn: the same router product and routing moe_ will compute there,
+ * so the prefetch is exact (precision and recall 1). */
+static void predict_native_(pg_session *s, int l, int T) {
+    pg_offload *o = s->off;
+    const pg_hparams *hp = &s->m->hp;
+    int target = l + 1, D = hp->dim, E = hp->n_expert, K = hp->n_expert_used;
+    if (target >= hp->n_layer || !s->m->layers[target].is_moe) return;
+    matmul_(s, &s->m->layers[target].router, T, s->xn, D, o->logits, E);
+    int *pred = o->pred + (size_t)target * E, n = 0;
+    memset(o->mark, 0, (size_t)E);
+    for (int t = 0; t < T; t++) {
+        pg_route(hp->gating, hp->norm_topk, o->logits + (size_t)t * E, E, K, o->probs, o->idx, o->sel_w);
+        for (int j = 0; j < K; j++)
+            if (!o->mark[o->idx[j]]) { o->mark[o->idx[j]] = 1; pred[n++] = o->idx[j]; }
+    }
+    o->n_pred[target] = n;
+    o->have_pred[target] = true;
+    pg_cache_prefetch(o->cache, target, pred, n, 1.0f);
+}
+
 /* Runs expert weights w over the rows of xn routed to expert x; each row's
  * output goes to its (token, slot) place in exp_out. */
 static void run_expert_(pg_session *s, const pg_expert *w, int x, int K) {
@@ -319,7 +341,9 @@ static int moe_experts_offloaded_(pg_session *s, int l, int K, pg_error *e) {
 static int moe_(pg_session *s, int l, const pg_layer *L, int T, pg_error *e) {
     const pg_hparams *hp = &s->m->hp;
     int D = hp->dim, E = hp->n_expert, K = hp->n_expert_used;
-    matmul_(s, &L->router, T, s->xn, D, s->router, E);
+    /* a pre-gated model's layer l routes on layer l-1's FFN input */
+    const float *route_in = hp->expert_pregated && l > 0 ? s->route_in : s->xn;
+    matmul_(s, &L->router, T, route_in, D, s->router, E);
     memset(s->exp_count, 0, (size_t)E * sizeof(int));
     for (int t = 0; t < T; t++) {
         int *sel = s->sel + (size_t)t * K;
@@ -372,6 +396,7 @@ static int ffn_(pg_session *s, int l, int T, pg_error *e) {
         predict_(s, l, T);
     }
     rmsnorm_rows_(T, D, s->x, L->ffn_norm, hp->norm_eps, s->xn);
+    if (s->off && s->off->p.mode == PG_PREFETCH_NATIVE) predict_native_(s, l, T);
     if (L->is_moe) {
         int rc = moe_(s, l, L, T, e);
         if (s->off) pg_cache_end_layer(s->off->cache, l);
@@ -381,6 +406,7 @@ static int ffn_(pg_session *s, int l, int T, pg_error *e) {
         swiglu_(s, &dense, T, s->xn, s->acc);
     }
     for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->acc[i];
+    if (hp->expert_pregated) memcpy(s->route_in, s->xn, (size_t)T * D * sizeof(float));
     return 0;
 }
 

@@ -47,6 +47,7 @@ typedef struct pg_session {
     int *exp_rows;   /* [E][B*K] (token*K + slot) routed to each expert */
     int *exp_count;  /* [E] */
     float *rope_cs;  /* [B][n_rot] cos/sin per position */
+    float *route_in; /* [B][D] pre-gated models: the previous layer's FFN input */
     int *row_seq, *row_pos; /* [B] sequence and position of each row of the chunk */
     int *seq_last;   /* [n_seq] scratch: last position seen per sequence (batch checks) */
     float *logits;   /* [vocab] logits of the last token evaluated */

@@ -433,6 +433,8 @@ static int hparams_gguf_(loader *ld) {
     snprintf(key, sizeof key, "%s.expert_weights_norm", arch);
     hp->norm_topk = ai->norm_topk_default;
     gguf_get_bool(g, key, &hp->norm_topk);
+    snprintf(key, sizeof key, "%s.expert_pregated", arch);
+    gguf_get_bool(g, key, &hp->expert_pregated);
     const pg_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
     if (!emb || emb->n_dims != 2) { pg_fail(ld->e, "%s: missing 2-D tensor 'token_embd.weight'", ld->path); goto done; }
     if (emb->ne[1] > INT32_MAX) { pg_fail(ld->e, "%s: vocabulary too large", ld->path); goto done; }
@@ -608,6 +610,8 @@ void pg_model_print(const pg_model *m, FILE *out) {
     if (hp->n_expert) {
         fprintf(out, "experts:         %d, %d per token, FFN %d, gating %s%s\n", hp->n_expert, hp->n_expert_used,
                 hp->expert_ffn_dim, pg_gating_name(hp->gating), hp->norm_topk ? ", renormalised" : "");
+        if (hp->expert_pregated)
+            fprintf(out, "pre-gated:       yes: layer l's router reads layer l-1's FFN input (--prefetch native)\n");
         if (hp->shared_ffn_dim) fprintf(out, "shared expert:   FFN %d\n", hp->shared_ffn_dim);
     }
     if (hp->qk_norm) fprintf(out, "q/k norm:        %s\n", hp->qk_norm == PG_QKNORM_HEAD ? "per head" : "full projection");

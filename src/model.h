@@ -74,6 +74,12 @@ typedef struct {
     bool rope_neox;
     pg_gating gating;
     bool norm_topk;
+    /* Natively pre-gated (the Pre-gated MoE paper's algorithm; GGUF key
+     * `<arch>.expert_pregated` = true): the router stored with layer l
+     * reads the FFN input (after ffn_norm) of layer l-1, so layer l's
+     * experts are known exactly while layer l-1 runs; layer 0's router
+     * reads its own FFN input. `--prefetch native` fetches them then. */
+    bool expert_pregated;
     pg_qknorm qk_norm;
     float clip_qkv;      /* 0: none (OLMoE option) */
     bool tied_output;

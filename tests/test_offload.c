@@ -50,11 +50,12 @@ static void check_modes_(const char *what, const char *gguf_path) {
     s->trace = NULL;
     float *got = xmalloc(nlog * sizeof(float));
     size_t min = pg_cache_min_budget(m);
-    const pg_prefetch_mode modes[] = {PG_PREFETCH_NONE, PG_PREFETCH_NEXT_ALL, PG_PREFETCH_PREGATE, PG_PREFETCH_ORACLE};
+    const pg_prefetch_mode modes[] = {PG_PREFETCH_NONE, PG_PREFETCH_NEXT_ALL, PG_PREFETCH_PREGATE, PG_PREFETCH_ORACLE,
+                                      PG_PREFETCH_NATIVE};
     const pg_evict policies[] = {PG_EVICT_LRU, PG_EVICT_LFU, PG_EVICT_LOOKAHEAD};
     const pg_store_kind stores[] = {PG_STORE_PREAD, PG_STORE_DIRECT, PG_STORE_MMAP};
     int runs = 0;
-    for (size_t mi = 0; mi < 4; mi++)
+    for (size_t mi = 0; mi < (m->hp.expert_pregated ? 5u : 4u); mi++)
         for (size_t pi = 0; pi < 3; pi++)
             for (int budget = 0; budget < 2; budget++) {
                 pg_offload_params p;
@@ -79,8 +80,8 @@ static void check_modes_(const char *what, const char *gguf_path) {
                       budget ? "40%" : "minimum");
                 CHECK(pg_cache_refs_held(o->cache) == 0, "%s: references left after a run", what);
                 CHECK(pg_cache_peak_bytes(o->cache) <= p.expert_mem, "%s: fast tier exceeded its budget", what);
-                if (p.mode == PG_PREFETCH_ORACLE) {
-                    /* the oracle knows every layer after the first of each step */
+                if (p.mode == PG_PREFETCH_ORACLE || p.mode == PG_PREFETCH_NATIVE) {
+                    /* the oracle and a pre-gated model know every layer after the first of each step */
                     uint64_t t = 0, a = 0;
                     for (int l = 1; l < m->hp.n_layer; l++) {
                         t += pg_cache_stats(o->cache, l)->pred_true;
@@ -151,6 +152,34 @@ static void test_fixture_families(void) {
     }
 }
 
+/* A natively pre-gated model (the qwen3moe fixture with the flag set; its
+ * numbers are its own, not transformers'): every mode, native included,
+ * gives the resident logits, native with perfect precision and recall;
+ * native on a model without the flag is refused. */
+static void test_pregated(void) {
+    char out[256];
+    snprintf(out, sizeof out, "/tmp/pregate-offload-%d-pregated.gguf", (int)getpid());
+    pg_error e = {{0}};
+    pg_model *m = pg_model_open("tests/fixtures/qwen3moe", &e);
+    CHECK(m != NULL, "%s", e.msg);
+    if (!m) return;
+    pg_offload_params p;
+    pg_offload_params_default(&p);
+    p.mode = PG_PREFETCH_NATIVE;
+    p.expert_mem = pg_cache_min_budget(m);
+    pg_offload *o = pg_offload_new(m, &p, &e);
+    CHECK(o == NULL && strstr(e.msg, "not natively pre-gated"), "native on a plain model: %s", o ? "accepted" : e.msg);
+    pg_offload_free(o);
+    m->hp.expert_pregated = true;
+    CHECK(pg_model_write_gguf(m, out, &e) == 0, "%s", e.msg);
+    pg_model_free(m);
+    m = pg_model_open(out, &e);
+    CHECK(m && m->hp.expert_pregated, "the flag did not survive the GGUF: %s", m ? "unset" : e.msg);
+    pg_model_free(m);
+    check_modes_("qwen3moe pre-gated", out);
+    unlink(out);
+}
+
 static void test_demo_model(void) {
     if (access("models/demo-moe.gguf", R_OK)) TEST_SKIP("models/demo-moe.gguf missing");
     check_modes_("demo-moe", "models/demo-moe.gguf");
@@ -174,6 +203,7 @@ static void test_parse(void) {
 int main(void) {
     TEST_RUN(test_parse);
     TEST_RUN(test_fixture_families);
+    TEST_RUN(test_pregated);
     TEST_RUN(test_demo_model);
     return test_summary("test_offload");
 }

@@ -26,6 +26,16 @@ Run from the repository root:
                                                          # time-budgeted run (decay point chosen by wall time)
     python tools/train_demo_moe.py --steps 30 --pilot    # quick pilot, writes under build/pilot/
     python tools/train_demo_moe.py --skip-train          # re-export from build/demo-moe-ckpt.pt
+    python tools/train_demo_moe.py --pregated            # the natively pre-gated twin (same data,
+                                                         # tokenizer, seed and schedule; ~40 min):
+                                                         # models/demo-moe-pregated.gguf
+
+Natively pre-gated (--pregated; the Pre-gated MoE paper's algorithm): the router
+stored with block l reads the FFN input (after its ffn_norm) of block l-1, so block
+l's experts are known while block l-1 runs; block 0's router reads its own input.
+transformers has no such model, so the export is checked against this script's own
+module, and the reference fixture's logits come from it. The GGUF carries
+`qwen3moe.expert_pregated = true` (see src/model.h).
 All paths are relative to the current directory (the repo root) unless given as arguments.
 """
 
@@ -163,11 +173,11 @@ class MoE(nn.Module):
         self.gate = Router(c)
         self.experts = Experts(c)
 
-    def forward(self, x):
+    def forward(self, x, route_x):
         c = self.c
         shp = x.shape
         x = x.reshape(-1, c.hidden)
-        logits = F.linear(x, self.gate.weight)
+        logits = F.linear(route_x.reshape(-1, c.hidden), self.gate.weight)
         probs = torch.softmax(logits.float(), dim=-1)
         topv, topi = probs.topk(c.top_k, dim=-1)
         topv = topv / topv.sum(-1, keepdim=True)  # norm_topk_prob=True
@@ -200,10 +210,12 @@ class Layer(nn.Module):
         self.post_attention_layernorm = Norm(c.hidden, c.eps)
         self.mlp = MoE(c)
 
-    def forward(self, x, cos, sin, drop):
+    def forward(self, x, cos, sin, drop, prev_xn):
+        # prev_xn: the previous block's FFN input when pre-gated (None: route on our own)
         x = x + F.dropout(self.self_attn(self.input_layernorm(x), cos, sin), drop, self.training)
-        m, aux, f = self.mlp(self.post_attention_layernorm(x))
-        return x + F.dropout(m, drop, self.training), aux, f
+        xn = self.post_attention_layernorm(x)
+        m, aux, f = self.mlp(xn, xn if prev_xn is None else prev_xn)
+        return x + F.dropout(m, drop, self.training), aux, f, xn
 
 
 class Inner(nn.Module):
@@ -244,8 +256,11 @@ class DemoMoE(nn.Module):
         cos, sin = emb.cos(), emb.sin()
         x = self.model.embed_tokens(ids)
         auxs, fs = [], []
+        prev = None
         for layer in self.model.layers:
-            x, aux, f = layer(x, cos, sin, self.dropout)
+            x, aux, f, xn = layer(x, cos, sin, self.dropout, prev)
+            if getattr(self.c, "pregated", False):
+                prev = xn
             auxs.append(aux)
             fs.append(f)
         x = self.model.norm(x)
@@ -324,6 +339,8 @@ def write_gguf(path, model, c, tok, name):
     w.add_expert_count(c.n_expert)
     w.add_expert_used_count(c.top_k)
     w.add_expert_weights_norm(True)
+    if getattr(c, "pregated", False):
+        w.add_bool("qwen3moe.expert_pregated", True)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("gpt-2")
     w.add_token_list(tokens)
@@ -443,7 +460,15 @@ def main():
     ap.add_argument("--top-k", type=int, default=2)
     ap.add_argument("--ffn", type=int, default=192)
     ap.add_argument("--rope-theta", type=float, default=10000.0)
+    ap.add_argument("--pregated", action="store_true",
+                    help="natively pre-gated twin: block l's router reads block l-1's FFN input")
     args = ap.parse_args()
+    if args.pregated:
+        for k, v in dict(gguf="models/demo-moe-pregated.gguf", tokenizer_out="build/demo-moe-pregated.tokenizer.json",
+                         log="models/demo-moe-pregated.train.log", fixture_dir="tests/fixtures/demo-moe-pregated",
+                         hf_out="", ckpt="build/demo-moe-pregated-ckpt.pt").items():
+            if getattr(args, k) == ap.get_default(k):
+                setattr(args, k, v)
     if args.pilot:
         args.gguf = "build/pilot/demo-moe.gguf"
         args.tokenizer_out = "build/pilot/demo-moe.tokenizer.json"
@@ -485,11 +510,12 @@ def main():
 
     c = Cfg(vocab=args.vocab, hidden=args.hidden, n_layer=args.layers, n_head=args.heads, n_kv=args.kv_heads,
             head_dim=args.head_dim, n_expert=args.experts, top_k=args.top_k, ffn=args.ffn,
-            rope_theta=args.rope_theta, eps=1e-6, ctx=args.ctx)
+            rope_theta=args.rope_theta, eps=1e-6, ctx=args.ctx, pregated=args.pregated)
     total, active, embed = param_counts(c)
     log(f"model: qwen3moe hidden={c.hidden} layers={c.n_layer} heads={c.n_head} kv_heads={c.n_kv} "
         f"head_dim={c.head_dim} experts={c.n_expert} top_k={c.top_k} moe_ffn={c.ffn} vocab={c.vocab} "
-        f"ctx={c.ctx} rope_theta={c.rope_theta} rms_eps={c.eps} tied embeddings")
+        f"ctx={c.ctx} rope_theta={c.rope_theta} rms_eps={c.eps} tied embeddings"
+        + (" PRE-GATED (block l routes on block l-1's FFN input)" if c.pregated else ""))
     log(f"params: total {total:,} (embedding {embed:,}), active per token {active:,}")
     model = DemoMoE(c, dropout=args.dropout)
     assert sum(p.numel() for p in model.parameters()) == total
@@ -584,27 +610,31 @@ def main():
     for i, row in enumerate(fs.numpy()):
         log(f"  layer {i} expert load on val: " + " ".join(f"{v:.3f}" for v in row))
 
-    # ---- transformers model, logits check
-    hf = to_hf(model, c)
-    hf.config._attn_implementation = "eager"
-    gen = torch.Generator().manual_seed(7)
-    xb = torch.randint(0, c.vocab, (2, 64), generator=gen)
-    with torch.no_grad():
-        mine, _, _ = model(xb)
-        theirs = hf(input_ids=xb).logits
-    diff = (mine - theirs).abs().max().item()
-    log(f"check: local module vs transformers Qwen3MoeForCausalLM logits max |diff| = {diff:.3e}")
-    assert diff < 1e-4, diff
+    if c.pregated:
+        hf = None
+        log("check: pre-gated, no transformers counterpart; the reference below comes from this module")
+    else:
+        # ---- transformers model, logits check
+        hf = to_hf(model, c)
+        hf.config._attn_implementation = "eager"
+        gen = torch.Generator().manual_seed(7)
+        xb = torch.randint(0, c.vocab, (2, 64), generator=gen)
+        with torch.no_grad():
+            mine, _, _ = model(xb)
+            theirs = hf(input_ids=xb).logits
+        diff = (mine - theirs).abs().max().item()
+        log(f"check: local module vs transformers Qwen3MoeForCausalLM logits max |diff| = {diff:.3e}")
+        assert diff < 1e-4, diff
 
-    # ---- HF directory
-    from transformers import GenerationConfig, PreTrainedTokenizerFast
-    hf.generation_config = GenerationConfig(bos_token_id=0, eos_token_id=0, pad_token_id=0, do_sample=False)
-    os.makedirs(args.hf_out, exist_ok=True)
-    hf.save_pretrained(args.hf_out)
-    ptok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=SPECIAL, eos_token=SPECIAL,
-                                   unk_token=None, pad_token=SPECIAL, add_bos_token=False)
-    ptok.save_pretrained(args.hf_out)
-    log(f"wrote HF model dir {args.hf_out}")
+        # ---- HF directory
+        from transformers import GenerationConfig, PreTrainedTokenizerFast
+        hf.generation_config = GenerationConfig(bos_token_id=0, eos_token_id=0, pad_token_id=0, do_sample=False)
+        os.makedirs(args.hf_out, exist_ok=True)
+        hf.save_pretrained(args.hf_out)
+        ptok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=SPECIAL, eos_token=SPECIAL,
+                                       unk_token=None, pad_token=SPECIAL, add_bos_token=False)
+        ptok.save_pretrained(args.hf_out)
+        log(f"wrote HF model dir {args.hf_out}")
 
     # ---- GGUF
     write_gguf(args.gguf, model, c, tok, "pregate-demo-moe")
@@ -620,27 +650,36 @@ def main():
     prompt = tok.decode(ref_ids)
     assert tok.encode(prompt).ids == ref_ids
     inp = torch.tensor([ref_ids])
+
+    def full_logits(ids):  # logits of every position, no KV cache
+        return hf(input_ids=ids).logits if hf is not None else model(ids)[0]
+
     with torch.no_grad():
-        ref_logits = hf(input_ids=inp).logits[0].float()
-        out = hf.generate(inp, attention_mask=torch.ones_like(inp), max_new_tokens=32, do_sample=False,
-                          eos_token_id=None, pad_token_id=0)
-        greedy = out[0, 32:].tolist()
+        ref_logits = full_logits(inp)[0].float()
+        if hf is not None:
+            out = hf.generate(inp, attention_mask=torch.ones_like(inp), max_new_tokens=32, do_sample=False,
+                              eos_token_id=None, pad_token_id=0)
+            greedy = out[0, 32:].tolist()
         # independent check: argmax with full recompute (no KV cache), no EOS stopping
         seq = list(ref_ids)
         margins = []
         for _ in range(32):
-            lg = hf(input_ids=torch.tensor([seq])).logits[0, -1]
+            lg = full_logits(torch.tensor([seq]))[0, -1]
             top2 = lg.topk(2).values
             margins.append((top2[0] - top2[1]).item())
             seq.append(int(lg.argmax()))
+    if hf is None:
+        greedy = seq[32:]
     assert greedy == seq[32:], (greedy, seq[32:])
     os.makedirs(args.fixture_dir, exist_ok=True)
     ref_path = os.path.join(args.fixture_dir, "reference.safetensors")
     save_file({"tokens": torch.tensor(ref_ids, dtype=torch.int32),
                "logits": ref_logits.contiguous(),
                "greedy": torch.tensor(greedy, dtype=torch.int32)},
-              ref_path, metadata={"prompt": prompt, "model": "models/demo-moe.gguf",
-                                  "note": "logits: transformers Qwen3MoeForCausalLM, f16-rounded weights, fp32 compute; "
+              ref_path, metadata={"prompt": prompt, "model": args.gguf,
+                                  "note": ("logits: this script's pre-gated module" if hf is None else
+                                           "logits: transformers Qwen3MoeForCausalLM")
+                                          + ", f16-rounded weights, fp32 compute; "
                                           "greedy: 32 argmax tokens after `tokens`, no EOS stop"})
     log(f"wrote {ref_path}: prompt {prompt!r}")
     log(f"  tokens {ref_ids}")
@@ -648,9 +687,17 @@ def main():
     log(f"  smallest top1-top2 logit margin along greedy path: {min(margins):.4f}")
 
     # ---- samples
-    log("samples (transformers generate):")
+    log("samples:")
     for i, ptxt in enumerate(SAMPLE_PROMPTS):
-        ids = torch.tensor([tok.encode(ptxt).ids])
+        ids = tok.encode(ptxt).ids
+        if hf is None:  # greedy by full recompute
+            seq = list(ids)
+            with torch.no_grad():
+                for _ in range(60):
+                    seq.append(int(model(torch.tensor([seq]))[0][0, -1].argmax()))
+            log(f"  [greedy] {ptxt}|{tok.decode(seq[len(ids):])!r}")
+            continue
+        ids = torch.tensor([ids])
         with torch.no_grad():
             o = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=60, do_sample=False,
                             eos_token_id=None, pad_token_id=0)

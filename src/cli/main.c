@@ -100,6 +100,7 @@ int cmd_run(int argc, char **argv) {
     bool echo = false, ignore_eos = false, print_ids = false, seed_given = false, stats = false, chat = false;
     const char *sys_prompt = NULL;
     const char *stats_json = NULL;
+    cli_timeline tl = {0};
     cli_offload off;
     cli_offload_init(&off);
     pg_sampler_params sp;
@@ -200,10 +201,12 @@ int cmd_run(int argc, char **argv) {
         for (size_t i = 0; i < n_ids; i++) fwrite(buf, 1, pg_detok_push(m->tok, &dt, ids[i], buf, sizeof buf), stdout);
         fflush(stdout);
     }
+    if (stats_json) cli_timeline_init(&tl, s);
     double t1 = pg_time_s();
     for (size_t i = 0; i < n_ids; i += (size_t)ubatch) { /* the prompt, ubatch tokens per step */
         int n = n_ids - i < (size_t)ubatch ? (int)(n_ids - i) : (int)ubatch;
         if (pg_session_eval(s, ids + i, n, NULL, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+        if (stats_json) cli_timeline_step(&tl, s, n);
     }
     double t_prompt = pg_time_s() - t1, t2 = pg_time_s();
     long n_gen = 0;
@@ -221,12 +224,13 @@ int cmd_run(int argc, char **argv) {
             fprintf(stderr, "\npregate: %s\n", e.msg);
             goto done;
         }
+        if (stats_json && n_gen + 1 < n_predict) cli_timeline_step(&tl, s, 1);
     }
     if (m->tok && !print_ids) fwrite(buf, 1, pg_detok_flush(&dt, buf, sizeof buf), stdout);
     printf("\n");
     double t_gen = pg_time_s() - t2;
     if (stats) cli_print_stats(stderr, s, (int)(n_ids + n_gen), t_prompt + t_gen);
-    if (stats_json && cli_write_stats_json(stats_json, s, (int)(n_ids + n_gen), t_prompt + t_gen, &e)) {
+    if (stats_json && cli_write_stats_json(stats_json, s, (int)(n_ids + n_gen), t_prompt + t_gen, &tl, &e)) {
         fprintf(stderr, "pregate: %s\n", e.msg);
         goto done;
     }
@@ -238,6 +242,7 @@ int cmd_run(int argc, char **argv) {
     rc = 0;
 done:
     if (smp.work) pg_sampler_free(&smp);
+    cli_timeline_free(&tl);
     pg_session_free(s);
     free(ids);
     free(file_text);

@@ -139,7 +139,66 @@ void cli_print_stats(FILE *f, const pg_session *s, int n_tokens, double seconds)
     }
 }
 
-int cli_write_stats_json(const char *path, const pg_session *s, int n_tokens, double seconds, pg_error *e) {
+void cli_timeline_init(cli_timeline *tl, const pg_session *s) {
+    memset(tl, 0, sizeof *tl);
+    tl->n_layer = s->m->hp.n_layer;
+    tl->last = xcalloc((size_t)tl->n_layer, sizeof *tl->last);
+    for (int l = 0; s->off && l < tl->n_layer; l++) tl->last[l] = *pg_cache_stats(s->off->cache, l);
+}
+
+void cli_timeline_step(cli_timeline *tl, const pg_session *s, int n) {
+    if (!s->off || !tl->last) return;
+    const int L = tl->n_layer;
+    if (tl->n_steps == tl->cap) {
+        tl->cap = tl->cap ? 2 * tl->cap : 64;
+        tl->v = xrealloc(tl->v, (size_t)tl->cap * L * TL_FIELDS * sizeof *tl->v);
+        tl->stall_ms = xrealloc(tl->stall_ms, (size_t)tl->cap * L * sizeof *tl->stall_ms);
+        tl->tokens = xrealloc(tl->tokens, (size_t)tl->cap * sizeof *tl->tokens);
+    }
+    tl->tokens[tl->n_steps] = n;
+    for (int l = 0; l < L; l++) {
+        const pg_cache_layer_stats *now = pg_cache_stats(s->off->cache, l), *was = &tl->last[l];
+        uint32_t *v = tl->v + ((size_t)tl->n_steps * L + l) * TL_FIELDS;
+        v[TL_HITS] = (uint32_t)(now->hits - was->hits);
+        v[TL_LATE] = (uint32_t)(now->late - was->late);
+        v[TL_MISSES] = (uint32_t)(now->misses - was->misses);
+        v[TL_PREFETCH] = (uint32_t)(now->prefetch_issued - was->prefetch_issued);
+        v[TL_WASTED] = (uint32_t)(now->prefetch_wasted - was->prefetch_wasted);
+        v[TL_PRED_TRUE] = (uint32_t)(now->pred_true - was->pred_true);
+        v[TL_PRED_TOTAL] = (uint32_t)(now->pred_total - was->pred_total);
+        v[TL_ACTUAL] = (uint32_t)(now->actual_total - was->actual_total);
+        tl->stall_ms[(size_t)tl->n_steps * L + l] = (float)((now->stall_s - was->stall_s) * 1e3);
+        tl->last[l] = *now;
+    }
+    tl->n_steps++;
+}
+
+void cli_timeline_free(cli_timeline *tl) {
+    free(tl->v);
+    free(tl->stall_ms);
+    free(tl->tokens);
+    free(tl->last);
+    memset(tl, 0, sizeof *tl);
+}
+
+static void write_timeline_(FILE *f, const cli_timeline *tl) {
+    fprintf(f, ",\n  \"timeline\": {\"fields\": [\"hits\", \"late\", \"misses\", \"prefetch_issued\", "
+               "\"prefetch_wasted\", \"pred_true\", \"pred_total\", \"actual\", \"stall_ms\"],\n    \"steps\": [");
+    for (int t = 0; t < tl->n_steps; t++) {
+        fprintf(f, "%s\n      {\"tokens\": %d, \"layers\": [", t ? "," : "", tl->tokens[t]);
+        for (int l = 0; l < tl->n_layer; l++) {
+            const uint32_t *v = tl->v + ((size_t)t * tl->n_layer + l) * TL_FIELDS;
+            fprintf(f, "%s[", l ? ", " : "");
+            for (int k = 0; k < TL_FIELDS; k++) fprintf(f, "%u, ", v[k]);
+            fprintf(f, "%.3f]", tl->stall_ms[(size_t)t * tl->n_layer + l]);
+        }
+        fprintf(f, "]}");
+    }
+    fprintf(f, "\n    ]}");
+}
+
+int cli_write_stats_json(const char *path, const pg_session *s, int n_tokens, double seconds, const cli_timeline *tl,
+                         pg_error *e) {
     FILE *f = fopen(path, "w");
     if (!f) return pg_fail(e, "%s: cannot write: %s", path, strerror(errno));
     const pg_offload *o = s->off;
@@ -174,6 +233,7 @@ int cli_write_stats_json(const char *path, const pg_session *s, int n_tokens, do
                     ratio_(st->pred_true, st->pred_total), ratio_(st->pred_true, st->actual_total));
         }
         fprintf(f, "\n  ]");
+        if (tl && tl->n_steps) write_timeline_(f, tl);
     }
     fprintf(f, "\n}\n");
     if (fclose(f)) return pg_fail(e, "%s: write failed", path);

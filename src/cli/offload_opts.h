@@ -53,6 +53,26 @@ typedef struct {
 
 void cli_offload_totals(const pg_session *s, cli_totals *t);
 void cli_print_stats(FILE *f, const pg_session *s, int n_tokens, double seconds);
-int cli_write_stats_json(const char *path, const pg_session *s, int n_tokens, double seconds, pg_error *e);
+
+/* What each evaluation step (a prompt chunk or a generated token) did per
+ * layer: the counters' increase over the step, for the timeline picture
+ * (`pregate plot --stats`). */
+enum { TL_HITS, TL_LATE, TL_MISSES, TL_PREFETCH, TL_WASTED, TL_PRED_TRUE, TL_PRED_TOTAL, TL_ACTUAL, TL_FIELDS };
+typedef struct {
+    int n_layer, n_steps, cap;
+    uint32_t *v;          /* [n_steps][n_layer][TL_FIELDS] */
+    float *stall_ms;      /* [n_steps][n_layer] */
+    int *tokens;          /* [n_steps] tokens evaluated in the step */
+    pg_cache_layer_stats *last; /* [n_layer] counters at the end of the last step */
+} cli_timeline;
+
+/* Starts recording (after the offload state is attached). */
+void cli_timeline_init(cli_timeline *tl, const pg_session *s);
+/* Records the step that just ran (n tokens). No-op without offloading. */
+void cli_timeline_step(cli_timeline *tl, const pg_session *s, int n);
+void cli_timeline_free(cli_timeline *tl);
+/* tl may be NULL (no "timeline" member). */
+int cli_write_stats_json(const char *path, const pg_session *s, int n_tokens, double seconds, const cli_timeline *tl,
+                         pg_error *e);
 
 #endif

@@ -6,14 +6,14 @@
 #include <math.h>
 #include <stdlib.h>
 
-static const char *mode_names_[] = {"resident", "none", "next-layer-all", "pregate", "oracle", "learned"};
+static const char *mode_names_[] = {"resident", "none", "next-layer-all", "pregate", "oracle", "learned", "native"};
 
-const char *pg_prefetch_name(pg_prefetch_mode m) { return m <= PG_PREFETCH_LEARNED ? mode_names_[m] : "?"; }
+const char *pg_prefetch_name(pg_prefetch_mode m) { return m <= PG_PREFETCH_NATIVE ? mode_names_[m] : "?"; }
 
 int pg_prefetch_parse(const char *s, pg_prefetch_mode *out, pg_error *e) {
-    for (int i = 0; i <= PG_PREFETCH_LEARNED; i++)
+    for (int i = 0; i <= PG_PREFETCH_NATIVE; i++)
         if (!strcmp(s, mode_names_[i])) { *out = (pg_prefetch_mode)i; return 0; }
-    return pg_fail(e, "unknown prefetch mode '%s' (resident, none, next-layer-all, pregate, oracle, learned)", s);
+    return pg_fail(e, "unknown prefetch mode '%s' (resident, none, next-layer-all, pregate, oracle, learned, native)", s);
 }
 
 void pg_offload_params_default(pg_offload_params *p) {
@@ -67,6 +67,11 @@ pg_offload *pg_offload_new(pg_model *m, const pg_offload_params *p, pg_error *e)
         pg_fail(e, "learned prefetching needs a predictor of this model (--predictor FILE from `pregate calibrate`)");
         return NULL;
     }
+    if (p->mode == PG_PREFETCH_NATIVE && !m->hp.expert_pregated) {
+        pg_fail(e, "%s is not natively pre-gated (no ARCH.expert_pregated key): use --prefetch pregate or learned",
+                m->path);
+        return NULL;
+    }
     if (p->depth < 1 || p->depth > 2) {
         pg_fail(e, "prefetch depth must be 1 or 2, not %d", p->depth);
         return NULL;
@@ -87,6 +92,7 @@ pg_offload *pg_offload_new(pg_model *m, const pg_offload_params *p, pg_error *e)
     o->xn = xcalloc((size_t)PG_MAX_BATCH * D, sizeof(float));
     o->logits = xcalloc((size_t)PG_MAX_BATCH * E, sizeof(float));
     o->probs = xcalloc((size_t)E, sizeof(float));
+    o->sel_w = xcalloc((size_t)E, sizeof(float));
     o->idx = xcalloc((size_t)E, sizeof(int));
     o->pred = xcalloc((size_t)L * E, sizeof(int));
     o->n_pred = xcalloc((size_t)L, sizeof(int));
@@ -104,7 +110,8 @@ void pg_offload_free(pg_offload *o) {
     if (!o) return;
     pg_cache_free(o->cache);
     pg_store_close(o->store);
-    free(o->xn); free(o->logits); free(o->probs); free(o->idx); free(o->pred); free(o->n_pred);
+    free(o->xn); free(o->logits); free(o->probs);
+    free(o->sel_w); free(o->idx); free(o->pred); free(o->n_pred);
     free(o->have_pred); free(o->precision); free(o->uni); free(o->mark); free(o->ones);
     free(o);
 }

@@ -16,6 +16,10 @@
  *                         `pregate calibrate` from a trace), top k + extra
  *   PG_PREFETCH_ORACLE    the experts a recorded trace says layer l+1 will
  *                         use (upper bound; needs a trace of the same tokens)
+ *   PG_PREFETCH_NATIVE    a natively pre-gated model (model.h,
+ *                         expert_pregated): layer l+1's routing is computed
+ *                         exactly from layer l's FFN input, so the prefetch
+ *                         is the routing itself (layer 0: on demand)
  *   PG_PREFETCH_RESIDENT  no offloading: every expert from the mapping
  *
  * Layer 0 is predicted at the start of each step from the embeddings.
@@ -37,9 +41,10 @@ typedef enum {
     PG_PREFETCH_PREGATE,
     PG_PREFETCH_ORACLE,
     PG_PREFETCH_LEARNED,
+    PG_PREFETCH_NATIVE,
 } pg_prefetch_mode;
 
-/* "resident", "none", "next-layer-all", "pregate", "oracle", "learned" */
+/* "resident", "none", "next-layer-all", "pregate", "oracle", "learned", "native" */
 const char *pg_prefetch_name(pg_prefetch_mode m);
 int pg_prefetch_parse(const char *s, pg_prefetch_mode *out, pg_error *e);
 
@@ -74,7 +79,8 @@ typedef struct pg_offload {
     pg_store *store;
     pg_cache *cache;
     /* predictor scratch */
-    float *xn, *logits, *probs;  /* [D], [E], [E] */
+    float *xn, *logits, *probs;  /* [B][D], [B][E], [E] */
+    float *sel_w;                /* [E] routing weights (native: discarded) */
     int *idx;                    /* [E] */
     int *pred;                   /* [L][E]: predicted experts per layer (this step) */
     int *n_pred;                 /* [L] */
