@@ -4,8 +4,9 @@
  *    Hugging Face transformers: logits of a fixed token sequence within
  *    1e-4 and 32 greedy tokens identical, read from the safetensors
  *    directory and again after `convert` to GGUF;
- *  - the shipped demo MoE (models/demo-moe.gguf) against the PyTorch model
- *    it was exported from (tools/train_demo_moe.py);
+ *  - the shipped demo MoE (models/demo-moe.gguf) and its natively pre-gated
+ *    twin (models/demo-moe-pregated.gguf) against the PyTorch model each was
+ *    exported from (tools/train_demo_moe.py);
  *  - stories260K (llama2.c checkpoint, real trained weights, from the shared
  *    data folder) converted to GGUF: 200 greedy steps reproduce llama2.c's
  *    own expected output exactly.
@@ -109,6 +110,41 @@ static void test_demo_moe(void) {
     check_model_("demo-moe", "models/demo-moe.gguf", "tests/fixtures/demo-moe/reference.safetensors");
 }
 
+/* A tiny natively pre-gated model (tools/train_demo_moe.py --pregated, 30
+ * steps): its logits match the PyTorch module; read as a plain model (the
+ * flag cleared) they do not, so the flag really changes the routing. */
+static void test_pregated_tiny(void) {
+    const char *path = "tests/fixtures/pregated-tiny/model.gguf";
+    check_model_("pregated-tiny", path, "tests/fixtures/pregated-tiny/reference.safetensors");
+    pg_error e = {{0}};
+    pg_model *m = pg_model_open(path, &e);
+    CHECK(m && m->hp.expert_pregated, "pregated-tiny: flag not read: %s", m ? "unset" : e.msg);
+    if (!m) return;
+    int V = m->hp.vocab;
+    float *a = xmalloc((size_t)8 * V * sizeof(float)), *b = xmalloc((size_t)8 * V * sizeof(float));
+    int32_t toks[8] = {1, 50, 99, 150, 200, 250, 300, 350};
+    for (int pass = 0; pass < 2; pass++) {
+        m->hp.expert_pregated = pass == 0;
+        pg_session *s = pg_session_new(m, 16, 1, &e);
+        CHECK(s && pg_session_eval(s, toks, 8, pass ? b : a, &e) == 0, "%s", e.msg);
+        pg_session_free(s);
+    }
+    CHECK(memcmp(a, b, (size_t)8 * V * sizeof(float)) != 0, "pregated-tiny: the flag changes nothing");
+    free(a);
+    free(b);
+    pg_model_free(m);
+}
+
+/* The natively pre-gated twin (block l routes on block l-1's FFN input):
+ * against the training script's own module, which is its definition. */
+static void test_demo_moe_pregated(void) {
+    if (access("models/demo-moe-pregated.gguf", R_OK) ||
+        access("tests/fixtures/demo-moe-pregated/reference.safetensors", R_OK))
+        TEST_SKIP("models/demo-moe-pregated.gguf or its reference is missing");
+    check_model_("demo-moe-pregated", "models/demo-moe-pregated.gguf",
+                 "tests/fixtures/demo-moe-pregated/reference.safetensors");
+}
+
 static void test_stories260k(void) {
     char ckpt[512], tok[512], expect_path[512], out[512];
     snprintf(ckpt, sizeof ckpt, "%s/models/stories260K.bin", test_shared_data());
@@ -200,6 +236,8 @@ int main(void) {
     TEST_RUN(test_hf_fixtures);
     TEST_RUN(test_hf_fixtures_as_gguf);
     TEST_RUN(test_demo_moe);
+    TEST_RUN(test_pregated_tiny);
+    TEST_RUN(test_demo_moe_pregated);
     TEST_RUN(test_stories260k);
     TEST_RUN(test_llama_tiny_random_gguf);
     return test_summary("test_models");
