@@ -63,7 +63,10 @@ pg_isa pg_cpu_isa(void);
 void pg_kernels_fill_avx2(pg_kernel_table *t);
 void pg_kernels_fill_avx512(pg_kernel_table *t);
 
-/* Scalar references (also the portable fallback). */
+/* Scalar references (also the portable fallback); quants.h has those of the
+ * other quantized formats. pg_dot_ref(t): the reference dot of weight type t
+ * (NULL if none). */
+pg_dot_fn pg_dot_ref(pg_type t);
 float pg_dot_f32_ref(int n, const void *w, const void *x);
 float pg_dot_f16_ref(int n, const void *w, const void *x);
 float pg_dot_bf16_ref(int n, const void *w, const void *x);
@@ -85,6 +88,8 @@ void pg_mat_row_f32(const pg_mat *W, int r, float *y);
  * `scratch` must hold pg_matmul_scratch_bytes(W, T) bytes (or be NULL to
  * let the call allocate). */
 size_t pg_matmul_scratch_bytes(const pg_mat *W, int T);
+/* Enough scratch for any weight type with at most `cols` columns. */
+size_t pg_matmul_scratch_max_bytes(int cols, int T);
 void pg_matmul(pg_pool *pool, const pg_mat *W, int T, const float *X, int ldx, float *Y, int ldy,
                void *scratch);
 /* The same, one thread, scalar reference (for tests). */
