@@ -72,31 +72,31 @@ static inline uint32_t load_u32_(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* The 5-bit quants (0..31) of a Q5_0/Q5_1 block. */
-static inline void unpack_q5_(const uint8_t qh4[4], const uint8_t qs[16], int q[32]) {
+/* The 5-bit quants (0..31) of a Q5_0/Q5_1 block, minus `offset`. */
+static inline void unpack_q5_(const uint8_t qh4[4], const uint8_t qs[16], int offset, int8_t q[32]) {
     const uint32_t qh = load_u32_(qh4);
     for (int j = 0; j < 16; j++) {
-        q[j] = (qs[j] & 0xF) | (int)((qh >> j) & 1) << 4;
-        q[j + 16] = (qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+        q[j] = (int8_t)(((qs[j] & 0xF) | (int)((qh >> j) & 1) << 4) - offset);
+        q[j + 16] = (int8_t)(((qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4) - offset);
     }
 }
 
 static void dequant_q5_0_(int64_t nb, const void *vx, float *y) {
     const block_q5_0 *x = vx;
-    int q[32];
+    int8_t q[32];
     for (int64_t i = 0; i < nb; i++, y += 32) {
         const float d = h2f_(x[i].d);
-        unpack_q5_(x[i].qh, x[i].qs, q);
-        for (int j = 0; j < 32; j++) y[j] = (q[j] - 16) * d;
+        unpack_q5_(x[i].qh, x[i].qs, 16, q);
+        for (int j = 0; j < 32; j++) y[j] = q[j] * d;
     }
 }
 
 static void dequant_q5_1_(int64_t nb, const void *vx, float *y) {
     const block_q5_1 *x = vx;
-    int q[32];
+    int8_t q[32];
     for (int64_t i = 0; i < nb; i++, y += 32) {
         const float d = h2f_(x[i].d), m = h2f_(x[i].m);
-        unpack_q5_(x[i].qh, x[i].qs, q);
+        unpack_q5_(x[i].qh, x[i].qs, 0, q);
         for (int j = 0; j < 32; j++) y[j] = q[j] * d + m;
     }
 }
@@ -149,11 +149,13 @@ typedef struct {
     int16_t m[16];
 } kblock_;
 
-/* Q2_K/Q3_K 2-bit field of element e (0..255): each 128 elements use 32
- * bytes; element 32*s + l of the half is bits 2s..2s+1 of byte l. */
-static inline int q2bits_(const uint8_t *qs, int e) {
-    const int half = e / 128, s = (e % 128) / 32, l = e % 32;
-    return (qs[32 * half + l] >> (2 * s)) & 3;
+/* The 2-bit fields of Q2_K/Q3_K/TQ2_0 minus `offset`: each 128 elements
+ * use 32 bytes; element 32*s + l of the half is bits 2s..2s+1 of byte l.
+ * (Loops written so that the compiler vectorizes them.) */
+static inline void unpack_2bit_(const uint8_t *qs, int offset, int8_t *q) {
+    for (int half = 0; half < 2; half++)
+        for (int s = 0; s < 4; s++)
+            for (int l = 0; l < 32; l++) q[128 * half + 32 * s + l] = (int8_t)(((qs[32 * half + l] >> (2 * s)) & 3) - offset);
 }
 
 static void unpack_q2_K_(const void *vb, kblock_ *k) {
@@ -165,7 +167,7 @@ static void unpack_q2_K_(const void *vb, kblock_ *k) {
         k->sc[s] = b->scales[s] & 0xF;
         k->m[s] = b->scales[s] >> 4;
     }
-    for (int e = 0; e < PG_QK_K; e++) k->q[e] = (int8_t)q2bits_(b->qs, e);
+    unpack_2bit_(b->qs, 0, k->q);
 }
 
 /* Q3_K's 6-bit scale of sub-block s (0..15): low 4 bits in the nibble s/8 of
@@ -186,8 +188,9 @@ static void unpack_q3_K_(const void *vb, kblock_ *k) {
         k->m[s] = 0;
     }
     /* the high bit of element e is bit e/32 of hmask[e%32]; clear means -4 */
-    for (int e = 0; e < PG_QK_K; e++)
-        k->q[e] = (int8_t)(q2bits_(b->qs, e) - ((b->hmask[e % 32] >> (e / 32)) & 1 ? 0 : 4));
+    unpack_2bit_(b->qs, 0, k->q);
+    for (int g = 0; g < 8; g++)
+        for (int l = 0; l < 32; l++) k->q[32 * g + l] -= (int8_t)((~b->hmask[l] >> g) & 1) << 2;
 }
 
 /* Q4_K/Q5_K's 6-bit scale and min of sub-block j (0..7) of 32. */
@@ -213,10 +216,11 @@ static void unpack_q4_K_(const void *vb, kblock_ *k) {
         k->m[2 * j] = k->m[2 * j + 1] = (int16_t)m;
     }
     /* each 64 elements: 32 bytes, low nibbles then high nibbles */
-    for (int e = 0; e < PG_QK_K; e++) {
-        const uint8_t byte = b->qs[32 * (e / 64) + e % 32];
-        k->q[e] = (int8_t)((e % 64) < 32 ? byte & 0xF : byte >> 4);
-    }
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            k->q[64 * c + l] = (int8_t)(b->qs[32 * c + l] & 0xF);
+            k->q[64 * c + 32 + l] = (int8_t)(b->qs[32 * c + l] >> 4);
+        }
 }
 
 static void unpack_q5_K_(const void *vb, kblock_ *k) {
@@ -230,12 +234,12 @@ static void unpack_q5_K_(const void *vb, kblock_ *k) {
         k->sc[2 * j] = k->sc[2 * j + 1] = (int16_t)sc;
         k->m[2 * j] = k->m[2 * j + 1] = (int16_t)m;
     }
-    /* the fifth bit of element e: bit (e/32) of qh[e%32] */
-    for (int e = 0; e < PG_QK_K; e++) {
-        const uint8_t byte = b->qs[32 * (e / 64) + e % 32];
-        const int lo = (e % 64) < 32 ? byte & 0xF : byte >> 4;
-        k->q[e] = (int8_t)(lo | ((b->qh[e % 32] >> (e / 32)) & 1) << 4);
-    }
+    /* nibbles as Q4_K; the fifth bit of element e: bit (e/32) of qh[e%32] */
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            k->q[64 * c + l] = (int8_t)((b->qs[32 * c + l] & 0xF) | ((b->qh[l] >> (2 * c)) & 1) << 4);
+            k->q[64 * c + 32 + l] = (int8_t)((b->qs[32 * c + l] >> 4) | ((b->qh[l] >> (2 * c + 1)) & 1) << 4);
+        }
 }
 
 static void unpack_q6_K_(const void *vb, kblock_ *k) {
@@ -249,12 +253,15 @@ static void unpack_q6_K_(const void *vb, kblock_ *k) {
     }
     /* each 128 elements: 64 bytes of ql, 32 of qh. Element 32*s + l of the
      * half: nibble s/2 of ql[l + 32*(s%2)], and bits 2s of qh[l]. */
-    for (int e = 0; e < PG_QK_K; e++) {
-        const int half = e / 128, s = (e % 128) / 32, l = e % 32;
-        const uint8_t lb = b->ql[64 * half + l + 32 * (s % 2)];
-        const int lo = s < 2 ? lb & 0xF : lb >> 4;
-        const int hi = (b->qh[32 * half + l] >> (2 * s)) & 3;
-        k->q[e] = (int8_t)((lo | hi << 4) - 32);
+    for (int half = 0; half < 2; half++) {
+        const uint8_t *ql = b->ql + 64 * half, *qh = b->qh + 32 * half;
+        int8_t *q = k->q + 128 * half;
+        for (int l = 0; l < 32; l++) {
+            q[l] = (int8_t)(((ql[l] & 0xF) | ((qh[l] >> 0) & 3) << 4) - 32);
+            q[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | ((qh[l] >> 2) & 3) << 4) - 32);
+            q[l + 64] = (int8_t)(((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32);
+            q[l + 96] = (int8_t)(((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32);
+        }
     }
 }
 
@@ -290,7 +297,7 @@ static void unpack_tq2_0_(const void *vb, kblock_ *k) {
     k->has_min = 0;
     for (int s = 0; s < 16; s++) k->sc[s] = 1, k->m[s] = 0;
     /* each 128 elements: 32 bytes; element 32*t + m is bits 2t of byte m */
-    for (int e = 0; e < PG_QK_K; e++) k->q[e] = (int8_t)(q2bits_(b->qs, e) - 1);
+    unpack_2bit_(b->qs, 1, k->q);
 }
 
 static void unpack_iq4_xs_(const void *vb, kblock_ *k) {
@@ -377,15 +384,24 @@ float pg_dot_iq4_xs_ref(int n, const void *w, const void *x) {
 
 /* ---- dot products of the 32-element formats ------------------------------------------ */
 
+/* Exact sum of q[j] * y[j] over one 32-block (vectorizes). */
+static inline int dot32_i8_(const int8_t *q, const int8_t *y) {
+    int sumi = 0;
+    for (int j = 0; j < 32; j++) sumi += q[j] * y[j];
+    return sumi;
+}
+
 float pg_dot_q4_0_ref(int n, const void *w, const void *x) {
     const block_q4_0 *a = w;
     const block_q8_0 *b = x;
     float s = 0;
+    int8_t q[32];
     for (int i = 0; i < n / 32; i++) {
-        int sumi = 0;
-        for (int j = 0; j < 16; j++)
-            sumi += ((a[i].qs[j] & 0xF) - 8) * b[i].qs[j] + ((a[i].qs[j] >> 4) - 8) * b[i].qs[j + 16];
-        s += sumi * (h2f_(a[i].d) * h2f_(b[i].d));
+        for (int j = 0; j < 16; j++) {
+            q[j] = (int8_t)((a[i].qs[j] & 0xF) - 8);
+            q[j + 16] = (int8_t)((a[i].qs[j] >> 4) - 8);
+        }
+        s += dot32_i8_(q, b[i].qs) * (h2f_(a[i].d) * h2f_(b[i].d));
     }
     return s;
 }
@@ -394,12 +410,14 @@ float pg_dot_q4_1_ref(int n, const void *w, const void *x) {
     const block_q4_1 *a = w;
     const block_q8_1 *b = x;
     float s = 0;
+    int8_t q[32];
     for (int i = 0; i < n / 32; i++) {
-        int sumi = 0;
-        for (int j = 0; j < 16; j++)
-            sumi += (a[i].qs[j] & 0xF) * b[i].qs[j] + (a[i].qs[j] >> 4) * b[i].qs[j + 16];
+        for (int j = 0; j < 16; j++) {
+            q[j] = (int8_t)(a[i].qs[j] & 0xF);
+            q[j + 16] = (int8_t)(a[i].qs[j] >> 4);
+        }
         /* sum (d q + m) dy qy = d dy sumi + m (dy sum qy) */
-        s += sumi * (h2f_(a[i].d) * h2f_(b[i].d)) + h2f_(a[i].m) * h2f_(b[i].s);
+        s += dot32_i8_(q, b[i].qs) * (h2f_(a[i].d) * h2f_(b[i].d)) + h2f_(a[i].m) * h2f_(b[i].s);
     }
     return s;
 }
@@ -407,13 +425,11 @@ float pg_dot_q4_1_ref(int n, const void *w, const void *x) {
 float pg_dot_q5_0_ref(int n, const void *w, const void *x) {
     const block_q5_0 *a = w;
     const block_q8_0 *b = x;
-    int q[32];
+    int8_t q[32];
     float s = 0;
     for (int i = 0; i < n / 32; i++) {
-        unpack_q5_(a[i].qh, a[i].qs, q);
-        int sumi = 0;
-        for (int j = 0; j < 32; j++) sumi += (q[j] - 16) * b[i].qs[j];
-        s += sumi * (h2f_(a[i].d) * h2f_(b[i].d));
+        unpack_q5_(a[i].qh, a[i].qs, 16, q);
+        s += dot32_i8_(q, b[i].qs) * (h2f_(a[i].d) * h2f_(b[i].d));
     }
     return s;
 }
@@ -421,13 +437,11 @@ float pg_dot_q5_0_ref(int n, const void *w, const void *x) {
 float pg_dot_q5_1_ref(int n, const void *w, const void *x) {
     const block_q5_1 *a = w;
     const block_q8_1 *b = x;
-    int q[32];
+    int8_t q[32];
     float s = 0;
     for (int i = 0; i < n / 32; i++) {
-        unpack_q5_(a[i].qh, a[i].qs, q);
-        int sumi = 0;
-        for (int j = 0; j < 32; j++) sumi += q[j] * b[i].qs[j];
-        s += sumi * (h2f_(a[i].d) * h2f_(b[i].d)) + h2f_(a[i].m) * h2f_(b[i].s);
+        unpack_q5_(a[i].qh, a[i].qs, 0, q);
+        s += dot32_i8_(q, b[i].qs) * (h2f_(a[i].d) * h2f_(b[i].d)) + h2f_(a[i].m) * h2f_(b[i].s);
     }
     return s;
 }
@@ -436,12 +450,13 @@ float pg_dot_mxfp4_ref(int n, const void *w, const void *x) {
     const block_mxfp4 *a = w;
     const block_q8_0 *b = x;
     float s = 0;
+    int8_t q[32];
     for (int i = 0; i < n / 32; i++) {
-        int sumi = 0;
-        for (int j = 0; j < 16; j++)
-            sumi += pg_kvalues_mxfp4[a[i].qs[j] & 0xF] * b[i].qs[j] +
-                    pg_kvalues_mxfp4[a[i].qs[j] >> 4] * b[i].qs[j + 16];
-        s += sumi * (pg_e8m0_to_f32_half(a[i].e) * h2f_(b[i].d));
+        for (int j = 0; j < 16; j++) {
+            q[j] = pg_kvalues_mxfp4[a[i].qs[j] & 0xF];
+            q[j + 16] = pg_kvalues_mxfp4[a[i].qs[j] >> 4];
+        }
+        s += dot32_i8_(q, b[i].qs) * (pg_e8m0_to_f32_half(a[i].e) * h2f_(b[i].d));
     }
     return s;
 }
@@ -450,12 +465,13 @@ float pg_dot_iq4_nl_ref(int n, const void *w, const void *x) {
     const block_iq4_nl *a = w;
     const block_q8_0 *b = x;
     float s = 0;
+    int8_t q[32];
     for (int i = 0; i < n / 32; i++) {
-        int sumi = 0;
-        for (int j = 0; j < 16; j++)
-            sumi += pg_kvalues_iq4nl[a[i].qs[j] & 0xF] * b[i].qs[j] +
-                    pg_kvalues_iq4nl[a[i].qs[j] >> 4] * b[i].qs[j + 16];
-        s += sumi * (h2f_(a[i].d) * h2f_(b[i].d));
+        for (int j = 0; j < 16; j++) {
+            q[j] = pg_kvalues_iq4nl[a[i].qs[j] & 0xF];
+            q[j + 16] = pg_kvalues_iq4nl[a[i].qs[j] >> 4];
+        }
+        s += dot32_i8_(q, b[i].qs) * (h2f_(a[i].d) * h2f_(b[i].d));
     }
     return s;
 }
