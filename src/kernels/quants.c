@@ -36,13 +36,20 @@ float pg_e8m0_to_f32_half(uint8_t e) {
 
 static inline float h2f_(uint16_t h) { return pg_f16_to_f32(h); }
 
-/* Round half away from zero, then clamp to [lo, hi]; NaN gives lo. Safe to
- * cast the result to an integer type. */
+/* roundf(v) (half away from zero) clamped to [lo, hi]; NaN gives lo. Inline
+ * (roundf is a library call without SSE4.1): floor plus the fraction test,
+ * exact for the clamped range. */
 static inline int round_clamp_(float v, int lo, int hi) {
     if (!(v >= (float)lo)) return lo;
     if (v >= (float)hi) return hi;
-    return (int)roundf(v);
+    const float a = v < 0 ? -v : v;
+    int r = (int)a;
+    r += a - (float)r >= 0.5f;
+    return v < 0 ? -r : r;
 }
+
+static inline float max_(float a, float b) { return a > b ? a : b; }
+static inline float min_(float a, float b) { return a < b ? a : b; }
 
 /* ---- 32-element formats ----------------------------------------------------------- */
 
@@ -482,7 +489,7 @@ void pg_quantize_q8_1_ref(int n, const float *x, block_q8_1 *y) {
     PG_ASSERT(n % PG_QK8_1 == 0);
     for (int i = 0; i < n / PG_QK8_1; i++, x += PG_QK8_1) {
         float amax = 0;
-        for (int j = 0; j < PG_QK8_1; j++) amax = fmaxf(amax, fabsf(x[j]));
+        for (int j = 0; j < PG_QK8_1; j++) amax = max_(amax, fabsf(x[j]));
         const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
         int sum = 0;
         for (int j = 0; j < PG_QK8_1; j++) {
@@ -552,7 +559,7 @@ static void quant_q4_0_(int64_t nb, const float *x, void *vy) {
 
 static void minmax_(int n, const float *x, float *lo, float *hi) {
     *lo = INFINITY, *hi = -INFINITY;
-    for (int j = 0; j < n; j++) *lo = fminf(*lo, x[j]), *hi = fmaxf(*hi, x[j]);
+    for (int j = 0; j < n; j++) *lo = min_(*lo, x[j]), *hi = max_(*hi, x[j]);
 }
 
 static void quant_q4_1_(int64_t nb, const float *x, void *vy) {
@@ -620,9 +627,9 @@ static void quant_q8_K_(int64_t nb, const float *x, void *y) {
 /* Importance of each element in a least-squares fit: the big ones matter
  * more, but not only they (ggml weighs its K-quant fits the same way). */
 static void fit_weights_(int n, const float *x, float *w) {
-    double s2 = 0;
-    for (int j = 0; j < n; j++) s2 += (double)x[j] * x[j];
-    const float av = (float)sqrt(s2 / n);
+    float s2 = 0;
+    for (int j = 0; j < n; j++) s2 += x[j] * x[j];
+    const float av = sqrtf(s2 / n);
     for (int j = 0; j < n; j++) w[j] = av + fabsf(x[j]);
 }
 
@@ -642,24 +649,26 @@ static void fit_affine_(int n, int nmax, const float *x, const float *w, float *
         /* k = -1: the plain grid; then nmax - 1 .. nmax + 1 in steps of 0.1 */
         const float steps = k < 0 ? (float)nmax : nmax - 1.0f + 0.1f * k;
         const float iscale = steps / (hi - lo);
-        double sw = 0, sl = 0, sl2 = 0, sx = 0, slx = 0;
-        uint8_t L[32];
+        /* branch-free so that it vectorizes: the argument is >= 0, so
+         * truncating v + 0.5 rounds (ties up; this is only the search) */
+        float sw = 0, sl = 0, sl2 = 0, sx = 0, slx = 0, L[32];
         for (int j = 0; j < n; j++) {
-            L[j] = (uint8_t)round_clamp_(iscale * (x[j] - lo), 0, nmax);
+            const int l = (int)(iscale * (x[j] - lo) + 0.5f);
+            L[j] = (float)(l < nmax ? l : nmax);
             sw += w[j], sl += w[j] * L[j], sl2 += w[j] * L[j] * L[j];
             sx += w[j] * x[j], slx += w[j] * L[j] * x[j];
         }
-        const double D = sw * sl2 - sl * sl;
+        const float D = sw * sl2 - sl * sl;
         if (!(D > 0)) continue;
-        double a = (sw * slx - sx * sl) / D, b = (sl2 * sx - sl * slx) / D;
+        float a = (sw * slx - sx * sl) / D, b = (sl2 * sx - sl * slx) / D;
         if (b > 0) b = 0, a = slx / sl2;
         if (!(a > 0)) continue;
-        double err = 0;
+        float err = 0;
         for (int j = 0; j < n; j++) {
-            const double e = a * L[j] + b - x[j];
+            const float e = a * L[j] + b - x[j];
             err += w[j] * e * e;
         }
-        if (err < best) best = (float)err, *a_out = (float)a, *b_out = (float)b;
+        if (err < best) best = err, *a_out = a, *b_out = b;
     }
 }
 
@@ -670,18 +679,20 @@ static float fit_symmetric_(int n, int nmax, const float *x, const float *w) {
     float amax;
     const float max = absmax_signed_(n, x, &amax);
     if (amax == 0) return 0;
-    double best = -1;
-    float a = 0;
+    float best = -1, a = 0;
     for (int k = -9; k <= 9; k++) {
         const float iscale = -(nmax + 0.1f * k) / max;
-        double slx = 0, sl2 = 0;
+        float slx = 0, sl2 = 0;
         for (int j = 0; j < n; j++) {
-            const int l = round_clamp_(iscale * x[j], -nmax, nmax - 1);
+            /* round half to even with the 1.5 * 2^23 trick (|v| <= nmax + 1, so
+             * exact), clamp: branch-free, so that it vectorizes */
+            float l = (iscale * x[j] + 12582912.0f) - 12582912.0f;
+            l = l < -nmax ? -nmax : l > nmax - 1 ? nmax - 1 : l;
             slx += w[j] * l * x[j];
             sl2 += w[j] * l * l;
         }
         /* the weighted error is sum w x^2 - slx^2 / sl2 at the best a */
-        if (sl2 > 0 && slx * slx / sl2 > best) best = slx * slx / sl2, a = (float)(slx / sl2);
+        if (sl2 > 0 && slx * slx / sl2 > best) best = slx * slx / sl2, a = slx / sl2;
     }
     return a;
 }
@@ -705,17 +716,22 @@ static float fit_grid_(int n, const int8_t grid[16], const float *x, const float
     float amax;
     const float max = absmax_signed_(n, x, &amax);
     if (amax == 0) return 0;
-    double best = -1;
-    float d = max / grid[0];
+    /* the nearest grid value of u is grid[0] plus the steps whose midpoint
+     * lies below u: branch-free, so that it vectorizes */
+    float mid[15], step[15];
+    for (int k = 0; k < 15; k++) mid[k] = 0.5f * (grid[k] + grid[k + 1]), step[k] = (float)(grid[k + 1] - grid[k]);
+    float best = -1, d = max / grid[0];
     for (int k = -7; k <= 7; k++) {
         const float id = (grid[0] + k) / max;
-        double sxv = 0, sv2 = 0;
+        float sxv = 0, sv2 = 0;
         for (int j = 0; j < n; j++) {
-            const int v = grid[nearest_index_(grid, id * x[j])];
+            const float u = id * x[j];
+            float v = grid[0];
+            for (int m = 0; m < 15; m++) v += u > mid[m] ? step[m] : 0.0f;
             sxv += w[j] * v * x[j];
             sv2 += w[j] * v * v;
         }
-        if (sv2 > 0 && sxv * sxv / sv2 > best) best = sxv * sxv / sv2, d = (float)(sxv / sv2);
+        if (sv2 > 0 && sxv * sxv / sv2 > best) best = sxv * sxv / sv2, d = sxv / sv2;
     }
     return d;
 }
@@ -736,7 +752,7 @@ static void pack_2bit_(const uint8_t L[256], uint8_t qs[64]) {
 static uint16_t quant_scales_(int n, const float *a, int nbits, uint8_t *ls) {
     const int lmax = (1 << nbits) - 1;
     float amax = 0;
-    for (int j = 0; j < n; j++) amax = fmaxf(amax, a[j]);
+    for (int j = 0; j < n; j++) amax = max_(amax, a[j]);
     const uint16_t dh = pg_f32_to_f16(amax / lmax);
     const float d = h2f_(dh), id = d > 0 ? 1.0f / d : 0.0f;
     for (int j = 0; j < n; j++) ls[j] = (uint8_t)round_clamp_(a[j] * id, 0, lmax);
@@ -888,7 +904,7 @@ static void quant_q6_K_(int64_t nb, const float *x, void *vy) {
 /* Ternary: d = max |x|, t = round(x / d) + 1 in 0..2. */
 static float ternary_(const float *x, uint8_t *t) {
     float amax = 0;
-    for (int j = 0; j < PG_QK_K; j++) amax = fmaxf(amax, fabsf(x[j]));
+    for (int j = 0; j < PG_QK_K; j++) amax = max_(amax, fabsf(x[j]));
     const float id = amax ? 1.0f / amax : 0.0f;
     for (int j = 0; j < PG_QK_K; j++) t[j] = (uint8_t)(round_clamp_(x[j] * id, -1, 1) + 1);
     return amax;
@@ -932,7 +948,7 @@ static void quant_mxfp4_(int64_t nb, const float *x, void *vy) {
     static const int8_t pos[16] = {0, 1, 2, 3, 4, 6, 8, 12, 12, 12, 12, 12, 12, 12, 12, 12};
     for (int64_t i = 0; i < nb; i++, x += 32) {
         float amax = 0;
-        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        for (int j = 0; j < 32; j++) amax = max_(amax, fabsf(x[j]));
         memset(&y[i], 0, sizeof y[i]);
         if (!(amax > 0) || !isfinite(amax)) continue;
         /* 2^(e-127) * 6 >= amax for e = floor(log2 amax) - 2 + 127 + {0, 1} */
