@@ -74,8 +74,7 @@ pg_session *pg_session_new_seqs(pg_model *m, int n_ctx, int n_seq, int n_threads
     s->seq_last = xcalloc((size_t)n_seq, sizeof(int));
     s->logits = xcalloc((size_t)hp->vocab, sizeof(float));
     /* the widest input any matmul sees, in the widest activation format */
-    pg_mat widest = {.type = PG_TYPE_Q8_0, .rows = 1, .cols = (max_i_(max_i_(D, qd), F) + 31) / 32 * 32};
-    s->mm_scratch = xmalloc(pg_matmul_scratch_bytes(&widest, B) + 64);
+    s->mm_scratch = xmalloc(pg_matmul_scratch_max_bytes(max_i_(max_i_(D, qd), F), B) + 64);
     s->att_scratch = xcalloc((size_t)pg_pool_size(s->pool) * n_ctx, sizeof(float));
     return s;
 }

@@ -171,7 +171,8 @@ static int vec_(loader *ld, wkind k, int layer, int n, bool required, const floa
 static int computable_(loader *ld, const pg_tensor *t) {
     if (pgk.dot[t->type]) return 0;
     return pg_fail(ld->e, "%s: tensor '%s' has type %s, which pregate cannot compute yet "
-                          "(supported: F32, F16, BF16, Q8_0)",
+                          "(supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, "
+                          "TQ1_0, TQ2_0, MXFP4, IQ4_NL, IQ4_XS)",
                    ld->path, t->name, pg_type_name(t->type));
 }
 

@@ -1,7 +1,8 @@
 /* synth.c - see synth.h.
  *
  * Each tensor's data is a sequence of "units" of 32 consecutive elements (one
- * Q8_0 block; for float types 32 elements, the last unit maybe shorter).
+ * Q8_0 block; for float types 32 elements, the last unit maybe shorter), or
+ * of one block for the 256-element formats.
  * Element i of tensor t is a pure function of (seed, t, i), so any byte range
  * the writer asks for is produced by generating the units it overlaps; whole
  * units go straight into the writer's buffer, split units at the edges
@@ -25,6 +26,7 @@
 #endif
 
 #define UNIT 32
+#define UNIT_MAX 256 /* a K-quant block */
 #define GOLDEN 0x9e3779b97f4a7c15ull
 
 static inline uint64_t mix64_(uint64_t z) {
@@ -44,6 +46,7 @@ typedef struct {
     int64_t nel;       /* elements */
     float amp;         /* uniform in (-amp, amp) */
     uint64_t key;      /* per-tensor stream key */
+    int unit_n;        /* elements of a full unit */
     size_t unit_bytes; /* bytes of a full unit */
 } synth_tensor;
 
@@ -78,13 +81,13 @@ __attribute__((target("avx,f16c"))) static void unit_to_f16_f16c_(const float *f
 
 /* Writes unit u (elements [32u, min(32u+32, nel))) to dst; returns its bytes. */
 static size_t gen_unit_(const synth_tensor *st, int64_t u, uint8_t *dst) {
-    float f[UNIT];
-    int64_t i0 = u * UNIT;
-    int n = st->nel - i0 < UNIT ? (int)(st->nel - i0) : UNIT;
+    float f[UNIT_MAX];
+    int64_t i0 = u * st->unit_n;
+    int n = st->nel - i0 < st->unit_n ? (int)(st->nel - i0) : st->unit_n;
     if (st->kind == FILL_ONES)
         for (int k = 0; k < n; k++) f[k] = 1.0f;
     else
-        for (int k = 0; k < UNIT; k += 2) rand_pair_(st, i0 + k, f + k); /* the tail of a short unit is unused */
+        for (int k = 0; k < st->unit_n; k += 2) rand_pair_(st, i0 + k, f + k); /* the tail of a short unit is unused */
     switch (st->type) {
     case PG_TYPE_F32:
         memcpy(dst, f, (size_t)n * 4);
@@ -114,14 +117,17 @@ static size_t gen_unit_(const synth_tensor *st, int64_t u, uint8_t *dst) {
         memcpy(dst, &b, sizeof b);
         return sizeof b;
     }
-    default: PG_ASSERT(!"synth: unsupported type"); return 0;
+    default: /* the other quantized formats: one block (row lengths are multiples of it) */
+        PG_ASSERT(n == st->unit_n);
+        pg_quantize_row_ref(st->type, n, f, dst);
+        return st->unit_bytes;
     }
 }
 
 /* Bytes [off, off+len) of the tensor from units [u0, u1). */
 static void gen_range_(const synth_tensor *st, uint64_t off, uint8_t *buf, size_t len, int64_t u0, int64_t u1) {
     uint64_t ub = st->unit_bytes, end = off + len;
-    uint8_t tmp[sizeof(float) * UNIT];
+    uint8_t tmp[sizeof(float) * UNIT_MAX];
     for (int64_t u = u0; u < u1; u++) {
         uint64_t us = (uint64_t)u * ub;
         if (us >= off && us + ub <= end) {
@@ -198,9 +204,11 @@ int pg_synth_check(const pg_synth_params *p, pg_error *e) {
     if (p->vocab < PG_SYNTH_MIN_VOCAB || p->vocab > (1 << 24))
         return pg_fail(e, "synth: vocab %d (must be %d..16777216: 256 bytes + <|endoftext|>)", p->vocab,
                        PG_SYNTH_MIN_VOCAB);
-    if (p->type != PG_TYPE_F32 && p->type != PG_TYPE_F16 && p->type != PG_TYPE_BF16 && p->type != PG_TYPE_Q8_0)
-        return pg_fail(e, "synth: type %s cannot be synthesized (F32, F16, BF16 or Q8_0)", pg_type_name(p->type));
-    if (p->type == PG_TYPE_Q8_0) {
+    if (!p->quant && p->type != PG_TYPE_F32 && p->type != PG_TYPE_F16 && p->type != PG_TYPE_BF16 &&
+        p->type != PG_TYPE_Q8_0)
+        return pg_fail(e, "synth: type %s cannot be synthesized (F32, F16, BF16, Q8_0, or a pregate quantize type)",
+                       pg_type_name(p->type));
+    if (!p->quant && p->type == PG_TYPE_Q8_0) {
         const char *what = NULL;
         long long v = 0;
         if (p->dim % 32) what = "dim", v = p->dim;
@@ -213,22 +221,101 @@ int pg_synth_check(const pg_synth_params *p, pg_error *e) {
     return 0;
 }
 
+/* ---- the tensors ---- */
+
+typedef enum { CLASS_DENSE, CLASS_EXPERT, CLASS_NORM } tensor_class;
+
+/* Called for every tensor of the model, in file order. */
+typedef void (*plan_fn)(void *ctx, const char *name, pg_type type, fill_kind kind, tensor_class c, int n_dims,
+                        int64_t ne0, int64_t ne1, int64_t ne2);
+
+/* Norms and routers F32; matrices p->type, or what pregate quantize's rules
+ * give them for p->quant. */
+static pg_type tensor_type_(const pg_synth_params *p, const char *name, fill_kind kind, int n_dims, int64_t ne0,
+                            int64_t ne1, int64_t ne2) {
+    if (kind == FILL_ONES || strstr(name, "ffn_gate_inp")) return PG_TYPE_F32;
+    if (!p->quant) return p->type;
+    pg_tensor t = {.name = (char *)name, .n_dims = n_dims, .ne = {ne0, ne1, ne2, 1}};
+    return pg_quantize_tensor_type(p->quant, &t, p->n_layer, p->n_expert, true);
+}
+
+static void plan_(const pg_synth_params *p, plan_fn fn, void *ctx) {
+    const bool qwen = p->arch == PG_SYNTH_QWEN3MOE;
+    const int D = p->dim, V = p->vocab, E = p->n_expert, F = p->expert_ffn, hd = head_dim_(p);
+    const int Q = hd * p->n_head, KV = hd * p->n_head_kv;
+    char name[128];
+#define T_(nm, kind, c, nd, a, b, cc)                                                                     \
+    fn(ctx, nm, tensor_type_(p, nm, kind, nd, a, b, cc), kind, c, nd, a, b, cc)
+    T_("token_embd.weight", FILL_RANDOM, CLASS_DENSE, 2, D, V, 1);
+    T_("output_norm.weight", FILL_ONES, CLASS_NORM, 1, D, 1, 1);
+    T_("output.weight", FILL_RANDOM, CLASS_DENSE, 2, D, V, 1);
+    for (int l = 0; l < p->n_layer; l++) {
+#define N(s) (snprintf(name, sizeof name, "blk.%d." s, l), name)
+        T_(N("attn_norm.weight"), FILL_ONES, CLASS_NORM, 1, D, 1, 1);
+        T_(N("attn_q.weight"), FILL_RANDOM, CLASS_DENSE, 2, D, Q, 1);
+        T_(N("attn_k.weight"), FILL_RANDOM, CLASS_DENSE, 2, D, KV, 1);
+        T_(N("attn_v.weight"), FILL_RANDOM, CLASS_DENSE, 2, D, KV, 1);
+        T_(N("attn_output.weight"), FILL_RANDOM, CLASS_DENSE, 2, Q, D, 1);
+        if (qwen) {
+            T_(N("attn_q_norm.weight"), FILL_ONES, CLASS_NORM, 1, hd, 1, 1);
+            T_(N("attn_k_norm.weight"), FILL_ONES, CLASS_NORM, 1, hd, 1, 1);
+        }
+        T_(N("ffn_norm.weight"), FILL_ONES, CLASS_NORM, 1, D, 1, 1);
+        T_(N("ffn_gate_inp.weight"), FILL_RANDOM, CLASS_DENSE, 2, D, E, 1);
+        T_(N("ffn_gate_exps.weight"), FILL_RANDOM, CLASS_EXPERT, 3, D, F, E);
+        T_(N("ffn_up_exps.weight"), FILL_RANDOM, CLASS_EXPERT, 3, D, F, E);
+        T_(N("ffn_down_exps.weight"), FILL_RANDOM, CLASS_EXPERT, 3, F, D, E);
+#undef N
+    }
+#undef T_
+}
+
+typedef struct {
+    pg_synth_sizes *s;
+    int n_expert;
+    uint64_t layer_expert; /* bytes of the current layer's 3 expert tensors */
+    int n_in_layer;
+    bool bad;              /* a row length does not fit its type */
+    char bad_name[128];
+    pg_type bad_type;
+    int64_t bad_cols;
+} sizes_ctx;
+
+static void size_one_(void *vctx, const char *name, pg_type type, fill_kind kind, tensor_class c, int n_dims,
+                      int64_t ne0, int64_t ne1, int64_t ne2) {
+    sizes_ctx *x = vctx;
+    const uint64_t rb = pg_row_bytes(type, ne0);
+    if (!rb && !x->bad) {
+        x->bad = true;
+        snprintf(x->bad_name, sizeof x->bad_name, "%s", name);
+        x->bad_type = type;
+        x->bad_cols = ne0;
+    }
+    const uint64_t bytes = rb * (uint64_t)(n_dims > 1 ? ne1 : 1) * (uint64_t)(n_dims > 2 ? ne2 : 1);
+    x->s->data_bytes += bytes;
+    x->s->n_tensors++;
+    if (c == CLASS_DENSE) x->s->dense_bytes += bytes;
+    if (c == CLASS_EXPERT) {
+        x->s->expert_bytes += bytes;
+        x->layer_expert += bytes;
+        if (++x->n_in_layer == 3) { /* the largest expert of any layer (layers may differ in type) */
+            const uint64_t per = x->layer_expert / (uint64_t)x->n_expert;
+            if (per > x->s->bytes_per_expert) x->s->bytes_per_expert = per;
+            x->layer_expert = 0;
+            x->n_in_layer = 0;
+        }
+    }
+    (void)kind;
+}
+
 int pg_synth_sizes_of(const pg_synth_params *p, pg_synth_sizes *s, pg_error *e) {
     memset(s, 0, sizeof *s);
     if (pg_synth_check(p, e)) return -1;
-    uint64_t D = (uint64_t)p->dim, V = (uint64_t)p->vocab, E = (uint64_t)p->n_expert, F = (uint64_t)p->expert_ffn;
-    uint64_t hd = (uint64_t)head_dim_(p), Q = hd * (uint64_t)p->n_head, KV = hd * (uint64_t)p->n_head_kv;
-    uint64_t rD = pg_row_bytes(p->type, (int64_t)D), rQ = pg_row_bytes(p->type, (int64_t)Q),
-             rF = pg_row_bytes(p->type, (int64_t)F);
-    uint64_t L = (uint64_t)p->n_layer;
-    s->bytes_per_expert = 2 * F * rD + D * rF;
-    s->expert_bytes = L * E * s->bytes_per_expert;
-    uint64_t attn = Q * rD + 2 * KV * rD + D * rQ;
-    uint64_t router = E * D * 4;
-    s->dense_bytes = 2 * V * rD + L * (attn + router);
-    uint64_t norms = D * 4 + L * 2 * D * 4 + (p->arch == PG_SYNTH_QWEN3MOE ? L * 2 * hd * 4 : 0);
-    s->data_bytes = s->dense_bytes + s->expert_bytes + norms;
-    s->n_tensors = 3 + p->n_layer * (p->arch == PG_SYNTH_QWEN3MOE ? 12 : 10);
+    sizes_ctx x = {.s = s, .n_expert = p->n_expert};
+    plan_(p, size_one_, &x);
+    if (x.bad)
+        return pg_fail(e, "synth: tensor '%s' has rows of %" PRId64 ", not a multiple of the block of %s", x.bad_name,
+                       x.bad_cols, pg_type_name(x.bad_type));
     return 0;
 }
 
@@ -296,8 +383,9 @@ typedef struct {
     uint64_t seed;
 } builder;
 
-static void add_(builder *b, const char *name, pg_type type, fill_kind kind, int n_dims, int64_t ne0, int64_t ne1,
-                 int64_t ne2) {
+static void add_(void *vb, const char *name, pg_type type, fill_kind kind, tensor_class c, int n_dims, int64_t ne0,
+                 int64_t ne1, int64_t ne2) {
+    builder *b = vb;
     PG_ASSERT(b->n < b->cap);
     int64_t ne[3] = {ne0, ne1, ne2};
     synth_tensor *st = &b->ts[b->n];
@@ -307,11 +395,15 @@ static void add_(builder *b, const char *name, pg_type type, fill_kind kind, int
     st->nel = ne0 * (n_dims > 1 ? ne1 : 1) * (n_dims > 2 ? ne2 : 1);
     st->amp = sqrtf(3.0f / (float)ne0); /* std = amp / sqrt(3) = 1 / sqrt(fan_in) */
     st->key = mix64_(b->seed ^ mix64_(0x5eed0000ull + (uint64_t)b->n));
-    st->unit_bytes = type == PG_TYPE_Q8_0 ? sizeof(block_q8_0) : (size_t)UNIT * (type == PG_TYPE_F32 ? 4 : 2);
+    const int blck = pg_type_info(type)->blck;
+    st->unit_n = blck > UNIT ? blck : UNIT;
+    PG_ASSERT(st->unit_n <= UNIT_MAX && st->unit_n % blck == 0);
+    st->unit_bytes = pg_row_bytes(type, st->unit_n);
     size_t nbytes = pg_row_bytes(type, ne0) * (size_t)(st->nel / ne0);
     b->run->total += nbytes;
     gguf_writer_add_tensor_cb(b->w, name, type, n_dims, ne, nbytes, fill_, st);
     b->n++;
+    (void)c;
 }
 
 int pg_synth_write(const pg_synth_params *p, const char *out, pg_error *e) {
@@ -320,7 +412,6 @@ int pg_synth_write(const pg_synth_params *p, const char *out, pg_error *e) {
     bool qwen = p->arch == PG_SYNTH_QWEN3MOE;
     const char *a = qwen ? "qwen3moe" : "llama";
     int D = p->dim, V = p->vocab, E = p->n_expert, F = p->expert_ffn, hd = head_dim_(p);
-    int Q = hd * p->n_head, KV = hd * p->n_head_kv;
     pg_type t = p->type;
 
     gguf_writer *w = gguf_writer_new();
@@ -331,7 +422,8 @@ int pg_synth_write(const pg_synth_params *p, const char *out, pg_error *e) {
              p->seed);
     gguf_writer_set_str(w, "general.name", name);
     gguf_writer_set_u32(w, "general.file_type",
-                        t == PG_TYPE_F32 ? 0 : t == PG_TYPE_F16 ? 1 : t == PG_TYPE_Q8_0 ? 7 : 32);
+                        p->quant ? (uint32_t)p->quant->ftype
+                        : t == PG_TYPE_F32 ? 0 : t == PG_TYPE_F16 ? 1 : t == PG_TYPE_Q8_0 ? 7 : 32);
     gguf_writer_set_bool(w, "pregate.synthetic", true);
     gguf_writer_set_u64(w, "pregate.synthetic.seed", p->seed);
     gguf_writer_set_u32(w, KEY("block_count"), (uint32_t)p->n_layer);
@@ -359,27 +451,7 @@ int pg_synth_write(const pg_synth_params *p, const char *out, pg_error *e) {
 #endif
     builder b = {.w = w, .run = &run, .cap = sz.n_tensors, .seed = p->seed};
     b.ts = xcalloc((size_t)b.cap, sizeof *b.ts);
-    add_(&b, "token_embd.weight", t, FILL_RANDOM, 2, D, V, 1);
-    add_(&b, "output_norm.weight", PG_TYPE_F32, FILL_ONES, 1, D, 1, 1);
-    add_(&b, "output.weight", t, FILL_RANDOM, 2, D, V, 1);
-    for (int l = 0; l < p->n_layer; l++) {
-#define N(s) (snprintf(name, sizeof name, "blk.%d." s, l), name)
-        add_(&b, N("attn_norm.weight"), PG_TYPE_F32, FILL_ONES, 1, D, 1, 1);
-        add_(&b, N("attn_q.weight"), t, FILL_RANDOM, 2, D, Q, 1);
-        add_(&b, N("attn_k.weight"), t, FILL_RANDOM, 2, D, KV, 1);
-        add_(&b, N("attn_v.weight"), t, FILL_RANDOM, 2, D, KV, 1);
-        add_(&b, N("attn_output.weight"), t, FILL_RANDOM, 2, Q, D, 1);
-        if (qwen) {
-            add_(&b, N("attn_q_norm.weight"), PG_TYPE_F32, FILL_ONES, 1, hd, 1, 1);
-            add_(&b, N("attn_k_norm.weight"), PG_TYPE_F32, FILL_ONES, 1, hd, 1, 1);
-        }
-        add_(&b, N("ffn_norm.weight"), PG_TYPE_F32, FILL_ONES, 1, D, 1, 1);
-        add_(&b, N("ffn_gate_inp.weight"), PG_TYPE_F32, FILL_RANDOM, 2, D, E, 1);
-        add_(&b, N("ffn_gate_exps.weight"), t, FILL_RANDOM, 3, D, F, E);
-        add_(&b, N("ffn_up_exps.weight"), t, FILL_RANDOM, 3, D, F, E);
-        add_(&b, N("ffn_down_exps.weight"), t, FILL_RANDOM, 3, F, D, E);
-#undef N
-    }
+    plan_(p, add_, &b);
     PG_ASSERT(b.n == sz.n_tensors && run.total == sz.data_bytes);
     /* small models are not worth the threads */
     if (run.total >= (16u << 20)) run.pool = pg_pool_new(p->n_threads);

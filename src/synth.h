@@ -9,7 +9,7 @@
  *
  * Matrices: uniform with std 1/sqrt(row length); norms (and Qwen3's q/k
  * norms) 1.0; the router F32 with the same std; Q8_0 is the exact GGML
- * quantization of those floats. With random weights routing is near-uniform,
+ * quantization of those floats, other formats pregate's quantization of them. With random weights routing is near-uniform,
  * which is the hardest case for an expert cache.
  *
  * Tokenizer: byte-level GPT-2 with no merges: ids 0..255 are the bytes (in the
@@ -21,6 +21,7 @@
 
 #include <stdint.h>
 
+#include "quantize.h"
 #include "tensor.h"
 #include "util.h"
 
@@ -37,7 +38,11 @@ typedef struct {
     int n_head, n_head_kv;
     int head_dim;      /* 0: dim / n_head */
     int vocab;         /* >= 257 */
-    pg_type type;      /* matrices: F32, F16, BF16 or Q8_0 */
+    pg_type type;      /* matrices: F32, F16, BF16 or Q8_0 (when quant is NULL) */
+    /* Not NULL: each matrix gets the type `pregate quantize` would give it
+     * for this target (Q4_K_M, Q6_K, MXFP4, ...; see quantize.h), quantized
+     * from the same random floats; routers and norms stay F32. */
+    const pg_quantize_params *quant;
     uint64_t seed;
     int n_ctx;         /* context_length metadata; 0: 4096 */
     int n_threads;     /* generation threads; <= 0: all CPUs */
@@ -48,12 +53,14 @@ typedef struct {
 
 /* Byte counts, using the loader's definitions (pg_model.bytes_dense counts
  * the embeddings, output head, attention matrices and routers; norms are in
- * neither). data_bytes: all tensor data without alignment padding. */
+ * neither). data_bytes: all tensor data without alignment padding.
+ * bytes_per_expert: of the largest layer's experts (mixes such as Q4_K_M
+ * give some layers' ffn_down more bits). */
 typedef struct {
     uint64_t data_bytes;
     uint64_t dense_bytes;
     uint64_t expert_bytes;    /* all layers */
-    uint64_t bytes_per_expert; /* one expert of one layer (gate + up + down) */
+    uint64_t bytes_per_expert; /* one expert of one layer (gate + up + down), the largest */
     int n_tensors;
 } pg_synth_sizes;
 

@@ -26,6 +26,8 @@ typedef enum {
     PG_TYPE_Q5_K = 13,
     PG_TYPE_Q6_K = 14,
     PG_TYPE_Q8_K = 15,
+    PG_TYPE_IQ4_NL = 20,
+    PG_TYPE_IQ4_XS = 23,
     PG_TYPE_I8 = 24,
     PG_TYPE_I16 = 25,
     PG_TYPE_I32 = 26,
@@ -38,13 +40,7 @@ typedef enum {
     PG_TYPE_COUNT = 40,
 } pg_type;
 
-/* Q8_0: 32 int8 weights sharing one half-precision scale (GGML layout). */
-#define PG_QK8_0 32
-typedef struct {
-    uint16_t d;          /* scale, IEEE half */
-    int8_t qs[PG_QK8_0]; /* quants */
-} block_q8_0;
-_Static_assert(sizeof(block_q8_0) == 34, "block_q8_0 must be 34 bytes");
+/* The quantized block layouts are in kernels/quants.h. */
 
 typedef struct {
     const char *name;  /* "F32", "Q8_0", ... as GGML names them */

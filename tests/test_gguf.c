@@ -1,6 +1,7 @@
 /* test_gguf.c - GGUF writer -> reader round trips, getters, and a table of
  * damaged files that must each fail with a one-line "PATH: problem". */
 #include "gguf.h"
+#include "kernels/quants.h"
 #include "test.h"
 
 #include <fcntl.h>

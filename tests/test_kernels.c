@@ -559,7 +559,7 @@ static void test_init(void) {
     CHECK(pg_kernels_init(99) == pg_kernels_init(-1), "force above the CPU is capped");
     CHECK(pg_kernels_init(PG_ISA_SCALAR) == PG_ISA_SCALAR, "force scalar");
     CHECK(pgk.dot[PG_TYPE_F32] == pg_dot_f32_ref, "scalar table uses the refs");
-    CHECK(pgk.dot[PG_TYPE_Q4_0] == NULL, "no Q4_0 kernel");
+    CHECK(pgk.dot[16] == NULL, "no IQ2_XXS kernel");
     CHECK(!strcmp(pg_isa_name(PG_ISA_AVX512), "avx512"), "name");
 }
 

@@ -50,12 +50,13 @@ static int rewrite_(const char *out, edit_kind kind, const char *target) {
         size_t nbytes = t->nbytes;
         if (hit && kind == EDIT_SHAPE) { ne[1] = ne[1] / 2; nbytes /= 2; }
         if (hit && kind == EDIT_TYPE) {
-            /* reinterpret the same bytes as Q4_K: a known type without kernels */
-            type = PG_TYPE_Q4_K;
+            /* reinterpret the same bytes as IQ2_XXS (id 16, 66 bytes per 256):
+             * a known type without kernels */
+            type = (pg_type)16;
             ne[0] = 256;
-            ne[1] = (int64_t)(t->nbytes / 144);
+            ne[1] = (int64_t)(t->nbytes / 66);
             for (int d = 2; d < PG_MAX_DIMS; d++) ne[d] = 1;
-            nbytes = (size_t)ne[1] * 144;
+            nbytes = (size_t)ne[1] * 66;
         }
         gguf_writer_add_tensor(w, t->name, type, hit && kind == EDIT_TYPE ? 2 : t->n_dims, ne, t->data, nbytes);
     }

@@ -390,7 +390,7 @@ static void test_cli(void) {
         "--vocab 300 --type F16 --seed 1",
         "--preset tiny --top-k 9",
         "--preset tiny --kv-heads 3",
-        "--preset tiny --type Q4_0",
+        "--preset tiny --type IQ2_XXS",
         "--preset tiny --type Q8_0 --expert-ffn 48",
         "--preset tiny --vocab 256",
         "--preset tiny --arch gpt2",
@@ -431,6 +431,57 @@ static void test_cli(void) {
     }
 }
 
+/* Quantized types: each matrix has the type `pregate quantize` gives it, and
+ * its bytes are the quantization of the F32 model's weights, i.e. synth
+ * Q4_K_M == pregate quantize (synth F32) Q4_K_M, tensor by tensor. */
+static void test_quantized(void) {
+    static const char *targets[] = {"Q4_K_M", "MXFP4_MOE", "Q6_K"};
+    pg_synth_params p = tiny_(PG_SYNTH_QWEN3MOE, PG_TYPE_F32, 11);
+    p.dim = 256, p.expert_ffn = 192; /* K-quant rows, and 192 for the fallback */
+    pg_error e = {{0}};
+    CHECK(pg_synth_write(&p, path_("q_f32.gguf"), &e) == 0, "%s", e.msg);
+    for (int k = 0; k < 3; k++) {
+        pg_quantize_params qp = {.expert_type = -1, .n_threads = 2};
+        CHECK(pg_quantize_parse_type(targets[k], &qp, &e) == 0, "%s", e.msg);
+        pg_synth_params pq = p;
+        pq.quant = &qp;
+        pg_synth_sizes sz;
+        CHECK(pg_synth_sizes_of(&pq, &sz, &e) == 0, "%s: %s", targets[k], e.msg);
+        CHECK(pg_synth_write(&pq, path_("q_synth.gguf"), &e) == 0, "%s: %s", targets[k], e.msg);
+        CHECK(pg_quantize_file(path_("q_f32.gguf"), path_("q_requant.gguf"), &qp, &e) == 0, "%s: %s", targets[k], e.msg);
+        gguf_file a, b;
+        if (gguf_open(&a, path_("q_synth.gguf"), NULL, &e)) { CHECK(0, "%s", e.msg); continue; }
+        if (gguf_open(&b, path_("q_requant.gguf"), NULL, &e)) { CHECK(0, "%s", e.msg); gguf_close(&a); continue; }
+        CHECK(a.n_tensors == b.n_tensors && a.n_tensors == (uint64_t)sz.n_tensors, "%s: tensor count", targets[k]);
+        uint64_t data = 0;
+        int n_quant_types = 0;
+        for (uint64_t i = 0; i < a.n_tensors && i < b.n_tensors; i++) {
+            const pg_tensor *x = &a.tensors[i], *y = &b.tensors[i];
+            data += x->nbytes;
+            CHECK(!strcmp(x->name, y->name) && x->type == y->type && x->nbytes == y->nbytes &&
+                      memcmp(x->data, y->data, x->nbytes) == 0,
+                  "%s: tensor %s (%s) differs from pregate quantize's (%s)", targets[k], x->name,
+                  pg_type_name(x->type), pg_type_name(y->type));
+            n_quant_types += pg_type_info(x->type)->blck > 1;
+        }
+        CHECK(data == sz.data_bytes, "%s: data %llu vs sizes %llu", targets[k], (unsigned long long)data,
+              (unsigned long long)sz.data_bytes);
+        CHECK(n_quant_types > 0, "%s: nothing quantized", targets[k]);
+        int64_t ft = -1;
+        CHECK(gguf_get_int(&a, "general.file_type", &ft) && ft == qp.ftype, "%s: file_type %lld", targets[k], (long long)ft);
+        gguf_close(&a);
+        gguf_close(&b);
+        pg_model *m = pg_model_open(path_("q_synth.gguf"), &e);
+        CHECK(m != NULL, "%s: %s", targets[k], e.msg);
+        if (m) {
+            CHECK(m->bytes_dense == sz.dense_bytes && m->bytes_experts == sz.expert_bytes, "%s: byte counts",
+                  targets[k]);
+            finite_logits_(m, targets[k]);
+            pg_model_free(m);
+        }
+    }
+}
+
 static void cleanup_(void) {
     DIR *d = opendir(dir_);
     if (!d) return;
@@ -454,6 +505,7 @@ int main(void) {
     TEST_RUN(test_bad_params);
     TEST_RUN(test_tokenizer);
     TEST_RUN(test_cli);
+    TEST_RUN(test_quantized);
     cleanup_();
     return test_summary("test_synth");
 }

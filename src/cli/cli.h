@@ -23,6 +23,7 @@ int cmd_plot(int argc, char **argv);
  * (bench_kernels.c; pregate bench prints it as the resident limit). */
 double bench_read_bandwidth(pg_pool *pool, size_t bytes, int reps);
 int cmd_synth(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 /* run --chat (tokenize.c): interactive multi-turn chat with the model's

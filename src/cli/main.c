@@ -2,6 +2,7 @@
  * `convert`. Only this layer prints to the user and calls exit codes. */
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@ static void usage_(FILE *f) {
             "  bench          offloading modes compared in one run:\n"
             "                 pregate bench -m MODEL --expert-mem 25%% --link pcie4 [--modes ...] [-n N] [--repeat R]\n"
             "  synth          random-weight MoE model as GGUF:  pregate synth --preset tiny -o OUT.gguf (--help)\n"
+            "  quantize       pregate quantize IN.gguf OUT.gguf TYPE [--expert-type TYPE] [--threads N] (--help)\n"
             "  tokenize       stdin to ids:  pregate tokenize --tokenizer PATH [--add-special] [--jsonl]\n"
             "  detokenize     ids on stdin to text:  pregate detokenize --tokenizer PATH [--jsonl] [--skip-special]\n"
             "any command:\n"
@@ -251,6 +253,64 @@ done:
     return rc;
 }
 
+/* Tensors grouped by name across layers (blk.N. -> blk.*.): the types in
+ * each group, its bytes, and for expert tensors the bytes of one expert of
+ * that projection (a range when layers differ in type). */
+static void print_tensor_groups_(const pg_tensor *ts, uint64_t n, int n_expert) {
+    typedef struct {
+        char key[128];
+        int count[PG_TYPE_COUNT];
+        int n;
+        uint64_t bytes, min_bytes, max_bytes; /* all tensors; the smallest and largest one */
+        int64_t shape[PG_MAX_DIMS];
+        int n_dims;
+        bool same_shape;
+    } group;
+    group *g = xcalloc(n ? n : 1, sizeof *g);
+    int ng = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        char key[128];
+        int l, off = 0;
+        if (sscanf(ts[i].name, "blk.%d.%n", &l, &off) == 1 && off > 0)
+            snprintf(key, sizeof key, "blk.*.%s", ts[i].name + off);
+        else
+            snprintf(key, sizeof key, "%s", ts[i].name);
+        int k = 0;
+        while (k < ng && strcmp(g[k].key, key)) k++;
+        if (k == ng) {
+            snprintf(g[ng].key, sizeof g[ng].key, "%s", key);
+            g[ng].n_dims = ts[i].n_dims;
+            memcpy(g[ng].shape, ts[i].ne, sizeof g[ng].shape);
+            g[ng].same_shape = true;
+            g[ng].min_bytes = UINT64_MAX;
+            ng++;
+        }
+        if (ts[i].type >= 0 && ts[i].type < PG_TYPE_COUNT) g[k].count[ts[i].type]++;
+        g[k].n++;
+        g[k].bytes += ts[i].nbytes;
+        if (ts[i].nbytes < g[k].min_bytes) g[k].min_bytes = ts[i].nbytes;
+        if (ts[i].nbytes > g[k].max_bytes) g[k].max_bytes = ts[i].nbytes;
+        if (memcmp(g[k].shape, ts[i].ne, sizeof g[k].shape)) g[k].same_shape = false;
+    }
+    printf("tensor groups:   %-34s %-4s %-16s %12s %s\n", "name", "n", "type", "bytes", "per expert");
+    for (int k = 0; k < ng; k++) {
+        char types[96];
+        size_t w = 0;
+        types[0] = 0;
+        for (int t = 0; t < PG_TYPE_COUNT && w < sizeof types; t++)
+            if (g[k].count[t])
+                w += (size_t)snprintf(types + w, sizeof types - w, "%s%s", w ? "," : "", pg_type_name(t));
+        printf("                 %-34s %-4d %-16s %12llu", g[k].key, g[k].n, types, (unsigned long long)g[k].bytes);
+        if (n_expert > 0 && strstr(g[k].key, "_exps") && g[k].n_dims == 3 && g[k].shape[2] == n_expert) {
+            printf(" %llu", (unsigned long long)(g[k].min_bytes / (uint64_t)n_expert));
+            if (g[k].max_bytes != g[k].min_bytes) /* layers of different types */
+                printf("..%llu", (unsigned long long)(g[k].max_bytes / (uint64_t)n_expert));
+        }
+        printf("\n");
+    }
+    free(g);
+}
+
 int cmd_inspect(int argc, char **argv) {
     const char *path = NULL;
     bool tensors = false;
@@ -265,6 +325,7 @@ int cmd_inspect(int argc, char **argv) {
     pg_model *m = pg_model_open(path, &e);
     if (!m) { fprintf(stderr, "pregate: %s\n", e.msg); return 1; }
     pg_model_print(m, stdout);
+    if (m->gguf) print_tensor_groups_(m->gguf->tensors, m->gguf->n_tensors, m->hp.n_expert);
     if (tensors) {
         uint64_t n = m->gguf ? m->gguf->n_tensors : m->hf->n_tensors;
         const pg_tensor *ts = m->gguf ? m->gguf->tensors : m->hf->tensors;
@@ -342,6 +403,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "calibrate")) return cmd_calibrate(argc - 1, argv + 1);
     if (!strcmp(cmd, "plot")) return cmd_plot(argc - 1, argv + 1);
     if (!strcmp(cmd, "synth")) return cmd_synth(argc - 1, argv + 1);
+    if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) { usage_(stdout); return 0; }

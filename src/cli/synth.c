@@ -14,7 +14,7 @@ static void synth_usage_(FILE *f) {
     fprintf(f,
             "usage: pregate synth --arch qwen3moe|mixtral --layers L --dim D --experts E --top-k K\n"
             "                     --expert-ffn F --heads H --kv-heads KV [--head-dim HD] --vocab V\n"
-            "                     --type F16|BF16|F32|Q8_0 --seed S [--ctx N] -o FILE.gguf\n"
+            "                     --type F16|BF16|F32|Q8_0|Q4_K_M|... --seed S [--ctx N] -o FILE.gguf\n"
             "       pregate synth --preset qwen3-30b-a3b|mixtral-8x7b|tiny [any option above] -o FILE.gguf\n"
             "  writes a model with random weights (deterministic from the seed) for offloading benchmarks.\n"
             "  presets: qwen3-30b-a3b  qwen3moe, dim 2048, 128 experts, top-8, expert-ffn 768, 32/4 heads,\n"
@@ -23,7 +23,9 @@ static void synth_usage_(FILE *f) {
             "                          vocab 32000, 2 layers\n"
             "           tiny           qwen3moe, dim 64, 8 experts, top-2, expert-ffn 64, 4/2 heads,\n"
             "                          vocab 300, 2 layers\n"
-            "  with a preset, --type defaults to F16 and --seed to 0.\n");
+            "  with a preset, --type defaults to F16 and --seed to 0. --type takes any type of\n"
+            "  pregate quantize too (Q4_K_M, Q5_K_M, Q6_K, Q4_0, MXFP4, ...): matrices are quantized from\n"
+            "  the same random floats with the types pregate quantize would choose.\n");
 }
 
 typedef struct {
@@ -155,8 +157,15 @@ int cmd_synth(int argc, char **argv) {
         return 2;
     }
     int ty = pg_synth_parse_type(type);
+    pg_quantize_params qp = {.expert_type = -1};
+    pg_error qe;
+    if (ty < 0 && pg_quantize_parse_type(type, &qp, &qe) == 0) { /* a quantized target: types per tensor */
+        p.quant = &qp;
+        ty = qp.base;
+    }
     if (ty < 0) {
-        fprintf(stderr, "pregate synth: --type must be F16, BF16, F32 or Q8_0, got '%s'\n", type);
+        fprintf(stderr, "pregate synth: --type must be F16, BF16, F32, Q8_0 or a pregate quantize type "
+                        "(Q4_K_M, Q5_K_M, Q6_K, Q4_0, MXFP4, ...), got '%s'\n", type);
         return 2;
     }
     p.type = (pg_type)ty;
@@ -198,7 +207,7 @@ int cmd_synth(int argc, char **argv) {
     fprintf(stderr, "pregate synth: %s, %d layers, dim %d, %d experts (top-%d, ffn %d), heads %d/%d x %d, "
                     "vocab %d, %s, seed %" PRIu64 "\n",
             p.arch == PG_SYNTH_QWEN3MOE ? "qwen3moe" : "mixtral", p.n_layer, p.dim, p.n_expert, p.n_expert_used,
-            p.expert_ffn, p.n_head, p.n_head_kv, hd, p.vocab, pg_type_name(p.type), p.seed);
+            p.expert_ffn, p.n_head, p.n_head_kv, hd, p.vocab, p.quant ? type : pg_type_name(p.type), p.seed);
     fprintf(stderr, "  tensor data:      %s (%" PRIu64 " bytes)\n", human_(sz.data_bytes, h1, sizeof h1),
             sz.data_bytes);
     fprintf(stderr, "  dense bytes:      %s (%" PRIu64 ")\n", human_(sz.dense_bytes, h2, sizeof h2), sz.dense_bytes);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "../tensor.h"
+#include "quants.h"
 #include "../threadpool.h"
 
 /* A weight matrix: rows x cols of `type`, row r at data + r * row_bytes. */
@@ -30,14 +31,17 @@ typedef struct {
 typedef enum { PG_ISA_SCALAR = 0, PG_ISA_AVX2 = 1, PG_ISA_AVX512 = 2 } pg_isa;
 
 /* Dot products of one weight row with prepared activations. For F32, F16
- * and BF16 the activation is float32 (n any size >= 0); for Q8_0 the
- * activation is a Q8_0-quantized row and n is a multiple of 32. */
+ * and BF16 the activation is float32 (n any size >= 0); for a quantized
+ * format it is a row quantized to pg_vec_dot_type(format) (quants.h) and
+ * n is a multiple of the block size. */
 typedef float (*pg_dot_fn)(int n, const void *w, const void *x);
 
 typedef struct {
     pg_isa isa;
     pg_dot_fn dot[PG_TYPE_COUNT];           /* NULL where the type has no kernel */
     void (*quantize_q8_0)(int n, const float *x, block_q8_0 *y); /* n % 32 == 0 */
+    void (*quantize_q8_1)(int n, const float *x, block_q8_1 *y); /* n % 32 == 0 */
+    void (*quantize_q8_K)(int n, const float *x, block_q8_K *y); /* n % 256 == 0 */
     void (*f16_to_f32)(int n, const uint16_t *x, float *y);
     void (*bf16_to_f32)(int n, const uint16_t *x, float *y);
     void (*rmsnorm)(int n, const float *x, const float *w, float eps, float *y);
@@ -59,7 +63,10 @@ pg_isa pg_cpu_isa(void);
 void pg_kernels_fill_avx2(pg_kernel_table *t);
 void pg_kernels_fill_avx512(pg_kernel_table *t);
 
-/* Scalar references (also the portable fallback). */
+/* Scalar references (also the portable fallback); quants.h has those of the
+ * other quantized formats. pg_dot_ref(t): the reference dot of weight type t
+ * (NULL if none). */
+pg_dot_fn pg_dot_ref(pg_type t);
 float pg_dot_f32_ref(int n, const void *w, const void *x);
 float pg_dot_f16_ref(int n, const void *w, const void *x);
 float pg_dot_bf16_ref(int n, const void *w, const void *x);
@@ -74,8 +81,6 @@ void pg_axpy_ref(int n, float a, const float *x, float *y);
 /* Row r of W as float32 (dequantised) into y[cols]: embedding lookups. */
 void pg_mat_row_f32(const pg_mat *W, int r, float *y);
 
-/* The type of activation a weight type's dot product expects. */
-static inline pg_type pg_vec_dot_type(pg_type t) { return t == PG_TYPE_Q8_0 ? PG_TYPE_Q8_0 : PG_TYPE_F32; }
 
 /* Y[t][r] = W[r] . X[t] for t < T, r < W->rows, run on the pool (NULL: one thread).
  * X is T rows of W->cols floats (stride ldx floats); Y is T rows with
@@ -83,6 +88,8 @@ static inline pg_type pg_vec_dot_type(pg_type t) { return t == PG_TYPE_Q8_0 ? PG
  * `scratch` must hold pg_matmul_scratch_bytes(W, T) bytes (or be NULL to
  * let the call allocate). */
 size_t pg_matmul_scratch_bytes(const pg_mat *W, int T);
+/* Enough scratch for any weight type with at most `cols` columns. */
+size_t pg_matmul_scratch_max_bytes(int cols, int T);
 void pg_matmul(pg_pool *pool, const pg_mat *W, int T, const float *X, int ldx, float *Y, int ldy,
                void *scratch);
 /* The same, one thread, scalar reference (for tests). */

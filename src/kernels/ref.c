@@ -120,14 +120,30 @@ static void bf16_to_f32_ref(int n, const uint16_t *x, float *y) {
 
 /* ---- dispatch -------------------------------------------------------------- */
 
+/* The scalar dot product of every weight type, as designated initializers
+ * (used twice: the reference table and pgk's static initial value). */
+#define PG_DOT_REFS_                                                                        \
+    [PG_TYPE_F32] = pg_dot_f32_ref, [PG_TYPE_F16] = pg_dot_f16_ref,                         \
+    [PG_TYPE_BF16] = pg_dot_bf16_ref, [PG_TYPE_Q8_0] = pg_dot_q8_0_ref,                     \
+    [PG_TYPE_Q4_0] = pg_dot_q4_0_ref, [PG_TYPE_Q4_1] = pg_dot_q4_1_ref,                     \
+    [PG_TYPE_Q5_0] = pg_dot_q5_0_ref, [PG_TYPE_Q5_1] = pg_dot_q5_1_ref,                     \
+    [PG_TYPE_Q2_K] = pg_dot_q2_K_ref, [PG_TYPE_Q3_K] = pg_dot_q3_K_ref,                     \
+    [PG_TYPE_Q4_K] = pg_dot_q4_K_ref, [PG_TYPE_Q5_K] = pg_dot_q5_K_ref,                     \
+    [PG_TYPE_Q6_K] = pg_dot_q6_K_ref, [PG_TYPE_TQ1_0] = pg_dot_tq1_0_ref,                   \
+    [PG_TYPE_TQ2_0] = pg_dot_tq2_0_ref, [PG_TYPE_MXFP4] = pg_dot_mxfp4_ref,                 \
+    [PG_TYPE_IQ4_NL] = pg_dot_iq4_nl_ref, [PG_TYPE_IQ4_XS] = pg_dot_iq4_xs_ref
+
+static const pg_dot_fn dot_ref_[PG_TYPE_COUNT] = {PG_DOT_REFS_};
+
+pg_dot_fn pg_dot_ref(pg_type t) { return t >= 0 && t < PG_TYPE_COUNT ? dot_ref_[t] : NULL; }
+
 static void fill_scalar(pg_kernel_table *t) {
     memset(t, 0, sizeof *t);
     t->isa = PG_ISA_SCALAR;
-    t->dot[PG_TYPE_F32] = pg_dot_f32_ref;
-    t->dot[PG_TYPE_F16] = pg_dot_f16_ref;
-    t->dot[PG_TYPE_BF16] = pg_dot_bf16_ref;
-    t->dot[PG_TYPE_Q8_0] = pg_dot_q8_0_ref;
+    memcpy(t->dot, dot_ref_, sizeof t->dot);
     t->quantize_q8_0 = pg_quantize_q8_0_ref;
+    t->quantize_q8_1 = pg_quantize_q8_1_ref;
+    t->quantize_q8_K = pg_quantize_q8_K_ref;
     t->f16_to_f32 = f16_to_f32_ref;
     t->bf16_to_f32 = bf16_to_f32_ref;
     t->rmsnorm = pg_rmsnorm_ref;
@@ -139,11 +155,10 @@ static void fill_scalar(pg_kernel_table *t) {
 /* Usable before pg_kernels_init: the scalar kernels. */
 pg_kernel_table pgk = {
     .isa = PG_ISA_SCALAR,
-    .dot = {[PG_TYPE_F32] = pg_dot_f32_ref,
-            [PG_TYPE_F16] = pg_dot_f16_ref,
-            [PG_TYPE_BF16] = pg_dot_bf16_ref,
-            [PG_TYPE_Q8_0] = pg_dot_q8_0_ref},
+    .dot = {PG_DOT_REFS_},
     .quantize_q8_0 = pg_quantize_q8_0_ref,
+    .quantize_q8_1 = pg_quantize_q8_1_ref,
+    .quantize_q8_K = pg_quantize_q8_K_ref,
     .f16_to_f32 = f16_to_f32_ref,
     .bf16_to_f32 = bf16_to_f32_ref,
     .rmsnorm = pg_rmsnorm_ref,
@@ -204,35 +219,47 @@ void pg_mat_row_f32(const pg_mat *W, int r, float *y) {
     case PG_TYPE_F32: memcpy(y, row, (size_t)W->cols * sizeof(float)); break;
     case PG_TYPE_F16: pgk.f16_to_f32(W->cols, (const uint16_t *)row, y); break;
     case PG_TYPE_BF16: pgk.bf16_to_f32(W->cols, (const uint16_t *)row, y); break;
-    case PG_TYPE_Q8_0: pg_dequantize_q8_0_ref(W->cols, (const block_q8_0 *)row, y); break;
-    default: PG_ASSERT(!"pg_mat_row_f32: unsupported weight type");
+    default: pg_dequantize_row_ref(W->type, W->cols, row, y); break;
     }
 }
 
 size_t pg_matmul_scratch_bytes(const pg_mat *W, int T) {
-    if (pg_vec_dot_type(W->type) == PG_TYPE_F32) return 0;
-    return (size_t)T * pg_row_bytes(pg_vec_dot_type(W->type), W->cols);
+    const pg_type vt = pg_vec_dot_type(W->type);
+    if (vt == PG_TYPE_F32) return 0;
+    return (size_t)T * pg_row_bytes(vt, W->cols);
+}
+
+size_t pg_matmul_scratch_max_bytes(int cols, int T) {
+    /* Q8_K is the widest activation format per element (292 bytes per 256) */
+    const int64_t c = ((int64_t)cols + PG_QK_K - 1) / PG_QK_K * PG_QK_K;
+    return (size_t)T * pg_row_bytes(PG_TYPE_Q8_K, c);
+}
+
+/* One row of n floats into activation type vt through the table (vt is
+ * Q8_0, Q8_1 or Q8_K). */
+static void quantize_act_(pg_type vt, int n, const float *x, void *y) {
+    switch (vt) {
+    case PG_TYPE_Q8_0: pgk.quantize_q8_0(n, x, y); break;
+    case PG_TYPE_Q8_1: pgk.quantize_q8_1(n, x, y); break;
+    case PG_TYPE_Q8_K: pgk.quantize_q8_K(n, x, y); break;
+    default: PG_ASSERT(!"quantize_act_: not an activation type");
+    }
 }
 
 void pg_matmul_ref(const pg_mat *W, int T, const float *X, int ldx, float *Y, int ldy) {
-    const int q8 = W->type == PG_TYPE_Q8_0;
-    block_q8_0 *xq = NULL;
-    if (q8) {
-        xq = xmalloc((size_t)T * pg_row_bytes(PG_TYPE_Q8_0, W->cols));
-        for (int t = 0; t < T; t++)
-            pg_quantize_q8_0_ref(W->cols, X + (size_t)t * ldx, xq + (size_t)t * (W->cols / PG_QK8_0));
+    const pg_type vt = pg_vec_dot_type(W->type);
+    const size_t xb = vt == PG_TYPE_F32 ? 0 : pg_row_bytes(vt, W->cols);
+    char *xq = NULL;
+    if (xb) {
+        xq = xmalloc((size_t)T * xb);
+        for (int t = 0; t < T; t++) pg_quantize_row_ref(vt, W->cols, X + (size_t)t * ldx, xq + (size_t)t * xb);
     }
-    pg_dot_fn dot = W->type == PG_TYPE_F32    ? pg_dot_f32_ref
-                    : W->type == PG_TYPE_F16  ? pg_dot_f16_ref
-                    : W->type == PG_TYPE_BF16 ? pg_dot_bf16_ref
-                    : W->type == PG_TYPE_Q8_0 ? pg_dot_q8_0_ref
-                                              : NULL;
+    pg_dot_fn dot = pg_dot_ref(W->type);
     PG_ASSERT(dot);
     for (int r = 0; r < W->rows; r++) {
         const void *row = (const char *)W->data + (size_t)r * W->row_bytes;
         for (int t = 0; t < T; t++) {
-            const void *xt = q8 ? (const void *)(xq + (size_t)t * (W->cols / PG_QK8_0))
-                                : (const void *)(X + (size_t)t * ldx);
+            const void *xt = xq ? (const void *)(xq + (size_t)t * xb) : (const void *)(X + (size_t)t * ldx);
             Y[(size_t)t * ldy + r] = dot(W->cols, row, xt);
         }
     }
@@ -246,7 +273,8 @@ typedef struct {
     int ldx;
     float *Y;
     int ldy;
-    const char *xv;   /* prepared activations (Q8_0 rows) or NULL: use X */
+    const char *xv;   /* prepared activations (quantized rows) or NULL: use X */
+    pg_type xv_type;  /* their type (Q8_0, Q8_1, Q8_K) */
     size_t xv_bytes;  /* bytes per prepared row */
     pg_dot_fn dot;
     long chunk;       /* rows taken at a time */
@@ -258,8 +286,7 @@ static void quantize_task(void *v, int ith, int nth) {
     long lo, hi;
     pg_split(m->T, ith, nth, &lo, &hi);
     for (long t = lo; t < hi; t++)
-        pgk.quantize_q8_0(m->W->cols, m->X + (size_t)t * m->ldx,
-                          (block_q8_0 *)(m->xv + (size_t)t * m->xv_bytes));
+        quantize_act_(m->xv_type, m->W->cols, m->X + (size_t)t * m->ldx, (char *)m->xv + (size_t)t * m->xv_bytes);
 }
 
 /* Threads take rows in chunks from a shared counter, so that a thread
@@ -303,10 +330,12 @@ void pg_matmul(pg_pool *pool, const pg_mat *W, int T, const float *X, int ldx, f
     if (min_rows < 16) min_rows = 16;
     m.chunk = chunk > min_rows ? chunk : min_rows;
     atomic_init(&m.next, 0);
-    if (pg_vec_dot_type(W->type) == PG_TYPE_Q8_0) {
+    const pg_type vt = pg_vec_dot_type(W->type);
+    if (vt != PG_TYPE_F32) {
         if (!scratch) scratch = owned = xmalloc(pg_matmul_scratch_bytes(W, T));
         m.xv = scratch;
-        m.xv_bytes = pg_row_bytes(PG_TYPE_Q8_0, W->cols);
+        m.xv_type = vt;
+        m.xv_bytes = pg_row_bytes(vt, W->cols);
         if (T >= 2 && nth > 1) pg_pool_run(pool, quantize_task, &m);
         else quantize_task(&m, 0, 1);
     }
