@@ -33,6 +33,7 @@ static void usage_(FILE *f) {
             "  synth          random-weight MoE model as GGUF:  pregate synth --preset tiny -o OUT.gguf (--help)\n"
             "  tokenize       stdin to ids:  pregate tokenize --tokenizer PATH [--add-special] [--jsonl]\n"
             "  detokenize     ids on stdin to text:  pregate detokenize --tokenizer PATH [--jsonl] [--skip-special]\n"
+            "  serve          OpenAI-compatible HTTP server:  pregate serve -m MODEL [--port 8080] (--help)\n"
             "run options:\n"
             "  -m, --model PATH       GGUF file or Hugging Face directory\n"
             "  -p, --prompt TEXT      prompt (default: empty, i.e. BOS only)\n"
@@ -315,6 +316,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "synth")) return cmd_synth(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) { usage_(stdout); return 0; }
     fprintf(stderr, "pregate: unknown command '%s'\n", cmd);
     usage_(stderr);
