@@ -33,6 +33,18 @@ static const unsigned STATUSES[] = {200, 400, 401, 404, 405, 413, 499, 500, 503}
 /* How often a waiting request looks at its socket when no token comes. */
 #define POLL_MS 100
 
+/* An open connection, for the request deadline: libmicrohttpd closes a
+ * connection idle for timeout_s, but a slow-loris client that sends a byte
+ * now and then is never idle; so a request must also arrive complete
+ * (headers and body) within timeout_s of the connection opening or of the
+ * previous reply, or the watchdog thread shuts the socket down. */
+typedef struct conn_rec {
+    int fd;
+    double deadline;          /* monotonic seconds; 0 while a request is being answered */
+    bool cut;
+    struct conn_rec *prev, *next;
+} conn_rec;
+
 struct pg_server {
     struct MHD_Daemon *d;
     pg_model *m;
@@ -43,8 +55,13 @@ struct pg_server {
     long long started;       /* unix seconds: "created" of the model */
     uint64_t id_seed;
     _Atomic uint64_t id_counter;
-    pthread_mutex_t mu;      /* guards the counters */
+    pthread_mutex_t mu;      /* guards the counters and the connections */
     uint64_t requests[EP_COUNT][N_STATUS];
+    uint64_t timed_out;      /* connections cut by the request deadline */
+    conn_rec *conns;
+    pthread_t watchdog;
+    pthread_cond_t wake;     /* the watchdog's sleep, cut short by pg_server_stop */
+    bool stopping;
 };
 
 /* Per request (libmicrohttpd's *con_cls). */
@@ -66,6 +83,21 @@ static uint64_t splitmix64_(uint64_t x) {
 /* A fresh number per call: reply ids, and seeds of requests without one. */
 static uint64_t next_random_(pg_server *srv) {
     return splitmix64_(srv->id_seed ^ splitmix64_(atomic_fetch_add(&srv->id_counter, 1)));
+}
+
+/* The connection's record (libmicrohttpd's socket context). */
+static conn_rec *conn_of_(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* deadline 0: none (a request is being answered); else now + timeout. */
+static void set_deadline_(pg_server *srv, struct MHD_Connection *c, bool on) {
+    conn_rec *cr = conn_of_(c);
+    if (!cr) return;
+    pthread_mutex_lock(&srv->mu);
+    cr->deadline = on ? pg_time_s() + srv->p.timeout_s : 0;
+    pthread_mutex_unlock(&srv->mu);
 }
 
 static endpoint route_(const char *url) {
@@ -203,6 +235,11 @@ static enum MHD_Result metrics_(pg_server *srv, struct MHD_Connection *c, reques
     metric_(&b, "pregate_sequence_slots", "gauge", "Sequence slots (--parallel).", mt.n_slots);
     metric_(&b, "pregate_requests_cancelled_total", "counter", "Generations dropped because the client left.",
             (double)mt.cancelled);
+    pthread_mutex_lock(&srv->mu);
+    uint64_t timed_out = srv->timed_out;
+    pthread_mutex_unlock(&srv->mu);
+    metric_(&b, "pregate_connections_timed_out_total", "counter",
+            "Connections closed because a request did not arrive complete within --timeout.", (double)timed_out);
     metric_(&b, "pregate_expert_offload", "gauge", "1 when experts are offloaded (--expert-mem), else 0.",
             mt.offload);
     const pg_cache_layer_stats *x = &mt.experts;
@@ -466,6 +503,8 @@ static enum MHD_Result handle_(void *cls, struct MHD_Connection *c, const char *
         r->ep = route_(url);
         r->t0 = pg_time_s();
         bool post = r->ep == EP_COMPLETIONS || r->ep == EP_CHAT;
+        /* answered now, or once the body is in: the body keeps the deadline */
+        if (!post) set_deadline_(srv, c, false);
         if (r->ep == EP_OTHER)
             return reply_error_(srv, c, r, 404, "not_found_error", NULL, NULL, "no such endpoint: %.200s", url);
         if (post ? strcmp(method, "POST") : strcmp(method, "GET") && strcmp(method, "HEAD"))
@@ -502,21 +541,78 @@ static enum MHD_Result handle_(void *cls, struct MHD_Connection *c, const char *
         *upload_size = 0;
         return MHD_YES;
     }
+    /* the whole request is in: no deadline while it is answered */
+    set_deadline_(srv, c, false);
     if (r->too_big)
         return reply_error_(srv, c, r, 413, "invalid_request_error", NULL, NULL,
                             "the request body is larger than %zu bytes (--max-body)", srv->p.max_body);
     return generate_(srv, c, r, r->ep == EP_CHAT ? PG_OAI_CHAT : PG_OAI_COMPLETION);
 }
 
+/* The reply has gone (or the request was abandoned): the next request on
+ * this connection has timeout_s to arrive. */
 static void completed_(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)cls;
-    (void)c;
     (void)toe;
+    set_deadline_(cls, c, true);
     request *r = *con_cls;
     if (!r) return;
     pg_buf_free(&r->body);
     free(r);
     *con_cls = NULL;
+}
+
+/* A connection opened or closed (libmicrohttpd calls CLOSED before it
+ * closes the socket, so the watchdog never touches a reused descriptor). */
+static void connection_(void *cls, struct MHD_Connection *c, void **socket_context,
+                        enum MHD_ConnectionNotificationCode code) {
+    pg_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_rec *cr = xcalloc(1, sizeof *cr);
+        cr->fd = ci ? ci->connect_fd : -1;
+        cr->deadline = pg_time_s() + srv->p.timeout_s;
+        pthread_mutex_lock(&srv->mu);
+        cr->next = srv->conns;
+        if (srv->conns) srv->conns->prev = cr;
+        srv->conns = cr;
+        pthread_mutex_unlock(&srv->mu);
+        *socket_context = cr;
+    } else if (*socket_context) {
+        conn_rec *cr = *socket_context;
+        pthread_mutex_lock(&srv->mu);
+        if (cr->prev) cr->prev->next = cr->next;
+        else srv->conns = cr->next;
+        if (cr->next) cr->next->prev = cr->prev;
+        pthread_mutex_unlock(&srv->mu);
+        free(cr);
+        *socket_context = NULL;
+    }
+}
+
+/* Shuts down connections past their request deadline; libmicrohttpd's
+ * thread of that connection then sees the socket fail and closes it. */
+static void *watchdog_(void *arg) {
+    pg_server *srv = arg;
+    pthread_mutex_lock(&srv->mu);
+    while (!srv->stopping) {
+        double now = pg_time_s();
+        for (conn_rec *cr = srv->conns; cr; cr = cr->next)
+            if (cr->deadline > 0 && now > cr->deadline && !cr->cut && cr->fd >= 0) {
+                shutdown(cr->fd, SHUT_RDWR);
+                cr->cut = true;
+                srv->timed_out++;
+            }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 250 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&srv->wake, &srv->mu, &ts);
+    }
+    pthread_mutex_unlock(&srv->mu);
+    return NULL;
 }
 
 static void log_(void *cls, const char *fmt, va_list ap) {
@@ -546,6 +642,11 @@ pg_server *pg_server_start(pg_model *m, pg_sched *sc, const pg_http_params *p, p
     srv->id_seed = splitmix64_((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)srv);
     atomic_init(&srv->id_counter, 0);
     pthread_mutex_init(&srv->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&srv->wake, &ca);
+    pthread_condattr_destroy(&ca);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
                      MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     srv->d = MHD_start_daemon(flags, (uint16_t)p->port, NULL, NULL, handle_, srv,
@@ -554,14 +655,18 @@ pg_server *pg_server_start(pg_model *m, pg_sched *sc, const pg_http_params *p, p
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)p->timeout_s,
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned int)p->max_connections,
                               MHD_OPTION_NOTIFY_COMPLETED, completed_, srv,
+                              MHD_OPTION_NOTIFY_CONNECTION, connection_, srv,
                               MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!srv->d) {
         pg_fail(e, "cannot listen on %s:%d (in use, or not an address of this machine?)", p->host, p->port);
         pthread_mutex_destroy(&srv->mu);
+        pthread_cond_destroy(&srv->wake);
         free(srv);
         return NULL;
     }
+    int rc = pthread_create(&srv->watchdog, NULL, watchdog_, srv);
+    PG_ASSERT(rc == 0); /* only fails without resources; the daemon's threads started */
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : p->port;
     return srv;
@@ -573,7 +678,14 @@ void pg_server_stop(pg_server *srv) {
     if (!srv) return;
     /* jobs first: every connection thread waiting on one wakes and ends its reply */
     pg_sched_shutdown(srv->sc);
-    MHD_stop_daemon(srv->d);
+    MHD_stop_daemon(srv->d); /* joins the connection threads: no record is left */
+    pthread_mutex_lock(&srv->mu);
+    srv->stopping = true;
+    pthread_cond_signal(&srv->wake);
+    pthread_mutex_unlock(&srv->mu);
+    pthread_join(srv->watchdog, NULL);
+    PG_ASSERT(srv->conns == NULL);
     pthread_mutex_destroy(&srv->mu);
+    pthread_cond_destroy(&srv->wake);
     free(srv);
 }
