@@ -125,7 +125,7 @@ FUZZ_DIR     := build-fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -O1 -g $(FUZZ_SAN) -Wall -Wno-unused-parameter -Wno-sign-compare \
                 -pthread -Iinclude -Isrc $(filter -DPG_HAVE_LIBURING,$(CFLAGS)) $(FUZZ_EXTRA)
-FUZZ_TARGETS := fuzz_gguf fuzz_safetensors fuzz_tokenizer_json fuzz_tokenize fuzz_chat
+FUZZ_TARGETS := fuzz_gguf fuzz_safetensors fuzz_tokenizer_json fuzz_tokenize fuzz_chat fuzz_openai
 # The parsers need neither the kernels nor synth (clang 14 rejects their
 # __builtin_cpu_supports("f16c")); the targets link only what they use.
 FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(filter-out src/synth.c src/kernels/% src/server/http.c,$(LIB_SRC)))
