@@ -27,7 +27,7 @@ static void usage_(FILE *f) {
             "  -np, --parallel N      sequences generated together, each with its own KV cache (default 4)\n"
             "  -c, --ctx-size N       context of each sequence (default: the model's, at most 4096)\n"
             "  -a, --alias NAME       a second name for the model in /v1/models and replies\n"
-            "  -t, --threads N        compute threads (default: all cores)\n"
+            "  -t, --threads N        compute threads (default: all cores but one, left to the HTTP threads)\n"
             "  --max-body SIZE        largest request body, e.g. 1MiB (default 1MiB; larger: 413)\n"
             "  --timeout S            close connections idle for S seconds (default 60)\n"
             "  --max-connections N    open connections at most (default 256)\n"
@@ -116,6 +116,9 @@ int cmd_serve(int argc, char **argv) {
     pg_server *srv = NULL;
     if (!m->tok) { fprintf(stderr, "pregate serve: %s has no tokenizer; the server needs one\n", model_path); goto done; }
     if (cli_offload_load(&off, m, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+    /* the HTTP threads need a core too: compute threads that share every
+     * core with them wait on each other at every step */
+    if (n_threads == 0) n_threads = pg_cpu_count() > 1 ? pg_cpu_count() - 1 : 1;
     s = pg_session_new_seqs(m, (int)n_ctx, (int)parallel, (int)n_threads, &e);
     if (!s) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
     if (cli_offload_wanted(&off)) {

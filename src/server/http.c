@@ -453,11 +453,11 @@ static enum MHD_Result generate_(pg_server *srv, struct MHD_Connection *c, reque
         MHD_destroy_response(resp);
         goto done;
     }
-    /* not streamed: wait for the whole text, watching the socket */
+    /* not streamed: wait for the end, looking at the socket every POLL_MS */
     pg_buf text = {0};
     size_t from = 0;
     pg_job_status js;
-    while (!pg_job_read(job, POLL_MS, &from, &text, &js))
+    while (!pg_job_read(job, POLL_MS, &from, NULL, &js))
         if (client_gone_(c)) {
             pg_job_cancel(job);
             pg_job_unref(job);
@@ -466,6 +466,7 @@ static enum MHD_Result generate_(pg_server *srv, struct MHD_Connection *c, reque
             rc = MHD_NO; /* closes the connection: nobody to answer */
             goto done;
         }
+    pg_job_read(job, 0, &from, &text, &js);
     if (js.finish == PG_FINISH_STOP || js.finish == PG_FINISH_LENGTH) {
         int n_tok;
         const int32_t *tok = pg_job_tokens(job, &n_tok);

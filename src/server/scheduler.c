@@ -23,6 +23,7 @@ struct pg_job {
     pg_finish finish;
     int n_gen;
     bool cancelled;
+    bool reader_wants_text; /* a reader waits for text (not only for the end) */
     char error[256];
     /* generated ids: written by the scheduler thread alone, read once finished */
     int32_t *tokens;
@@ -103,7 +104,8 @@ static bool job_cancelled_(pg_job *j) {
 
 bool pg_job_read(pg_job *j, int timeout_ms, size_t *from, pg_buf *out, pg_job_status *st) {
     pthread_mutex_lock(&j->mu);
-    if (j->text.n <= *from && j->finish == PG_FINISH_NONE && timeout_ms > 0) {
+    j->reader_wants_text = out != NULL;
+    if ((!out || j->text.n <= *from) && j->finish == PG_FINISH_NONE && timeout_ms > 0) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += timeout_ms / 1000;
@@ -114,7 +116,7 @@ bool pg_job_read(pg_job *j, int timeout_ms, size_t *from, pg_buf *out, pg_job_st
         }
         pthread_cond_timedwait(&j->cond, &j->mu, &ts);
     }
-    if (j->text.n > *from) {
+    if (out && j->text.n > *from) {
         pg_buf_add(out, j->text.s + *from, j->text.n - *from);
         *from = j->text.n;
     }
@@ -122,7 +124,7 @@ bool pg_job_read(pg_job *j, int timeout_ms, size_t *from, pg_buf *out, pg_job_st
     st->n_prompt = j->n_prompt;
     st->n_gen = j->n_gen;
     snprintf(st->error, sizeof st->error, "%s", j->error);
-    bool done = j->finish != PG_FINISH_NONE;
+    bool done = j->finish != PG_FINISH_NONE && (!out || *from == j->text.n);
     pthread_mutex_unlock(&j->mu);
     return done;
 }
@@ -185,10 +187,11 @@ static long long now_sec_(void) {
 static void publish_(slot_t *sl, size_t upto, int n_gen) {
     pg_job *j = sl->job;
     pthread_mutex_lock(&j->mu);
-    if (upto > sl->sent) pg_buf_add(&j->text, sl->text.s + sl->sent, upto - sl->sent);
+    bool grew = upto > sl->sent;
+    if (grew) pg_buf_add(&j->text, sl->text.s + sl->sent, upto - sl->sent);
     sl->sent = upto > sl->sent ? upto : sl->sent;
     j->n_gen = n_gen;
-    pthread_cond_broadcast(&j->cond);
+    if (grew && j->reader_wants_text) pthread_cond_broadcast(&j->cond);
     pthread_mutex_unlock(&j->mu);
 }
 

@@ -69,7 +69,9 @@ typedef struct {
 
 /* Waits at most timeout_ms for text beyond the first *from bytes, or for
  * the end; appends the new text to out, advances *from, and fills st.
- * Returns true once the job has finished and all its text was read. */
+ * Returns true once the job has finished and all its text was read.
+ * out NULL: waits for the end only (text is not read): a reply that is not
+ * streamed is not woken for every token. */
 bool pg_job_read(pg_job *j, int timeout_ms, size_t *from, pg_buf *out, pg_job_status *st);
 /* The generated token ids (valid once finished; NULL before). */
 const int32_t *pg_job_tokens(const pg_job *j, int *n);
