@@ -45,7 +45,7 @@ int cmd_serve(int argc, char **argv) {
             break;
         }
     fprintf(stderr, "pregate serve: this pregate was built without libmicrohttpd; install it "
-                    "(`make deps`, or apt-get install libmicrohttpd-dev) and rebuild (`make clean && make`)\n");
+                    "(`make deps`, or apt-get install libmicrohttpd-dev) and run make again\n");
     return 1;
 }
 

@@ -150,7 +150,7 @@ typedef struct {
     pg_detok dt;
     pg_buf text;      /* all generated text */
     size_t sent;      /* bytes of text published to the job */
-} slot_t;
+} slot;
 
 #define RATE_WINDOW 10 /* seconds over which tokens_per_s is measured */
 
@@ -168,7 +168,7 @@ struct pg_sched {
     long long rate_sec[RATE_WINDOW];
     uint64_t rate_tok[RATE_WINDOW];
     /* the scheduler thread's own */
-    slot_t *slots;        /* [n_seq]; slot i is KV sequence i */
+    slot *slots;        /* [n_seq]; slot i is KV sequence i */
     uint64_t admitted;
     int32_t *b_tok;       /* [cap] the step's rows */
     int *b_seq, *b_pos, *b_slot;
@@ -184,7 +184,7 @@ static long long now_sec_(void) {
 }
 
 /* Publishes text[sent..upto) of the slot to its job. */
-static void publish_(slot_t *sl, size_t upto, int n_gen) {
+static void publish_(slot *sl, size_t upto, int n_gen) {
     pg_job *j = sl->job;
     pthread_mutex_lock(&j->mu);
     bool grew = upto > sl->sent;
@@ -197,7 +197,7 @@ static void publish_(slot_t *sl, size_t upto, int n_gen) {
 
 /* Ends the slot's job and frees the slot. The counters change first, so
  * that whoever sees the job finished sees them counting it. */
-static void finish_(pg_sched *sc, slot_t *sl, pg_finish f, const char *error) {
+static void finish_(pg_sched *sc, slot *sl, pg_finish f, const char *error) {
     pg_job *j = sl->job;
     pthread_mutex_lock(&sc->mu);
     sc->m.jobs_done++;
@@ -228,7 +228,7 @@ static void finish_queued_(pg_sched *sc, pg_job *j, pg_finish f, const char *err
     pg_job_unref(j);
 }
 
-static void admit_(pg_sched *sc, slot_t *sl, pg_job *j) {
+static void admit_(pg_sched *sc, slot *sl, pg_job *j) {
     memset(sl, 0, sizeof *sl);
     sl->job = j;
     sl->order = sc->admitted++;
@@ -254,7 +254,7 @@ static int admit_all_(pg_sched *sc) {
     }
     int busy = 0;
     for (int i = 0; i < sc->s->n_seq; i++) {
-        slot_t *sl = &sc->slots[i];
+        slot *sl = &sc->slots[i];
         if (!sl->job && sc->q_head) {
             pg_job *j = sc->q_head;
             sc->q_head = j->next;
@@ -272,7 +272,7 @@ static int admit_all_(pg_sched *sc) {
 
 /* The slot sampled `tok`: detokenize, look for stop strings, publish what is
  * safe, decide whether the job goes on. */
-static void take_token_(pg_sched *sc, slot_t *sl, int32_t tok) {
+static void take_token_(pg_sched *sc, slot *sl, int32_t tok) {
     pg_job *j = sl->job;
     const pg_tokenizer *t = sc->tok;
     pg_sampler_accept(&sl->smp, tok);
@@ -318,7 +318,7 @@ static void take_token_(pg_sched *sc, slot_t *sl, int32_t tok) {
 static int build_batch_(pg_sched *sc) {
     int n = 0, n_seq = sc->s->n_seq, n_decode = 0;
     for (int i = 0; i < n_seq; i++) {
-        slot_t *sl = &sc->slots[i];
+        slot *sl = &sc->slots[i];
         if (!sl->job || sl->n_fed < sl->job->n_prompt) continue;
         sc->b_tok[n] = sl->next;
         sc->b_seq[n] = i;
@@ -334,10 +334,10 @@ static int build_batch_(pg_sched *sc) {
     int budget = PG_MAX_BATCH - n_decode;
     if (budget < PG_MAX_BATCH / 4) budget = PG_MAX_BATCH / 4;
     while (budget > 0) {
-        slot_t *best = NULL;
+        slot *best = NULL;
         int bi = -1;
         for (int i = 0; i < n_seq; i++) {
-            slot_t *sl = &sc->slots[i];
+            slot *sl = &sc->slots[i];
             bool pending = sl->job && sl->n_fed < sl->job->n_prompt;
             bool taken = false;
             for (int r = n_decode; r < n && !taken; r++) taken = sc->b_seq[r] == i;
@@ -392,7 +392,7 @@ static void step_(pg_sched *sc) {
     if (n == 0) return;
     int prompt_rows = 0;
     for (int r = 0; r < n; r++) {
-        slot_t *sl = &sc->slots[sc->b_slot[r]];
+        slot *sl = &sc->slots[sc->b_slot[r]];
         prompt_rows += sl->n_fed < sl->job->n_prompt;
     }
     pg_error e = {{0}};
@@ -409,7 +409,7 @@ static void step_(pg_sched *sc) {
     } else {
         int k = 0; /* wanted rows, in order */
         for (int r = 0; r < n; r++) {
-            slot_t *sl = &sc->slots[sc->b_slot[r]];
+            slot *sl = &sc->slots[sc->b_slot[r]];
             if (!sl->job) continue; /* cannot happen: a slot's wanted row is its last */
             sl->n_past = sc->b_pos[r] + 1;
             if (sl->n_fed < sl->job->n_prompt) sl->n_fed++;
