@@ -14,8 +14,9 @@
  *   (integer >= 1), temperature (0..2), top_p (0..1], seed (integer), n
  *   (only 1), stop (string or array of at most 4 strings; empty strings
  *   ignored); extensions from llama.cpp / vLLM: top_k (>= 0), min_p (0..1),
- *   repeat_penalty (> 0), ignore_eos (bool), return_token_ids (bool: the
- *   reply carries prompt_token_ids and each choice's token_ids).
+ *   repeat_penalty (> 0), ignore_eos (bool), return_token_ids (bool: a
+ *   reply that is not streamed carries prompt_token_ids and the choice's
+ *   token_ids).
  *   completions: prompt: a string, an array of one string, or an array of
  *   token ids.
  *   chat: messages: array of {role, content}, content a string, null, or an
