@@ -24,7 +24,7 @@ static void usage_(FILE *f) {
             "  --host ADDR            address to listen on (default 127.0.0.1)\n"
             "  --port N               port (default 8080; 0: any free port, printed at start)\n"
             "  --api-key KEY          require 'Authorization: Bearer KEY' (all but /health)\n"
-            "  -np, --parallel N      sequences generated together, each with its own KV cache (default 4)\n"
+            "  -np, --parallel N      sequences generated together, each with its own KV cache (default 4, at most 32)\n"
             "  -c, --ctx-size N       context of each sequence (default: the model's, at most 4096)\n"
             "  -a, --alias NAME       a second name for the model in /v1/models and replies\n"
             "  -t, --threads N        compute threads (default: all cores but one, left to the HTTP threads)\n"
@@ -75,7 +75,9 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--host")) { NEEDV(); hp.host = val; }
         else if (!strcmp(a, "--port")) { NEEDV(); if (cli_long(a, val, 0, 65535, &v)) return 2; hp.port = (int)v; }
         else if (!strcmp(a, "--api-key")) { NEEDV(); hp.api_key = val; }
-        else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) { NEEDV(); if (cli_long(a, val, 1, 256, &parallel)) return 2; }
+        /* at most one forward pass of rows, so that every decoding sequence
+         * is in the one batch of each step */
+        else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) { NEEDV(); if (cli_long(a, val, 1, PG_MAX_BATCH, &parallel)) return 2; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { NEEDV(); if (cli_long(a, val, 0, 1 << 20, &n_ctx)) return 2; }
         else if (!strcmp(a, "-a") || !strcmp(a, "--alias")) { NEEDV(); hp.alias = val; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { NEEDV(); if (cli_long(a, val, 1, 1024, &n_threads)) return 2; }
