@@ -239,31 +239,42 @@ def test_garbage_and_slow_loris():
     assert s == 200, "health after slow-loris"
 
 
-def test_client_hangs_up():
-    before = metrics().get("pregate_requests_cancelled_total", 0)
+def open_request(path, body):
+    """Sends a request on a raw socket and returns the socket (unread)."""
     h, p = host_port()
-    # streamed: read the first event, then leave
-    body = json.dumps({"prompt": "It was", "max_tokens": ARGS.ctx - 10, "stream": True, "ignore_eos": True}).encode()
+    data = json.dumps(body).encode()
     s = socket.create_connection((h, p), timeout=30)
-    s.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ARGS.key}\r\n"
-               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
-    got = b""
-    while b"data: " not in got:
-        chunk = s.recv(4096)
-        assert chunk, "stream closed before its first event"
-        got += chunk
-    s.close()
-    # not streamed: send, leave at once
-    body = json.dumps({"prompt": "She", "max_tokens": ARGS.ctx - 10, "ignore_eos": True}).encode()
-    s = socket.create_connection((h, p), timeout=30)
-    s.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ARGS.key}\r\n"
-               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
-    time.sleep(0.05)
-    s.close()
-    m = wait_for(lambda: (lambda m: m if m["pregate_requests_cancelled_total"] >= before + 2
-                          and m["pregate_active_sequences"] == 0 else None)(metrics()),
-                 what="both abandoned generations to be cancelled and their slots freed")
-    assert m["pregate_queue_length"] == 0, m
+    s.sendall((f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ARGS.key}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data)
+    return s
+
+
+def test_client_hangs_up():
+    """Clients that leave: streams in the middle (their slots are freed) and
+    one that is not streamed while it waits in the queue (dropped from it)."""
+    before = metrics()["pregate_requests_cancelled_total"]
+    long = {"prompt": "It was", "max_tokens": ARGS.ctx - 10, "stream": True, "ignore_eos": True}
+    streams = [open_request("/v1/completions", long) for _ in range(4)]  # every slot (--parallel 4)
+    for s in streams:
+        got = b""
+        while b"data: " not in got:
+            chunk = s.recv(4096)
+            assert chunk, "stream closed before its first event"
+            got += chunk
+    queued = open_request("/v1/completions", {"prompt": "She", "max_tokens": 20, "ignore_eos": True})
+    wait_for(lambda: metrics()["pregate_queue_length"] == 1, what="the fifth request to be queued")
+    queued.close()
+    wait_for(lambda: (lambda m: m["pregate_requests_cancelled_total"] >= before + 1
+                      and m["pregate_queue_length"] == 0)(metrics()),
+             what="the queued request to be dropped when its client left")
+    for s in streams:
+        s.close()
+    m = wait_for(lambda: (lambda m: m if m["pregate_requests_cancelled_total"] >= before + 5
+                          and m["pregate_active_sequences"] == 0 and m["pregate_queue_length"] == 0
+                          else None)(metrics()),
+                 what="the 5 abandoned generations to be cancelled and their slots freed")
+    s, _, _ = request("POST", "/v1/completions", {"prompt": "She", "max_tokens": 3})
+    assert s == 200, "a request after the hang-ups"
 
 
 def test_metrics_format():
