@@ -33,10 +33,21 @@ ifneq ($(wildcard /usr/include/liburing.h),)
   LDLIBS += -luring
 endif
 
+# `pregate serve` (src/server/http.c) when libmicrohttpd is installed; without
+# it the build goes on and `serve` says how to get it
+HAVE_MHD := $(if $(wildcard /usr/include/microhttpd.h),1,0)
+ifeq ($(HAVE_MHD),1)
+  CFLAGS += -DPG_HAVE_MICROHTTPD
+  LDLIBS += -lmicrohttpd
+endif
+
 AVX2_FLAGS   = -mavx2 -mfma -mf16c
 AVX512_FLAGS = -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq
 
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*.c src/*/*.c))
+ifneq ($(HAVE_MHD),1)
+  LIB_SRC := $(filter-out src/server/http.c,$(LIB_SRC))
+endif
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 
@@ -53,9 +64,17 @@ all: $(BIN)
 $(BUILD)/src/kernels/avx2.o: EXTRA_CFLAGS += $(AVX2_FLAGS)
 $(BUILD)/src/kernels/avx512.o: EXTRA_CFLAGS += $(AVX512_FLAGS)
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c $(BUILD)/features
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# The optional libraries found (-DPG_HAVE_...): rewritten only when they
+# change, so that installing one (make deps) rebuilds what depends on it.
+FEATURES := $(filter -DPG_HAVE_%,$(CFLAGS))
+$(BUILD)/features: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(FEATURES)' | cmp -s - $@ || echo '$(FEATURES)' > $@
+.PHONY: FORCE
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -106,10 +125,11 @@ FUZZ_DIR     := build-fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -O1 -g $(FUZZ_SAN) -Wall -Wno-unused-parameter -Wno-sign-compare \
                 -pthread -Iinclude -Isrc $(filter -DPG_HAVE_LIBURING,$(CFLAGS)) $(FUZZ_EXTRA)
-FUZZ_TARGETS := fuzz_gguf fuzz_safetensors fuzz_tokenizer_json fuzz_tokenize fuzz_chat fuzz_trace fuzz_predictor
+FUZZ_TARGETS := fuzz_gguf fuzz_safetensors fuzz_tokenizer_json fuzz_tokenize fuzz_chat fuzz_trace fuzz_predictor \
+                fuzz_openai
 # The parsers need neither the kernels nor synth (clang 14 rejects their
 # __builtin_cpu_supports("f16c")); the targets link only what they use.
-FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(filter-out src/synth.c src/kernels/%,$(LIB_SRC)))
+FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(filter-out src/synth.c src/kernels/% src/server/http.c,$(LIB_SRC)))
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/%)
 
 .PHONY: fuzz fuzz-build

@@ -3,7 +3,7 @@
 #   tools/install_deps.sh                  install (apt-get) what is missing
 #   tools/install_deps.sh --check-or-install  the same, silent when all present
 set -e
-PKGS="build-essential libjansson-dev libpcre2-dev liburing-dev libutf8proc-dev librsvg2-bin"
+PKGS="build-essential libjansson-dev libpcre2-dev liburing-dev libutf8proc-dev libmicrohttpd-dev librsvg2-bin"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -26,6 +26,7 @@ int cmd_synth(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 /* run --chat (tokenize.c): interactive multi-turn chat with the model's
  * template; sys: system prompt or NULL; first: a first user turn or NULL. */
 int cli_chat(pg_model *m, const pg_sampler_params *sp, const cli_offload *off, const char *sys, const char *first,

@@ -36,6 +36,7 @@ static void usage_(FILE *f) {
             "  quantize       pregate quantize IN.gguf OUT.gguf TYPE [--expert-type TYPE] [--threads N] (--help)\n"
             "  tokenize       stdin to ids:  pregate tokenize --tokenizer PATH [--add-special] [--jsonl]\n"
             "  detokenize     ids on stdin to text:  pregate detokenize --tokenizer PATH [--jsonl] [--skip-special]\n"
+            "  serve          OpenAI-compatible HTTP server:  pregate serve -m MODEL [--port 8080] (--help)\n"
             "any command:\n"
             "  --limits K=V,...       tighten the limits on GGUF files read (tensors, kv, string, array, dim;\n"
             "                         defaults 1048576, 1048576, 67108864 bytes, 268435456, 2^40)\n"
@@ -406,6 +407,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) { usage_(stdout); return 0; }
     fprintf(stderr, "pregate: unknown command '%s'\n", cmd);
     usage_(stderr);

@@ -528,6 +528,29 @@ void pg_cache_stats_reset(pg_cache *c) {
 
 size_t pg_cache_peak_bytes(const pg_cache *c) { return (size_t)c->peak_filled * c->slot_bytes; }
 
+void pg_cache_stats_total(pg_cache *c, pg_cache_layer_stats *sum, size_t *peak_bytes) {
+    memset(sum, 0, sizeof *sum);
+    pthread_mutex_lock(&c->mu);
+    for (int l = 0; l < c->L; l++) {
+        const pg_cache_layer_stats *st = &c->stats[l];
+        sum->acquires += st->acquires;
+        sum->hits += st->hits;
+        sum->late += st->late;
+        sum->misses += st->misses;
+        sum->prefetch_issued += st->prefetch_issued;
+        sum->prefetch_used += st->prefetch_used;
+        sum->prefetch_wasted += st->prefetch_wasted;
+        sum->prefetch_dropped += st->prefetch_dropped;
+        sum->bytes_read += st->bytes_read;
+        sum->stall_s += st->stall_s;
+        sum->pred_true += st->pred_true;
+        sum->pred_total += st->pred_total;
+        sum->actual_total += st->actual_total;
+    }
+    if (peak_bytes) *peak_bytes = (size_t)c->peak_filled * c->slot_bytes;
+    pthread_mutex_unlock(&c->mu);
+}
+
 int pg_cache_slots_in_use(const pg_cache *c) {
     pg_cache *mc = (pg_cache *)c;
     pthread_mutex_lock(&mc->mu);

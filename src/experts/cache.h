@@ -108,6 +108,10 @@ void pg_cache_score_prediction(pg_cache *c, int layer, const int *predicted, int
                                int n_actual);
 
 const pg_cache_layer_stats *pg_cache_stats(const pg_cache *c, int layer);
+/* The counters summed over layers, and the peak fast-tier bytes, read under
+ * the cache's lock: safe while the I/O threads are loading (the server's
+ * /metrics reads them between steps). peak_bytes may be NULL. */
+void pg_cache_stats_total(pg_cache *c, pg_cache_layer_stats *sum, size_t *peak_bytes);
 void pg_cache_stats_reset(pg_cache *c);
 size_t pg_cache_peak_bytes(const pg_cache *c); /* slots ever filled x slot bytes */
 /* Slots READY or LOADING and references held (must be 0 between steps). */

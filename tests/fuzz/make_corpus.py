@@ -197,3 +197,16 @@ for t in (1, 2):
     heads.append(("pred.%d.bias" % t, [4], 0, f32([0.0, 0.1, -0.1, 0.2])))
 out("fuzz_predictor", "valid.gguf", gguf(pred_kv, heads))
 out("fuzz_predictor", "one_head.gguf", gguf(pred_kv, heads[:2]))
+
+# ---- openai (byte 0: bit 0 = chat; the rest is the request body) ----
+out("fuzz_openai", "completion.json", "\x00" + json.dumps(
+    {"model": "demo", "prompt": "It was", "max_tokens": 16, "temperature": 0.7, "top_p": 0.9, "seed": 42,
+     "stop": ["\n\n", "END"], "stream": True, "stream_options": {"include_usage": True}}))
+out("fuzz_openai", "tokens.json", "\x00" + json.dumps({"prompt": [1, 2, 3], "n": 1, "return_token_ids": True,
+                                                       "ignore_eos": True, "top_k": 40, "min_p": 0.05}))
+out("fuzz_openai", "chat.json", "\x01" + json.dumps(
+    {"model": "x", "messages": [{"role": "system", "content": "Be brief."},
+                                {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+                                {"role": "assistant", "content": None}], "max_completion_tokens": 5,
+     "stop": "x"}))
+out("fuzz_openai", "bad.json", b"\x01{\"messages\": [{\"role\": \"user\", \"content\": \"\xc3\"}], \"n\": 2,")
