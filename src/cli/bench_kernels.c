@@ -1,11 +1,12 @@
 /* bench_kernels.c - `pregate bench-kernels`: how close the matrix-vector
  * kernels come to the memory bandwidth, the physical limit of decoding.
  *
- *   pregate bench-kernels [-t N] [--mb SIZE] [--reps R]
+ *   pregate bench-kernels [-t N] [--mb SIZE] [--reps R] [--types F16,Q4_K,...]
  *
  * (a) memory bandwidth on the pool: a copy (memcpy per thread) and a
  *     read-only sum of a buffer of SIZE MiB, best of R;
- * (b) y = W x (T = 1) for F32, F16, BF16 and Q8_0 with W of about SIZE MiB
+ * (b) y = W x (T = 1) for F32, F16, BF16, Q8_0 and the main quantized
+ *     formats (or --types) with W of about SIZE MiB
  *     and 4096 columns, in GB/s of weight bytes streamed (median and best of
  *     R) and as a fraction of the measured read bandwidth, for the chosen ISA
  *     and the scalar reference;
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 #include "kernels/kernels.h"
@@ -140,11 +142,27 @@ static void fill_fn(void *v, int ith, int nth) {
             case PG_TYPE_F32: ((float *)row)[c] = f; break;
             case PG_TYPE_F16: ((uint16_t *)row)[c] = pg_f32_to_f16(f); break;
             case PG_TYPE_BF16: ((uint16_t *)row)[c] = pg_f32_to_bf16(f); break;
-            default: {
+            case PG_TYPE_Q8_0: {
                 block_q8_0 *b = (block_q8_0 *)row + c / 32;
                 b->qs[c % 32] = (int8_t)((int)(s >> 56) - 128 + ((s >> 56) == 0));
                 b->d = pg_f32_to_f16(0.0004f);
+                break;
             }
+            default: break; /* the other formats: below */
+            }
+        }
+        if (W->type != PG_TYPE_F32 && W->type != PG_TYPE_F16 && W->type != PG_TYPE_BF16 && W->type != PG_TYPE_Q8_0) {
+            /* one of 64 quantized random rows: quantizing every row would take longer than the benchmark */
+            if (r % 64 == 0 || r == lo) {
+                float *f = xmalloc(sizeof(float) * (size_t)W->cols);
+                for (int c = 0; c < W->cols; c++) {
+                    s = s * 6364136223846793005ull + 1442695040888963407ull;
+                    f[c] = (float)((int)(s >> 40) - (1 << 23)) / (float)(1 << 23) * 0.05f;
+                }
+                pg_quantize_row_ref(W->type, W->cols, f, row);
+                free(f);
+            } else {
+                memcpy(row, (char *)W->data + (size_t)(r - r % 64 > lo ? r - r % 64 : lo) * W->row_bytes, W->row_bytes);
             }
         }
     }
@@ -170,25 +188,44 @@ static timing time_matmul(pg_pool *pool, const pg_mat *W, int T, const float *X,
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: pregate bench-kernels [-t N] [--mb SIZE] [--reps R]\n"
+    fprintf(stderr, "usage: pregate bench-kernels [-t N] [--mb SIZE] [--reps R] [--types LIST]\n"
                     "  -t N        threads (default: all %d CPUs)\n"
                     "  --mb SIZE   matrix and buffer size in MiB (default 256; keep it above the L3)\n"
                     "  --reps R    repetitions (default 5); best and median are reported\n"
+                    "  --types L   weight types, comma separated (default F32,F16,BF16,Q8_0,Q4_0,Q4_K,Q5_K,Q6_K,MXFP4)\n"
                     "  PREGATE_ISA=scalar|avx2|avx512 caps the ISA\n",
             pg_cpu_count());
 }
 
 int cmd_bench_kernels(int argc, char **argv) {
     int n_threads = 0, mb = 256, reps = 5;
+    const char *type_list = "F32,F16,BF16,Q8_0,Q4_0,Q4_K,Q5_K,Q6_K,MXFP4";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && i + 1 < argc) n_threads = atoi(argv[++i]);
         else if (!strcmp(a, "--mb") && i + 1 < argc) mb = atoi(argv[++i]);
         else if (!strcmp(a, "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(a, "--types") && i + 1 < argc) type_list = argv[++i];
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
         else { fprintf(stderr, "bench-kernels: unknown or incomplete option '%s'\n", a); usage(); return 2; }
     }
     if (mb < 1 || reps < 1 || n_threads < 0) { usage(); return 2; }
+    pg_type types[PG_TYPE_COUNT];
+    int n_types = 0;
+    for (const char *p = type_list; *p;) {
+        const size_t len = strcspn(p, ",");
+        int found = -1;
+        for (int t = 0; t < PG_TYPE_COUNT; t++)
+            if (pg_type_info(t) && strlen(pg_type_name(t)) == len && !strncasecmp(pg_type_name(t), p, len) &&
+                pg_dot_ref((pg_type)t))
+                found = t;
+        if (found < 0 || n_types == PG_TYPE_COUNT) {
+            fprintf(stderr, "bench-kernels: --types: '%.*s' is not a weight type with kernels\n", (int)len, p);
+            return 2;
+        }
+        types[n_types++] = (pg_type)found;
+        p += len + (p[len] == ',');
+    }
     pg_pool *pool = pg_pool_new(n_threads);
     const pg_isa isa = pg_kernels_init(-1);
     printf("pregate bench-kernels: isa %s (cpu supports %s), %d threads, %d MiB, %d reps\n\n", pg_isa_name(isa),
@@ -200,19 +237,18 @@ int cmd_bench_kernels(int argc, char **argv) {
     bench_bandwidth(pool, &bw, reps);
     free(bw.b);
 
-    const pg_type types[] = {PG_TYPE_F32, PG_TYPE_F16, PG_TYPE_BF16, PG_TYPE_Q8_0};
     const pg_isa isas[2] = {isa, PG_ISA_SCALAR};
     const int n_isas = isa == PG_ISA_SCALAR ? 1 : 2;
     float *X = xmalloc_aligned(64, sizeof(float) * BENCH_COLS * BENCH_T);
     for (int i = 0; i < BENCH_COLS * BENCH_T; i++) X[i] = (float)((i * 7919) % 2001 - 1000) / 1000.0f;
-    char gflops[4][2][64];
+    char (*gflops)[2][64] = xcalloc((size_t)n_types, sizeof *gflops);
 
     printf("y = W x, T = 1, %d columns: GB/s of weight bytes (median, best of %d); limit = read bandwidth\n"
            "measured (best of %d) just before each row, as other load on the machine changes it\n",
            BENCH_COLS, reps, reps);
     printf("  %-5s %-7s %7s %8s %9s %9s %8s %8s\n", "type", "isa", "rows", "MiB", "median", "best", "limit",
            "best/lim");
-    for (int ti = 0; ti < 4; ti++) {
+    for (int ti = 0; ti < n_types; ti++) {
         pg_mat W = {.type = types[ti], .cols = BENCH_COLS};
         W.row_bytes = pg_row_bytes(W.type, BENCH_COLS);
         W.rows = (int)(((size_t)mb << 20) / W.row_bytes);
@@ -228,14 +264,14 @@ int cmd_bench_kernels(int argc, char **argv) {
             pg_kernels_init(isas[k]);
             const double limit = read_bandwidth(pool, &bw, reps);
             timing tm = time_matmul(pool, &W, 1, X, Y, scratch, reps);
-            printf("  %-5s %-7s %7d %8.1f %9.2f %9.2f %8.2f %7.0f%%\n", pg_type_name(W.type), pg_isa_name(pgk.isa),
+            printf("  %-6s %-7s %7d %8.1f %9.2f %9.2f %8.2f %7.0f%%\n", pg_type_name(W.type), pg_isa_name(pgk.isa),
                    W.rows, wbytes / 1048576.0, wbytes / tm.median / 1e9, wbytes / tm.best / 1e9, limit,
                    100.0 * wbytes / tm.best / 1e9 / limit);
             fflush(stdout);
             /* T = 16: compute-bound; the scalar reference gets one repetition */
             timing t16 = time_matmul(pool, &W, BENCH_T, X, Y, scratch, k == 0 ? reps : 1);
             const double flop = 2.0 * W.rows * (double)W.cols * BENCH_T;
-            snprintf(gflops[ti][k], sizeof gflops[ti][k], "  %-5s %-7s %9.2f %9.2f %9.2f", pg_type_name(W.type),
+            snprintf(gflops[ti][k], sizeof gflops[ti][k], "  %-6s %-7s %9.2f %9.2f %9.2f", pg_type_name(W.type),
                      pg_isa_name(pgk.isa), flop / t16.median / 1e9, flop / t16.best / 1e9,
                      wbytes / t16.best / 1e9);
         }
@@ -246,8 +282,9 @@ int cmd_bench_kernels(int argc, char **argv) {
     }
     printf("\nmatmul T = %d, same matrices: GFLOP/s (median, best) and weight GB/s at best\n", BENCH_T);
     printf("  %-5s %-7s %9s %9s %9s\n", "type", "isa", "median", "best", "GB/s");
-    for (int ti = 0; ti < 4; ti++)
+    for (int ti = 0; ti < n_types; ti++)
         for (int k = 0; k < n_isas; k++) printf("%s\n", gflops[ti][k]);
+    free(gflops);
     free(X);
     free(bw.a);
     pg_pool_free(pool);
