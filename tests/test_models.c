@@ -4,9 +4,9 @@
  *    Hugging Face transformers: logits of a fixed token sequence within
  *    1e-4 and 32 greedy tokens identical, read from the safetensors
  *    directory and again after `convert` to GGUF;
- *  - the shipped demo MoE (models/demo-moe.gguf) and its natively pre-gated
- *    twin (models/demo-moe-pregated.gguf) against the PyTorch model each was
- *    exported from (tools/train_demo_moe.py);
+ *  - the shipped demo MoE (models/demo-moe.gguf) against the PyTorch model
+ *    it was exported from (tools/train_demo_moe.py), and a tiny natively
+ *    pre-gated model against the training script's module;
  *  - stories260K (llama2.c checkpoint, real trained weights, from the shared
  *    data folder) converted to GGUF: 200 greedy steps reproduce llama2.c's
  *    own expected output exactly.
@@ -135,16 +135,6 @@ static void test_pregated_tiny(void) {
     pg_model_free(m);
 }
 
-/* The natively pre-gated twin (block l routes on block l-1's FFN input):
- * against the training script's own module, which is its definition. */
-static void test_demo_moe_pregated(void) {
-    if (access("models/demo-moe-pregated.gguf", R_OK) ||
-        access("tests/fixtures/demo-moe-pregated/reference.safetensors", R_OK))
-        TEST_SKIP("models/demo-moe-pregated.gguf or its reference is missing");
-    check_model_("demo-moe-pregated", "models/demo-moe-pregated.gguf",
-                 "tests/fixtures/demo-moe-pregated/reference.safetensors");
-}
-
 static void test_stories260k(void) {
     char ckpt[512], tok[512], expect_path[512], out[512];
     snprintf(ckpt, sizeof ckpt, "%s/models/stories260K.bin", test_shared_data());
@@ -237,7 +227,6 @@ int main(void) {
     TEST_RUN(test_hf_fixtures_as_gguf);
     TEST_RUN(test_demo_moe);
     TEST_RUN(test_pregated_tiny);
-    TEST_RUN(test_demo_moe_pregated);
     TEST_RUN(test_stories260k);
     TEST_RUN(test_llama_tiny_random_gguf);
     return test_summary("test_models");

@@ -11,6 +11,7 @@
 #include "sampler.h"
 #include "test.h"
 
+#define PREGATED_DEMO "models/demo-moe-pregated-q8_0.gguf"
 #define N_PROMPT 7
 #define N_GEN 9
 
@@ -185,6 +186,12 @@ static void test_demo_model(void) {
     check_modes_("demo-moe", "models/demo-moe.gguf");
 }
 
+/* The trained natively pre-gated twin (Q8_0): native included. */
+static void test_demo_pregated(void) {
+    if (access(PREGATED_DEMO, R_OK)) TEST_SKIP(PREGATED_DEMO " missing");
+    check_modes_("demo-moe-pregated", PREGATED_DEMO);
+}
+
 static void test_parse(void) {
     size_t v;
     pg_error e;
@@ -205,5 +212,6 @@ int main(void) {
     TEST_RUN(test_fixture_families);
     TEST_RUN(test_pregated);
     TEST_RUN(test_demo_model);
+    TEST_RUN(test_demo_pregated);
     return test_summary("test_offload");
 }

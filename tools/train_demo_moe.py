@@ -28,7 +28,9 @@ Run from the repository root:
     python tools/train_demo_moe.py --skip-train          # re-export from build/demo-moe-ckpt.pt
     python tools/train_demo_moe.py --pregated            # the natively pre-gated twin (same data,
                                                          # tokenizer, seed and schedule; ~40 min):
-                                                         # models/demo-moe-pregated.gguf
+                                                         # models/demo-moe-pregated.gguf (F16; the repo
+                                                         # ships `pregate quantize ... Q8_0` of it,
+                                                         # models/demo-moe-pregated-q8_0.gguf, for size)
 
 Natively pre-gated (--pregated; the Pre-gated MoE paper's algorithm): the router
 stored with block l reads the FFN input (after its ffn_norm) of block l-1, so block
