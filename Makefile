@@ -51,6 +51,7 @@ BIN := $(BUILD)/pregate
 all: $(BIN)
 
 $(BUILD)/src/kernels/avx2.o: EXTRA_CFLAGS += $(AVX2_FLAGS)
+$(BUILD)/src/kernels/avx2_quants.o: EXTRA_CFLAGS += $(AVX2_FLAGS)
 $(BUILD)/src/kernels/avx512.o: EXTRA_CFLAGS += $(AVX512_FLAGS)
 
 $(BUILD)/%.o: %.c

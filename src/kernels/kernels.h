@@ -62,6 +62,9 @@ pg_isa pg_cpu_isa(void);
  * only when the CPU supports the ISA. pg_kernels_init uses them. */
 void pg_kernels_fill_avx2(pg_kernel_table *t);
 void pg_kernels_fill_avx512(pg_kernel_table *t);
+/* The quantized-format part of pg_kernels_fill_avx2 (dots of every weight
+ * format but Q8_0, the Q8_1/Q8_K quantizers): avx2_quants.c. */
+void pg_kernels_fill_avx2_quants(pg_kernel_table *t);
 
 /* Scalar references (also the portable fallback); quants.h has those of the
  * other quantized formats. pg_dot_ref(t): the reference dot of weight type t
