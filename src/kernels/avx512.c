@@ -7,6 +7,8 @@
  */
 #include <immintrin.h>
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "../util.h"
 #include "kernels.h"
@@ -258,6 +260,12 @@ void pg_kernels_fill_avx512(pg_kernel_table *t) {
     t->dot[PG_TYPE_BF16] = dot_bf16;
     t->dot[PG_TYPE_Q8_0] = dot_q8_0;
     t->quantize_q8_0 = quantize_q8_0;
+    /* the other quantized formats (avx512_quants.c): with VNNI where the CPU
+     * has it, unless PREGATE_VNNI=0 (tests and benchmarks compare both) */
+    const char *env = getenv("PREGATE_VNNI");
+    t->vnni = __builtin_cpu_supports("avx512vnni") && !(env && !strcmp(env, "0"));
+    if (t->vnni) pg_kernels_fill_avx512vnni_quants(t);
+    else pg_kernels_fill_avx512_quants(t);
     t->f16_to_f32 = f16_to_f32;
     t->bf16_to_f32 = bf16_to_f32;
     t->rmsnorm = rmsnorm;

@@ -38,6 +38,7 @@ typedef float (*pg_dot_fn)(int n, const void *w, const void *x);
 
 typedef struct {
     pg_isa isa;
+    int vnni; /* the AVX-512 quantized dots use VNNI (CPU has it, PREGATE_VNNI is not 0) */
     pg_dot_fn dot[PG_TYPE_COUNT];           /* NULL where the type has no kernel */
     void (*quantize_q8_0)(int n, const float *x, block_q8_0 *y); /* n % 32 == 0 */
     void (*quantize_q8_1)(int n, const float *x, block_q8_1 *y); /* n % 32 == 0 */
@@ -62,9 +63,13 @@ pg_isa pg_cpu_isa(void);
  * only when the CPU supports the ISA. pg_kernels_init uses them. */
 void pg_kernels_fill_avx2(pg_kernel_table *t);
 void pg_kernels_fill_avx512(pg_kernel_table *t);
-/* The quantized-format part of pg_kernels_fill_avx2 (dots of every weight
- * format but Q8_0, the Q8_1/Q8_K quantizers): avx2_quants.c. */
+/* Their quantized-format parts (dots of every weight format but Q8_0, and
+ * the Q8_1/Q8_K quantizers): avx2_quants.c, and avx512_quants.c compiled
+ * twice, without and with AVX-512 VNNI (avx512vnni_quants.c; call only
+ * when the CPU has it). pg_kernels_fill_avx2/avx512 call them. */
 void pg_kernels_fill_avx2_quants(pg_kernel_table *t);
+void pg_kernels_fill_avx512_quants(pg_kernel_table *t);
+void pg_kernels_fill_avx512vnni_quants(pg_kernel_table *t);
 
 /* Scalar references (also the portable fallback); quants.h has those of the
  * other quantized formats. pg_dot_ref(t): the reference dot of weight type t
