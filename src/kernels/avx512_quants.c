@@ -81,22 +81,20 @@ static inline __m512i nibbles_lohi(const uint8_t *q) {
                             _mm512_set1_epi8(0x0F));
 }
 
-/* The scales of a group of four blocks, gathered with one word permute
- * instead of eight scalar loads and shifts: the halves at 16-bit word
- * positions i0..i3 of the 64 bytes at a (positions 32.. : of the 64 bytes
- * at b), as four floats. Both 64-byte ranges lie inside the four blocks. */
-#define WORDS4(i0, i1, i2, i3) _mm512_castsi128_si512(_mm_setr_epi16(i0, i1, i2, i3, 0, 0, 0, 0))
-static inline __m128 halves_at(const void *a, const void *b, __m512i words) {
-    return _mm_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(loadu512(a), words, loadu512(b))));
+/* Four halves at p, p + stride, ... as floats (scalar loads and one
+ * conversion: cheaper here than word permutes of vector loads). */
+static inline __m128 halves4(const void *p, size_t stride) {
+    const char *c = p;
+    uint16_t h0, h1, h2, h3;
+    memcpy(&h0, c, 2), memcpy(&h1, c + stride, 2), memcpy(&h2, c + 2 * stride, 2), memcpy(&h3, c + 3 * stride, 2);
+    const uint64_t v = (uint64_t)h0 | (uint64_t)h1 << 16 | (uint64_t)h2 << 32 | (uint64_t)h3 << 48;
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)v));
 }
-static inline __m128 halves_at1(const void *a, __m512i words) {
-    return _mm_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi16(words, loadu512(a))));
-}
-/* Word positions of d (and s) in four Q8_0 (34-byte) / Q8_1 (36-byte)
- * activation blocks, with b = the third block. */
-#define Q8_0_D(x, i) halves_at(&(x)[i], &(x)[(i) + 2], WORDS4(0, 17, 32, 32 + 17))
-#define Q8_1_D(x, i) halves_at(&(x)[i], &(x)[(i) + 2], WORDS4(0, 18, 32, 32 + 18))
-#define Q8_1_S(x, i) halves_at(&(x)[i], &(x)[(i) + 2], WORDS4(1, 19, 33, 32 + 19))
+#define Q8_0_D(x, i) halves4(&(x)[i].d, sizeof *(x))
+#define Q8_1_D(x, i) halves4(&(x)[i].d, sizeof *(x))
+#define Q8_1_S(x, i) halves4(&(x)[i].s, sizeof *(x))
+#define W_D(w, i) halves4(&(w)[i].d, sizeof *(w))
+#define W_M(w, i) halves4(&(w)[i].m, sizeof *(w))
 
 /* A 16-entry table in every 128-bit lane, for _mm512_shuffle_epi8. */
 static inline __m512i table16(const int8_t t[16]) { return _mm512_broadcast_i32x4(loadu128(t)); }
@@ -144,7 +142,7 @@ static float dot_q4_0(int n, const void *wv, const void *xv) {
     const block_q4_0 *w = wv;
     const block_q8_0 *x = xv;
 #define PAIR(i, j) q4_0_pair(w + (i), BLK(w, j), y_pair(x[i].qs, QS(x, j)))
-#define S4(i) _mm_mul_ps(halves_at1(&w[i], WORDS4(0, 9, 18, 27)), Q8_0_D(x, i)) /* 18-byte blocks */
+#define S4(i) _mm_mul_ps(W_D(w, i), Q8_0_D(x, i))
 #define S1(i) (f16(w[i].d) * f16(x[i].d))
     DOT32_LOOP(n / PG_QK4_0, PAIR, S4, S1, NO_EXTRA, NO_EXTRA);
 #undef PAIR
@@ -158,9 +156,9 @@ static float dot_q4_1(int n, const void *wv, const void *xv) {
     const block_q8_1 *x = xv;
 #define PAIR(i, j) \
     dpbusd(_mm512_setzero_si512(), nibbles_pair(w[i].qs, w[(j) < 0 ? (i) : (j)].qs), y_pair(x[i].qs, QS(x, j)))
-#define S4(i) _mm_mul_ps(halves_at1(&w[i], WORDS4(0, 10, 20, 30)), Q8_1_D(x, i)) /* 20-byte blocks */
+#define S4(i) _mm_mul_ps(W_D(w, i), Q8_1_D(x, i))
 #define S1(i) (f16(w[i].d) * f16(x[i].d))
-#define E4(i, a) _mm_fmadd_ps(halves_at1(&w[i], WORDS4(1, 11, 21, 31)), Q8_1_S(x, i), a)
+#define E4(i, a) _mm_fmadd_ps(W_M(w, i), Q8_1_S(x, i), a)
 #define E1(i, a) _mm_add_ss(a, _mm_set_ss(f16(w[i].m) * f16(x[i].s)))
     DOT32_LOOP(n / PG_QK4_1, PAIR, S4, S1, E4, E1);
 #undef PAIR
@@ -191,8 +189,7 @@ static float dot_q5_0(int n, const void *wv, const void *xv) {
     const block_q5_0 *w = wv;
     const block_q8_0 *x = xv;
 #define PAIR(i, j) q5_0_pair(w + (i), BLK(w, j), y_pair(x[i].qs, QS(x, j)))
-/* 22-byte blocks: the fourth d (byte 66) from the 64 bytes at byte 24 */
-#define S4(i) _mm_mul_ps(halves_at(&w[i], (const char *)&w[i] + 24, WORDS4(0, 11, 22, 32 + 21)), Q8_0_D(x, i))
+#define S4(i) _mm_mul_ps(W_D(w, i), Q8_0_D(x, i))
 #define S1(i) (f16(w[i].d) * f16(x[i].d))
     DOT32_LOOP(n / PG_QK5_0, PAIR, S4, S1, NO_EXTRA, NO_EXTRA);
 #undef PAIR
@@ -209,11 +206,9 @@ static float dot_q5_1(int n, const void *wv, const void *xv) {
     const block_q5_1 *w = wv;
     const block_q8_1 *x = xv;
 #define PAIR(i, j) q5_1_pair(w + (i), BLK(w, j), y_pair(x[i].qs, QS(x, j)))
-/* 24-byte blocks: the fourth d and m (bytes 72, 74) from the 64 bytes at byte 32 */
-#define S4(i) _mm_mul_ps(halves_at(&w[i], (const char *)&w[i] + 32, WORDS4(0, 12, 24, 32 + 20)), Q8_1_D(x, i))
+#define S4(i) _mm_mul_ps(W_D(w, i), Q8_1_D(x, i))
 #define S1(i) (f16(w[i].d) * f16(x[i].d))
-#define E4(i, a) \
-    _mm_fmadd_ps(halves_at(&w[i], (const char *)&w[i] + 32, WORDS4(1, 13, 25, 32 + 21)), Q8_1_S(x, i), a)
+#define E4(i, a) _mm_fmadd_ps(W_M(w, i), Q8_1_S(x, i), a)
 #define E1(i, a) _mm_add_ss(a, _mm_set_ss(f16(w[i].m) * f16(x[i].s)))
     DOT32_LOOP(n / PG_QK5_1, PAIR, S4, S1, E4, E1);
 #undef PAIR
@@ -245,7 +240,7 @@ static float dot_iq4_nl(int n, const void *wv, const void *xv) {
     const block_q8_0 *x = xv;
     const __m512i tab = table16(iq4nl_abs_);
 #define PAIR(i, j) iq4_nl_pair(w + (i), BLK(w, j), tab, y_pair(x[i].qs, QS(x, j)))
-#define S4(i) _mm_mul_ps(halves_at1(&w[i], WORDS4(0, 9, 18, 27)), Q8_0_D(x, i)) /* 18-byte blocks */
+#define S4(i) _mm_mul_ps(W_D(w, i), Q8_0_D(x, i))
 #define S1(i) (f16(w[i].d) * f16(x[i].d))
     DOT32_LOOP(n / PG_QK4_NL, PAIR, S4, S1, NO_EXTRA, NO_EXTRA);
 #undef PAIR
@@ -253,13 +248,9 @@ static float dot_iq4_nl(int n, const void *wv, const void *xv) {
 #undef S1
 }
 
-/* 2^(e-128) as float for four blocks (pg_e8m0_to_f32_half: subnormal below
- * e = 2). e sits at bytes 0, 17, 34, 51: the low or high byte of words
- * 0, 8, 17, 25. */
+/* MXFP4's scales of four blocks. */
 static inline __m128 e8m0_half4(const block_mxfp4 *w) {
-    const __m512i words = _mm512_permutexvar_epi16(WORDS4(0, 8, 17, 25), loadu512(w));
-    const __m128i bytes = _mm_srlv_epi16(_mm512_castsi512_si128(words), _mm_setr_epi16(0, 8, 0, 8, 0, 0, 0, 0));
-    return qx86_e8m0_half4(_mm_cvtepu8_epi32(_mm_packus_epi16(_mm_and_si128(bytes, _mm_set1_epi16(0xFF)), bytes)));
+    return qx86_e8m0_half4(_mm_setr_epi32(w[0].e, w[1].e, w[2].e, w[3].e));
 }
 
 /* MXFP4: index bit 3 is the sign. */
