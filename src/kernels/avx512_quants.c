@@ -131,6 +131,24 @@ static inline __m512i table16(const int8_t t[16]) { return _mm512_broadcast_i32x
 
 /* ---- 32-element formats x Q8_0 / Q8_1 ----------------------------------------- */
 
+/* Q8_0: |w| * (+-y); |w| <= 128 (-128 as the unsigned 128), pairs <= 32512. */
+static inline __m512i q8_0_pair(const block_q8_0 *a, const block_q8_0 *b, __m512i y) {
+    const __m512i w = y_pair(a->qs, b ? b->qs : NULL);
+    const __m512i sy = _mm512_mask_sub_epi8(y, _mm512_movepi8_mask(w), _mm512_setzero_si512(), y);
+    return dpbusd(_mm512_setzero_si512(), _mm512_abs_epi8(w), sy);
+}
+
+static float dot_q8_0(int n, const void *wv, const void *xv) {
+    const block_q8_0 *w = wv, *x = xv;
+#define PAIR(i, j) q8_0_pair(w + (i), BLK(w, j), y_pair(x[i].qs, QS(x, j)))
+#define S4(i) _mm_mul_ps(W_D(w, i), Q8_0_D(x, i))
+#define S1(i) (f16(w[i].d) * f16(x[i].d))
+    DOT32_LOOP(n / PG_QK8_0, PAIR, S4, S1, NO_EXTRA, NO_EXTRA);
+#undef PAIR
+#undef S4
+#undef S1
+}
+
 /* Q4_0: sum (q - 8) y = sum q y - 8 sum y; q <= 15 (pairs <= 3810). */
 static inline __m512i q4_0_pair(const block_q4_0 *a, const block_q4_0 *b, __m512i y) {
     const __m512i q = nibbles_pair(a->qs, (b ? b : a)->qs);
@@ -627,6 +645,7 @@ static void quantize_q8_K(int n, const float *x, block_q8_K *y) {
 }
 
 void FILL_QUANTS(pg_kernel_table *t) {
+    t->dot[PG_TYPE_Q8_0] = dot_q8_0;
     t->dot[PG_TYPE_Q4_0] = dot_q4_0;
     t->dot[PG_TYPE_Q4_1] = dot_q4_1;
     t->dot[PG_TYPE_Q5_0] = dot_q5_0;

@@ -63,10 +63,11 @@ pg_isa pg_cpu_isa(void);
  * only when the CPU supports the ISA. pg_kernels_init uses them. */
 void pg_kernels_fill_avx2(pg_kernel_table *t);
 void pg_kernels_fill_avx512(pg_kernel_table *t);
-/* Their quantized-format parts (dots of every weight format but Q8_0, and
- * the Q8_1/Q8_K quantizers): avx2_quants.c, and avx512_quants.c compiled
- * twice, without and with AVX-512 VNNI (avx512vnni_quants.c; call only
- * when the CPU has it). pg_kernels_fill_avx2/avx512 call them. */
+/* Their quantized-format parts: avx2_quants.c (dots of every weight format
+ * but Q8_0, which avx2.c has; the Q8_1/Q8_K quantizers), and
+ * avx512_quants.c (every quantized dot, the Q8_1/Q8_K quantizers) compiled
+ * twice, without and with AVX-512 VNNI (avx512vnni_quants.c; call only when
+ * the CPU has it). pg_kernels_fill_avx2/avx512 call them. */
 void pg_kernels_fill_avx2_quants(pg_kernel_table *t);
 void pg_kernels_fill_avx512_quants(pg_kernel_table *t);
 void pg_kernels_fill_avx512vnni_quants(pg_kernel_table *t);
