@@ -3,20 +3,24 @@
  * activation quantizers.
  *
  * Compiled twice: as itself with the AVX-512 flags of avx512.c, and through
- * avx512vnni_quants.c with -mavx512vnni as well. Only dpbusd() and dpwssd()
- * below differ: with VNNI they are one instruction (vpdpbusd: four u8 x s8
- * products into int32, no intermediate saturation; vpdpwssd: two int16
- * products into int32); without it maddubs + madd + add. pg_kernels_fill_avx512
- * (avx512.c) registers the VNNI build only when the CPU has AVX512_VNNI.
+ * avx512vnni_quants.c with -mavx512vnni as well. Only dpbusd(), dpwssd()
+ * and dpwssd256() below differ: with VNNI they are one instruction
+ * (vpdpbusd: four u8 x s8 products into int32, no intermediate saturation;
+ * vpdpwssd: two int16 products into int32); without it maddubs + madd + add.
+ * pg_kernels_fill_avx512 (avx512.c) registers the VNNI build only when the
+ * CPU has AVX512_VNNI.
  *
  * Contract and tricks as in avx2_quants.c: n is a whole number of blocks
- * (no format here has partial blocks), integer parts are exact per block
- * (maddubs pairs stay within int16, noted per kernel; both builds then give
- * the same integers), offsets come out through the activation sums, the
- * 256-element formats are bit-identical to the reference and the 32-element
- * ones differ only in float summation order. The activation quantizers are
- * bit-identical to the references. A zmm holds two 32-element blocks, or 64
- * elements of a 256-element block.
+ * (no format here has partial blocks, so there is no element tail), integer
+ * parts are exact per block (maddubs pairs stay within int16, noted per
+ * kernel; both builds then give the same integers), offsets come out
+ * through the activation sums, the 256-element formats are bit-identical to
+ * the reference and the 32-element ones differ only in float summation
+ * order. The activation quantizers are bit-identical to the references.
+ *
+ * A zmm holds two 32-element blocks, or 64 elements of a 256-element block;
+ * Q4_K and Q5_K use 256-bit vectors instead (see there: faster on Zen 4,
+ * which runs a 512-bit op as two 256-bit halves).
  */
 #include <immintrin.h>
 #include <string.h>
@@ -69,8 +73,8 @@ static inline __m128i loadu128(const void *p) { return _mm_loadu_si128((const __
 /* 32 bytes in both halves of a zmm. */
 static inline __m512i dup256(const void *p) { return _mm512_broadcast_i64x4(loadu256(p)); }
 
-/* Two 32-byte blocks of activations: [a b]; b = NULL gives zeros. */
-static inline __m512i y_pair(const int8_t *a, const int8_t *b) {
+/* Two 32-byte arrays (quants of two blocks): [a b]; b = NULL gives zeros. */
+static inline __m512i pair32(const int8_t *a, const int8_t *b) {
     const __m512i lo = _mm512_castsi256_si512(loadu256(a));
     return b ? _mm512_inserti64x4(lo, loadu256(b), 1) : _mm512_zextsi256_si512(loadu256(a));
 }
@@ -81,13 +85,6 @@ static inline __m512i nibbles_pair(const uint8_t *a, const uint8_t *b) {
     const __m512i v = _mm512_mask_broadcast_i32x4(_mm512_broadcast_i32x4(loadu128(a)), 0xFF00, loadu128(b));
     /* shift the second and fourth 128-bit lanes (int16 lanes 8..15, 24..31) */
     return _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xFF00FF00u, v, 4), _mm512_set1_epi8(0x0F));
-}
-
-/* Nibbles of 32 bytes: [lo(32) hi(32)] (the K-quants' 64-element groups). */
-static inline __m512i nibbles_lohi(const uint8_t *q) {
-    const __m256i v = loadu256(q);
-    return _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1),
-                            _mm512_set1_epi8(0x0F));
 }
 
 /* Four halves at p, p + stride, ... as floats (scalar loads and one
@@ -142,14 +139,14 @@ static inline __m512i table16(const int8_t t[16]) { return _mm512_broadcast_i32x
 
 /* Q8_0: |w| * (+-y); |w| <= 128 (-128 as the unsigned 128), pairs <= 32512. */
 static inline __m512i q8_0_pair(const block_q8_0 *a, const block_q8_0 *b, __m512i y) {
-    const __m512i w = y_pair(a->qs, b ? b->qs : NULL);
+    const __m512i w = pair32(a->qs, b ? b->qs : NULL);
     const __m512i sy = _mm512_mask_sub_epi8(y, _mm512_movepi8_mask(w), _mm512_setzero_si512(), y);
     return dpbusd(_mm512_setzero_si512(), _mm512_abs_epi8(w), sy);
 }
 
 static float dot_q8_0(int n, const void *wv, const void *xv) {
     const block_q8_0 *w = wv, *x = xv;
-#define PAIR(i, j) q8_0_pair(w + (i), BLK(w, j), y_pair(x[i].qs, QS(x, j)))
+#define PAIR(i, j) q8_0_pair(w + (i), BLK(w, j), pair32(x[i].qs, QS(x, j)))
 #define S4(i) _mm_mul_ps(W_D(w, i), Q8_0_D(x, i))
 #define S1(i) (f16(w[i].d) * f16(x[i].d))
     DOT32_LOOP(n / PG_QK8_0, PAIR, S4, S1, NO_EXTRA, NO_EXTRA);
@@ -168,7 +165,7 @@ static inline __m512i q4_0_pair(const block_q4_0 *a, const block_q4_0 *b, __m512
 static float dot_q4_0(int n, const void *wv, const void *xv) {
     const block_q4_0 *w = wv;
     const block_q8_0 *x = xv;
-#define PAIR(i, j) q4_0_pair(w + (i), BLK(w, j), y_pair(x[i].qs, QS(x, j)))
+#define PAIR(i, j) q4_0_pair(w + (i), BLK(w, j), pair32(x[i].qs, QS(x, j)))
 #define S4(i) _mm_mul_ps(W_D(w, i), Q8_0_D(x, i))
 #define S1(i) (f16(w[i].d) * f16(x[i].d))
     DOT32_LOOP(n / PG_QK4_0, PAIR, S4, S1, NO_EXTRA, NO_EXTRA);
@@ -182,7 +179,7 @@ static float dot_q4_1(int n, const void *wv, const void *xv) {
     const block_q4_1 *w = wv;
     const block_q8_1 *x = xv;
 #define PAIR(i, j) \
-    dpbusd(_mm512_setzero_si512(), nibbles_pair(w[i].qs, w[(j) < 0 ? (i) : (j)].qs), y_pair(x[i].qs, QS(x, j)))
+    dpbusd(_mm512_setzero_si512(), nibbles_pair(w[i].qs, w[(j) < 0 ? (i) : (j)].qs), pair32(x[i].qs, QS(x, j)))
 #define S4(i) _mm_mul_ps(W_D(w, i), Q8_1_D(x, i))
 #define S1(i) (f16(w[i].d) * f16(x[i].d))
 #define E4(i, a) _mm_fmadd_ps(W_M(w, i), Q8_1_S(x, i), a)
@@ -215,7 +212,7 @@ static inline __m512i q5_0_pair(const block_q5_0 *a, const block_q5_0 *b, __m512
 static float dot_q5_0(int n, const void *wv, const void *xv) {
     const block_q5_0 *w = wv;
     const block_q8_0 *x = xv;
-#define PAIR(i, j) q5_0_pair(w + (i), BLK(w, j), y_pair(x[i].qs, QS(x, j)))
+#define PAIR(i, j) q5_0_pair(w + (i), BLK(w, j), pair32(x[i].qs, QS(x, j)))
 #define S4(i) _mm_mul_ps(W_D(w, i), Q8_0_D(x, i))
 #define S1(i) (f16(w[i].d) * f16(x[i].d))
     DOT32_LOOP(n / PG_QK5_0, PAIR, S4, S1, NO_EXTRA, NO_EXTRA);
@@ -232,7 +229,7 @@ static inline __m512i q5_1_pair(const block_q5_1 *a, const block_q5_1 *b, __m512
 static float dot_q5_1(int n, const void *wv, const void *xv) {
     const block_q5_1 *w = wv;
     const block_q8_1 *x = xv;
-#define PAIR(i, j) q5_1_pair(w + (i), BLK(w, j), y_pair(x[i].qs, QS(x, j)))
+#define PAIR(i, j) q5_1_pair(w + (i), BLK(w, j), pair32(x[i].qs, QS(x, j)))
 #define S4(i) _mm_mul_ps(W_D(w, i), Q8_1_D(x, i))
 #define S1(i) (f16(w[i].d) * f16(x[i].d))
 #define E4(i, a) _mm_fmadd_ps(W_M(w, i), Q8_1_S(x, i), a)
@@ -266,7 +263,7 @@ static float dot_iq4_nl(int n, const void *wv, const void *xv) {
     const block_iq4_nl *w = wv;
     const block_q8_0 *x = xv;
     const __m512i tab = table16(iq4nl_abs_);
-#define PAIR(i, j) iq4_nl_pair(w + (i), BLK(w, j), tab, y_pair(x[i].qs, QS(x, j)))
+#define PAIR(i, j) iq4_nl_pair(w + (i), BLK(w, j), tab, pair32(x[i].qs, QS(x, j)))
 #define S4(i) _mm_mul_ps(W_D(w, i), Q8_0_D(x, i))
 #define S1(i) (f16(w[i].d) * f16(x[i].d))
     DOT32_LOOP(n / PG_QK4_NL, PAIR, S4, S1, NO_EXTRA, NO_EXTRA);
@@ -290,7 +287,7 @@ static float dot_mxfp4(int n, const void *wv, const void *xv) {
     const block_mxfp4 *w = wv;
     const block_q8_0 *x = xv;
     const __m512i tab = table16(mxfp4_abs_);
-#define PAIR(i, j) mxfp4_pair(w + (i), BLK(w, j), tab, y_pair(x[i].qs, QS(x, j)))
+#define PAIR(i, j) mxfp4_pair(w + (i), BLK(w, j), tab, pair32(x[i].qs, QS(x, j)))
 #define S4(i) _mm_mul_ps(e8m0_half4(w + (i)), Q8_0_D(x, i))
 #define S1(i) (qx86_e8m0_half(w[i].e) * f16(x[i].d))
     DOT32_LOOP(n / PG_QK_MXFP4, PAIR, S4, S1, NO_EXTRA, NO_EXTRA);
