@@ -1,10 +1,12 @@
 /* kernels.h - CPU compute kernels.
  *
- * Three tiers, as ggml does it: a scalar reference (`_ref`, in ref.c, the
- * definition of what each kernel computes), and AVX2 / AVX-512 versions
- * (avx2.c, avx512.c, compiled with their own -m flags) chosen at run time
- * by pg_kernels_init() through the table `pgk`. Every table entry has a test
- * against its reference (tests/test_kernels.c).
+ * Three tiers, as ggml does it: a scalar reference (`_ref`, in ref.c and
+ * quants.c, the definition of what each kernel computes), and AVX2 /
+ * AVX-512 versions (avx2.c, avx512.c; the quantized formats in
+ * avx2_quants.c and avx512_quants.c, the latter also built with VNNI;
+ * each file compiled with its own -m flags) chosen at run time by
+ * pg_kernels_init() through the table `pgk`. Every table entry has a test
+ * against its reference (tests/test_kernels.c, tests/test_quants_simd.c).
  *
  * Shapes: a matrix W of `rows` x `cols` stores each row contiguously
  * (cols elements, pg_row_bytes(type, cols) bytes); y = W x means
