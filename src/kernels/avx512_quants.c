@@ -272,9 +272,12 @@ static float dot_iq4_nl(int n, const void *wv, const void *xv) {
 #undef S1
 }
 
-/* MXFP4's scales of four blocks. */
-static inline __m128 e8m0_half4(const block_mxfp4 *w) {
-    return qx86_e8m0_half4(_mm_setr_epi32(w[0].e, w[1].e, w[2].e, w[3].e));
+/* MXFP4's scale times the activation's of four blocks: dx * 2^(e-128) in
+ * one vscalefps, which rounds once like the reference's product (also where
+ * 2^(e-128) or the product is subnormal). */
+static inline __m128 mxfp4_scales4(const block_mxfp4 *w, const block_q8_0 *x) {
+    const __m128i e = _mm_setr_epi32(w[0].e, w[1].e, w[2].e, w[3].e);
+    return _mm_scalef_ps(Q8_0_D(x, 0), _mm_cvtepi32_ps(_mm_sub_epi32(e, _mm_set1_epi32(128))));
 }
 
 /* MXFP4: index bit 3 is the sign. */
@@ -288,7 +291,7 @@ static float dot_mxfp4(int n, const void *wv, const void *xv) {
     const block_q8_0 *x = xv;
     const __m512i tab = table16(mxfp4_abs_);
 #define PAIR(i, j) mxfp4_pair(w + (i), BLK(w, j), tab, pair32(x[i].qs, QS(x, j)))
-#define S4(i) _mm_mul_ps(e8m0_half4(w + (i)), Q8_0_D(x, i))
+#define S4(i) mxfp4_scales4(w + (i), x + (i))
 #define S1(i) (qx86_e8m0_half(w[i].e) * f16(x[i].d))
     DOT32_LOOP(n / PG_QK_MXFP4, PAIR, S4, S1, NO_EXTRA, NO_EXTRA);
 #undef PAIR
