@@ -62,7 +62,11 @@ BIN := $(BUILD)/pregate
 all: $(BIN)
 
 $(BUILD)/src/kernels/avx2.o: EXTRA_CFLAGS += $(AVX2_FLAGS)
+$(BUILD)/src/kernels/avx2_quants.o: EXTRA_CFLAGS += $(AVX2_FLAGS)
 $(BUILD)/src/kernels/avx512.o: EXTRA_CFLAGS += $(AVX512_FLAGS)
+$(BUILD)/src/kernels/avx512_quants.o: EXTRA_CFLAGS += $(AVX512_FLAGS)
+# the same source with VNNI; its functions run only after a run-time check (avx512.c)
+$(BUILD)/src/kernels/avx512vnni_quants.o: EXTRA_CFLAGS += $(AVX512_FLAGS) -mavx512vnni
 
 $(BUILD)/%.o: %.c $(BUILD)/features
 	@mkdir -p $(dir $@)

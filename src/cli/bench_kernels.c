@@ -1,17 +1,24 @@
 /* bench_kernels.c - `pregate bench-kernels`: how close the matrix-vector
- * kernels come to the memory bandwidth, the physical limit of decoding.
+ * kernels come to the memory bandwidth, the physical limit of decoding, and
+ * how fast a prompt goes through them.
  *
- *   pregate bench-kernels [-t N] [--mb SIZE] [--reps R] [--types F16,Q4_K,...]
+ *   pregate bench-kernels [-t N] [--mb SIZE] [--reps R] [--types LIST]
+ *                         [--prompt T] [--compare]
  *
  * (a) memory bandwidth on the pool: a copy (memcpy per thread) and a
  *     read-only sum of a buffer of SIZE MiB, best of R;
- * (b) y = W x (T = 1) for F32, F16, BF16, Q8_0 and the main quantized
- *     formats (or --types) with W of about SIZE MiB
- *     and 4096 columns, in GB/s of weight bytes streamed (median and best of
- *     R) and as a fraction of the measured read bandwidth, for the chosen ISA
- *     and the scalar reference;
- * (c) a T = 16 matmul per type in GFLOP/s.
- * SIZE defaults to 256 MiB so that nothing is served from the (32 MiB) L3.
+ * (b) decode, y = W x (T = 1), for every weight type (F32, F16, BF16 and
+ *     each quantized format) with W of about SIZE MiB and 4096 columns, in
+ *     GB/s of weight bytes streamed (median and best of R) and as a fraction
+ *     of the read bandwidth: each repetition follows a read pass, and the
+ *     median of the per-repetition ratios is reported (steadier than best
+ *     against best when other processes load the machine);
+ * (c) prompt, Y = W X through pg_matmul for a batch of T = 512 tokens with a
+ *     4096 x 4096 W (activation quantization included), in GFLOP/s and
+ *     tokens/s.
+ * Each for the best kernels this CPU runs; --compare adds the other variants
+ * (AVX-512 without VNNI, AVX2, the scalar reference). SIZE defaults to
+ * 256 MiB so that nothing is served from the (32 MiB) L3.
  */
 #include <emmintrin.h>
 #include <stdint.h>
@@ -26,7 +33,6 @@
 #include "util.h"
 
 #define BENCH_COLS 4096
-#define BENCH_T 16
 
 static volatile uint64_t bench_sink;
 
@@ -124,48 +130,53 @@ static void bench_bandwidth(pg_pool *pool, bw_task *t, int reps) {
 
 /* ---- matrices ------------------------------------------------------------------------ */
 
+#define FILL_ROWS 64 /* distinct rows, repeated through the matrix */
+
 typedef struct {
     pg_mat *W;
+    const char *rows; /* FILL_ROWS rows of W->row_bytes */
 } fill_task;
 
+/* Copies the prepared rows through the matrix, each thread its share, so
+ * that the pages are first touched by the threads that read them. */
 static void fill_fn(void *v, int ith, int nth) {
-    pg_mat *W = ((fill_task *)v)->W;
+    fill_task *f = v;
     long lo, hi;
-    pg_split(W->rows, ith, nth, &lo, &hi);
-    uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(ith + 1);
-    for (long r = lo; r < hi; r++) {
-        char *row = (char *)W->data + (size_t)r * W->row_bytes;
-        for (int c = 0; c < W->cols; c++) {
+    pg_split(f->W->rows, ith, nth, &lo, &hi);
+    for (long r = lo; r < hi; r++)
+        memcpy((char *)f->W->data + (size_t)r * f->W->row_bytes, f->rows + (size_t)(r % FILL_ROWS) * f->W->row_bytes,
+               f->W->row_bytes);
+}
+
+/* A rows x cols matrix of `type`: FILL_ROWS rows of small Gaussian-like
+ * values quantized by the reference quantizer, repeated (quantizing the
+ * whole matrix would take minutes for the K-quants; the kernels do not
+ * depend on the values). */
+static pg_mat make_matrix(pg_pool *pool, pg_type type, int rows, int cols) {
+    pg_mat W = {.type = type, .rows = rows, .cols = cols, .row_bytes = pg_row_bytes(type, cols)};
+    char *src = xmalloc(W.row_bytes * FILL_ROWS);
+    float *f = xmalloc(sizeof(float) * (size_t)cols);
+    uint64_t s = 0x9e3779b97f4a7c15ull;
+    for (int r = 0; r < FILL_ROWS; r++) {
+        for (int c = 0; c < cols; c++) {
             s = s * 6364136223846793005ull + 1442695040888963407ull;
-            float f = (float)((int)(s >> 40) - (1 << 23)) / (float)(1 << 23) * 0.05f;
-            switch (W->type) {
-            case PG_TYPE_F32: ((float *)row)[c] = f; break;
-            case PG_TYPE_F16: ((uint16_t *)row)[c] = pg_f32_to_f16(f); break;
-            case PG_TYPE_BF16: ((uint16_t *)row)[c] = pg_f32_to_bf16(f); break;
-            case PG_TYPE_Q8_0: {
-                block_q8_0 *b = (block_q8_0 *)row + c / 32;
-                b->qs[c % 32] = (int8_t)((int)(s >> 56) - 128 + ((s >> 56) == 0));
-                b->d = pg_f32_to_f16(0.0004f);
-                break;
-            }
-            default: break; /* the other formats: below */
-            }
+            /* sum of two uniforms: a triangular bump, scales varying per 256 */
+            const float u = (float)((s >> 40) & 0xFFFFFF) + (float)((s >> 16) & 0xFFFFFF);
+            f[c] = (u / (float)(1 << 24) - 1.0f) * 0.05f * (float)(1 + (c / 256 + r) % 4);
         }
-        if (W->type != PG_TYPE_F32 && W->type != PG_TYPE_F16 && W->type != PG_TYPE_BF16 && W->type != PG_TYPE_Q8_0) {
-            /* one of 64 quantized random rows: quantizing every row would take longer than the benchmark */
-            if (r % 64 == 0 || r == lo) {
-                float *f = xmalloc(sizeof(float) * (size_t)W->cols);
-                for (int c = 0; c < W->cols; c++) {
-                    s = s * 6364136223846793005ull + 1442695040888963407ull;
-                    f[c] = (float)((int)(s >> 40) - (1 << 23)) / (float)(1 << 23) * 0.05f;
-                }
-                pg_quantize_row_ref(W->type, W->cols, f, row);
-                free(f);
-            } else {
-                memcpy(row, (char *)W->data + (size_t)(r - r % 64 > lo ? r - r % 64 : lo) * W->row_bytes, W->row_bytes);
-            }
-        }
+        pg_quantize_row_ref(type, cols, f, src + (size_t)r * W.row_bytes);
     }
+    W.data = xmalloc_aligned(4096, W.row_bytes * (size_t)rows);
+    fill_task ft = {&W, src};
+    pg_pool_run(pool, fill_fn, &ft);
+    free(f);
+    free(src);
+    return W;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 typedef struct {
@@ -181,55 +192,133 @@ static timing time_matmul(pg_pool *pool, const pg_mat *W, int T, const float *X,
         pg_matmul(pool, W, T, X, W->cols, Y, W->rows, scratch);
         t[r] = pg_time_s() - t0;
     }
-    qsort(t, (size_t)reps, sizeof(double), cmp_double);
-    timing out = {reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]), t[0]};
+    timing out = {0, 0};
+    out.median = median(t, reps); /* sorts t */
+    out.best = t[0];
     free(t);
     return out;
 }
 
+typedef struct {
+    double median_gbs, best_gbs; /* weight bytes streamed by y = W x */
+    double best_limit;           /* best read bandwidth of the passes, GB/s */
+    double median_ratio;         /* median over reps of GB/s / the read bandwidth just before */
+} decode_result;
+
+/* Decode y = W x, each repetition right after one read-bandwidth pass, so
+ * that both see the same load on the machine: the per-repetition ratio is
+ * steadier than best against best when other processes come and go. */
+static decode_result time_decode(pg_pool *pool, bw_task *bw, const pg_mat *W, const float *X, float *Y,
+                                 void *scratch, int reps) {
+    const double wbytes = (double)W->row_bytes * W->rows;
+    double *gbs = xmalloc(sizeof(double) * (size_t)reps), *ratio = xmalloc(sizeof(double) * (size_t)reps);
+    decode_result out = {0};
+    pg_matmul(pool, W, 1, X, W->cols, Y, W->rows, scratch); /* warm-up */
+    for (int r = 0; r < reps; r++) {
+        const double limit = read_bandwidth(pool, bw, 1);
+        const double t0 = pg_time_s();
+        pg_matmul(pool, W, 1, X, W->cols, Y, W->rows, scratch);
+        gbs[r] = wbytes / (pg_time_s() - t0) / 1e9;
+        ratio[r] = gbs[r] / limit;
+        if (gbs[r] > out.best_gbs) out.best_gbs = gbs[r];
+        if (limit > out.best_limit) out.best_limit = limit;
+    }
+    out.median_gbs = median(gbs, reps);
+    out.median_ratio = median(ratio, reps);
+    free(gbs);
+    free(ratio);
+    return out;
+}
+
+/* ---- kernel variants ------------------------------------------------------------------ */
+
+typedef struct {
+    const char *name;
+    pg_isa isa;
+    int novnni;
+} variant;
+
+static const variant VARIANTS[] = {
+    {"avx512", PG_ISA_AVX512, 0},
+    {"avx512-novnni", PG_ISA_AVX512, 1},
+    {"avx2", PG_ISA_AVX2, 0},
+    {"scalar", PG_ISA_SCALAR, 0},
+};
+#define NVARIANTS (int)(sizeof VARIANTS / sizeof VARIANTS[0])
+
+/* Selects variant v (PREGATE_VNNI=0 for the one without VNNI); 0 if the CPU
+ * (or PREGATE_ISA) does not run it or it would repeat another. */
+static int variant_init(int v) {
+    if (VARIANTS[v].novnni) setenv("PREGATE_VNNI", "0", 1);
+    const pg_isa got = pg_kernels_init(VARIANTS[v].isa);
+    if (VARIANTS[v].novnni) unsetenv("PREGATE_VNNI");
+    if (got != VARIANTS[v].isa) return 0;
+    if (VARIANTS[v].isa == PG_ISA_AVX512 && !VARIANTS[v].novnni && !pgk.vnni) return 0;
+    return 1;
+}
+
+static const pg_type ALL_TYPES[] = {PG_TYPE_F32,  PG_TYPE_F16,  PG_TYPE_BF16,  PG_TYPE_Q8_0,   PG_TYPE_Q6_K,
+                                    PG_TYPE_Q5_K, PG_TYPE_Q4_K, PG_TYPE_Q4_0,  PG_TYPE_MXFP4,  PG_TYPE_Q4_1,
+                                    PG_TYPE_Q5_0, PG_TYPE_Q5_1, PG_TYPE_Q3_K,  PG_TYPE_Q2_K,   PG_TYPE_IQ4_NL,
+                                    PG_TYPE_IQ4_XS, PG_TYPE_TQ1_0, PG_TYPE_TQ2_0};
+#define N_ALL_TYPES (int)(sizeof ALL_TYPES / sizeof ALL_TYPES[0])
+
+/* Types named in a comma-separated list (GGUF names, any case); the count. */
+static int parse_types(const char *list, pg_type *out) {
+    int n = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        int found = 0;
+        for (int k = 0; k < N_ALL_TYPES; k++)
+            if (!strcasecmp(tok, pg_type_name(ALL_TYPES[k]))) out[n++] = ALL_TYPES[k], found = 1;
+        if (!found) {
+            fprintf(stderr, "bench-kernels: unknown or unsupported type '%s'\n", tok);
+            return -1;
+        }
+        if (n == N_ALL_TYPES) break;
+    }
+    return n;
+}
+
 static void usage(void) {
-    fprintf(stderr, "usage: pregate bench-kernels [-t N] [--mb SIZE] [--reps R] [--types LIST]\n"
-                    "  -t N        threads (default: all %d CPUs)\n"
-                    "  --mb SIZE   matrix and buffer size in MiB (default 256; keep it above the L3)\n"
-                    "  --reps R    repetitions (default 5); best and median are reported\n"
-                    "  --types L   weight types, comma separated (default F32,F16,BF16,Q8_0,Q4_0,Q4_K,Q5_K,Q6_K,MXFP4)\n"
-                    "  PREGATE_ISA=scalar|avx2|avx512 caps the ISA\n",
+    fprintf(stderr, "usage: pregate bench-kernels [-t N] [--mb SIZE] [--reps R] [--types LIST] [--prompt T] [--compare]\n"
+                    "  -t N          threads (default: all %d CPUs)\n"
+                    "  --mb SIZE     decode matrix and buffer size in MiB (default 256; keep it above the L3)\n"
+                    "  --reps R      repetitions (default 5); best and median are reported\n"
+                    "  --types LIST  weight types, comma-separated (default: all, e.g. Q4_K,Q8_0)\n"
+                    "  --prompt T    tokens of the prompt batch (default 512; 0 skips it)\n"
+                    "  --compare     also the other kernel variants: avx512 without VNNI, avx2, scalar\n"
+                    "  PREGATE_ISA=scalar|avx2|avx512 caps the ISA, PREGATE_VNNI=0 turns VNNI off\n",
             pg_cpu_count());
 }
 
+#define PROMPT_ROWS 4096
+#define PROMPT_COLS 4096
+
 int cmd_bench_kernels(int argc, char **argv) {
-    int n_threads = 0, mb = 256, reps = 5;
-    const char *type_list = "F32,F16,BF16,Q8_0,Q4_0,Q4_K,Q5_K,Q6_K,MXFP4";
+    int n_threads = 0, mb = 256, reps = 5, prompt_T = 512, compare = 0, n_types = N_ALL_TYPES;
+    pg_type types[N_ALL_TYPES];
+    memcpy(types, ALL_TYPES, sizeof types);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && i + 1 < argc) n_threads = atoi(argv[++i]);
         else if (!strcmp(a, "--mb") && i + 1 < argc) mb = atoi(argv[++i]);
         else if (!strcmp(a, "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(a, "--types") && i + 1 < argc) type_list = argv[++i];
+        else if (!strcmp(a, "--prompt") && i + 1 < argc) prompt_T = atoi(argv[++i]);
+        else if (!strcmp(a, "--compare")) compare = 1;
+        else if (!strcmp(a, "--types") && i + 1 < argc) {
+            if ((n_types = parse_types(argv[++i], types)) <= 0) { usage(); return 2; }
+        }
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
         else { fprintf(stderr, "bench-kernels: unknown or incomplete option '%s'\n", a); usage(); return 2; }
     }
-    if (mb < 1 || reps < 1 || n_threads < 0) { usage(); return 2; }
-    pg_type types[PG_TYPE_COUNT];
-    int n_types = 0;
-    for (const char *p = type_list; *p;) {
-        const size_t len = strcspn(p, ",");
-        int found = -1;
-        for (int t = 0; t < PG_TYPE_COUNT; t++)
-            if (pg_type_info(t) && strlen(pg_type_name(t)) == len && !strncasecmp(pg_type_name(t), p, len) &&
-                pg_dot_ref((pg_type)t))
-                found = t;
-        if (found < 0 || n_types == PG_TYPE_COUNT) {
-            fprintf(stderr, "bench-kernels: --types: '%.*s' is not a weight type with kernels\n", (int)len, p);
-            return 2;
-        }
-        types[n_types++] = (pg_type)found;
-        p += len + (p[len] == ',');
-    }
+    if (mb < 1 || reps < 1 || n_threads < 0 || prompt_T < 0) { usage(); return 2; }
     pg_pool *pool = pg_pool_new(n_threads);
     const pg_isa isa = pg_kernels_init(-1);
-    printf("pregate bench-kernels: isa %s (cpu supports %s), %d threads, %d MiB, %d reps\n\n", pg_isa_name(isa),
-           pg_isa_name(pg_cpu_isa()), pg_pool_size(pool), mb, reps);
+    printf("pregate bench-kernels: isa %s%s (cpu supports %s), %d threads, %d MiB, %d reps\n\n", pg_isa_name(isa),
+           isa == PG_ISA_AVX512 ? (pgk.vnni ? " with VNNI" : " without VNNI") : "", pg_isa_name(pg_cpu_isa()),
+           pg_pool_size(pool), mb, reps);
     fflush(stdout);
 
     const size_t bytes = (size_t)mb << 20;
@@ -237,54 +326,67 @@ int cmd_bench_kernels(int argc, char **argv) {
     bench_bandwidth(pool, &bw, reps);
     free(bw.b);
 
-    const pg_isa isas[2] = {isa, PG_ISA_SCALAR};
-    const int n_isas = isa == PG_ISA_SCALAR ? 1 : 2;
-    float *X = xmalloc_aligned(64, sizeof(float) * BENCH_COLS * BENCH_T);
-    for (int i = 0; i < BENCH_COLS * BENCH_T; i++) X[i] = (float)((i * 7919) % 2001 - 1000) / 1000.0f;
-    char (*gflops)[2][64] = xcalloc((size_t)n_types, sizeof *gflops);
+    /* the variants to run: the best one, or all with --compare */
+    int vlist[NVARIANTS], nv = 0;
+    for (int v = 0; v < NVARIANTS; v++)
+        if (variant_init(v) && (compare || nv == 0)) vlist[nv++] = v;
+    const int max_T = prompt_T > 1 ? prompt_T : 1;
+    const int xcols = BENCH_COLS > PROMPT_COLS ? BENCH_COLS : PROMPT_COLS;
+    float *X = xmalloc_aligned(64, sizeof(float) * (size_t)xcols * max_T);
+    for (size_t i = 0; i < (size_t)xcols * max_T; i++) X[i] = (float)((i * 7919) % 2001 - 1000) / 1000.0f;
 
-    printf("y = W x, T = 1, %d columns: GB/s of weight bytes (median, best of %d); limit = read bandwidth\n"
-           "measured (best of %d) just before each row, as other load on the machine changes it\n",
-           BENCH_COLS, reps, reps);
-    printf("  %-5s %-7s %7s %8s %9s %9s %8s %8s\n", "type", "isa", "rows", "MiB", "median", "best", "limit",
-           "best/lim");
+    printf("decode: y = W x, T = 1, %d columns: GB/s of weight bytes (median, best of %d). Each repetition\n"
+           "follows one read-bandwidth pass; limit = the best of those passes, ratio = the median over the\n"
+           "repetitions of GB/s over the bandwidth measured just before (steady when other load comes and goes)\n",
+           BENCH_COLS, reps);
+    printf("  %-7s %-14s %7s %8s %9s %9s %8s %8s\n", "type", "kernels", "rows", "MiB", "median", "best", "limit",
+           "ratio");
     for (int ti = 0; ti < n_types; ti++) {
-        pg_mat W = {.type = types[ti], .cols = BENCH_COLS};
-        W.row_bytes = pg_row_bytes(W.type, BENCH_COLS);
-        W.rows = (int)(((size_t)mb << 20) / W.row_bytes);
-        W.rows -= W.rows % 64;
-        if (W.rows < 64) W.rows = 64;
+        const size_t row_bytes = pg_row_bytes(types[ti], BENCH_COLS);
+        int rows = (int)(((size_t)mb << 20) / row_bytes);
+        rows -= rows % 64;
+        if (rows < 64) rows = 64;
+        pg_mat W = make_matrix(pool, types[ti], rows, BENCH_COLS);
         const size_t wbytes = W.row_bytes * (size_t)W.rows;
-        W.data = xmalloc_aligned(4096, wbytes);
-        fill_task ft = {&W};
-        pg_pool_run(pool, fill_fn, &ft);
-        float *Y = xmalloc(sizeof(float) * (size_t)W.rows * BENCH_T);
-        void *scratch = xmalloc(pg_matmul_scratch_bytes(&W, BENCH_T) + 1);
-        for (int k = 0; k < n_isas; k++) {
-            pg_kernels_init(isas[k]);
-            const double limit = read_bandwidth(pool, &bw, reps);
-            timing tm = time_matmul(pool, &W, 1, X, Y, scratch, reps);
-            printf("  %-6s %-7s %7d %8.1f %9.2f %9.2f %8.2f %7.0f%%\n", pg_type_name(W.type), pg_isa_name(pgk.isa),
-                   W.rows, wbytes / 1048576.0, wbytes / tm.median / 1e9, wbytes / tm.best / 1e9, limit,
-                   100.0 * wbytes / tm.best / 1e9 / limit);
+        float *Y = xmalloc(sizeof(float) * (size_t)W.rows);
+        void *scratch = xmalloc(pg_matmul_scratch_bytes(&W, 1) + 1);
+        for (int k = 0; k < nv; k++) {
+            variant_init(vlist[k]);
+            const decode_result d =
+                time_decode(pool, &bw, &W, X, Y, scratch, VARIANTS[vlist[k]].isa == PG_ISA_SCALAR ? 1 : reps);
+            printf("  %-7s %-14s %7d %8.1f %9.2f %9.2f %8.2f %7.0f%%\n", pg_type_name(W.type), VARIANTS[vlist[k]].name,
+                   W.rows, wbytes / 1048576.0, d.median_gbs, d.best_gbs, d.best_limit, 100.0 * d.median_ratio);
             fflush(stdout);
-            /* T = 16: compute-bound; the scalar reference gets one repetition */
-            timing t16 = time_matmul(pool, &W, BENCH_T, X, Y, scratch, k == 0 ? reps : 1);
-            const double flop = 2.0 * W.rows * (double)W.cols * BENCH_T;
-            snprintf(gflops[ti][k], sizeof gflops[ti][k], "  %-6s %-7s %9.2f %9.2f %9.2f", pg_type_name(W.type),
-                     pg_isa_name(pgk.isa), flop / t16.median / 1e9, flop / t16.best / 1e9,
-                     wbytes / t16.best / 1e9);
         }
-        pg_kernels_init(isa);
         free(scratch);
         free(Y);
         free((void *)W.data);
     }
-    printf("\nmatmul T = %d, same matrices: GFLOP/s (median, best) and weight GB/s at best\n", BENCH_T);
-    printf("  %-5s %-7s %9s %9s %9s\n", "type", "isa", "median", "best", "GB/s");
-    for (int ti = 0; ti < n_types; ti++)
-        for (int k = 0; k < n_isas; k++) printf("%s\n", gflops[ti][k]);
-    free(gflops);
+
+    if (prompt_T > 0) {
+        printf("\nprompt: Y = W X through pg_matmul, T = %d tokens, W %d x %d (activations quantized in the call):\n"
+               "GFLOP/s (median, best of %d; the scalar reference once) and tokens/s at best\n",
+               prompt_T, PROMPT_ROWS, PROMPT_COLS, reps);
+        printf("  %-7s %-14s %9s %9s %9s\n", "type", "kernels", "median", "best", "tokens/s");
+        for (int ti = 0; ti < n_types; ti++) {
+            pg_mat W = make_matrix(pool, types[ti], PROMPT_ROWS, PROMPT_COLS);
+            float *Y = xmalloc(sizeof(float) * (size_t)W.rows * prompt_T);
+            void *scratch = xmalloc(pg_matmul_scratch_bytes(&W, prompt_T) + 1);
+            for (int k = 0; k < nv; k++) {
+                variant_init(vlist[k]);
+                const int r = VARIANTS[vlist[k]].isa == PG_ISA_SCALAR ? 1 : reps;
+                timing tm = time_matmul(pool, &W, prompt_T, X, Y, scratch, r);
+                const double flop = 2.0 * W.rows * (double)W.cols * prompt_T;
+                printf("  %-7s %-14s %9.2f %9.2f %9.1f\n", pg_type_name(W.type), VARIANTS[vlist[k]].name,
+                       flop / tm.median / 1e9, flop / tm.best / 1e9, prompt_T / tm.best);
+                fflush(stdout);
+            }
+            free(scratch);
+            free(Y);
+            free((void *)W.data);
+        }
+    }
+    pg_kernels_init(isa);
     free(X);
     free(bw.a);
     pg_pool_free(pool);

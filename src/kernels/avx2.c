@@ -269,6 +269,7 @@ void pg_kernels_fill_avx2(pg_kernel_table *t) {
     t->dot[PG_TYPE_BF16] = dot_bf16;
     t->dot[PG_TYPE_Q8_0] = dot_q8_0;
     t->quantize_q8_0 = quantize_q8_0;
+    pg_kernels_fill_avx2_quants(t); /* the other quantized formats: avx2_quants.c */
     t->f16_to_f32 = f16_to_f32;
     t->bf16_to_f32 = bf16_to_f32;
     t->rmsnorm = rmsnorm;

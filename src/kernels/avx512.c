@@ -7,6 +7,8 @@
  */
 #include <immintrin.h>
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "../util.h"
 #include "kernels.h"
@@ -92,56 +94,6 @@ static float dot_bf16(int n, const void *wv, const void *xv) {
     float s = hsum16(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
     for (; i < n; i++) s += pg_bf16_to_f32(w[i]) * x[i];
     return s;
-}
-
-/* Integer dots of two blocks (a0,b0 in the low half, a1,b1 in the high half)
- * as 16 int32 partial sums: |a| * (b * sign(a)), as ggml does it. */
-static inline __m512i block_dot16(const int8_t *a0, const int8_t *a1, const int8_t *b0, const int8_t *b1) {
-    __m512i qa = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a0)),
-                                    _mm256_loadu_si256((const __m256i *)a1), 1);
-    __m512i qb = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b0)),
-                                    _mm256_loadu_si256((const __m256i *)b1), 1);
-    __mmask64 neg = _mm512_movepi8_mask(qa);
-    __m512i sb = _mm512_mask_sub_epi8(qb, neg, _mm512_setzero_si512(), qb);
-    __m512i p16 = _mm512_maddubs_epi16(_mm512_abs_epi8(qa), sb);
-    return _mm512_madd_epi16(p16, _mm512_set1_epi16(1));
-}
-
-static inline __m256i block_dot8(const int8_t *a, const int8_t *b) {
-    __m256i qa = _mm256_loadu_si256((const __m256i *)a);
-    __m256i qb = _mm256_loadu_si256((const __m256i *)b);
-    __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qa, qa), _mm256_sign_epi8(qb, qa));
-    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-}
-
-/* The scales of 4 consecutive blocks as floats (one 64-bit move and one
- * conversion instead of four scalar half conversions). */
-static inline __m128 scales4(const block_q8_0 *x) {
-    const uint64_t v = (uint64_t)x[0].d | (uint64_t)x[1].d << 16 | (uint64_t)x[2].d << 32 | (uint64_t)x[3].d << 48;
-    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)v));
-}
-
-static float dot_q8_0(int n, const void *wv, const void *xv) {
-    const block_q8_0 *a = wv, *b = xv;
-    const int nb = n / PG_QK8_0;
-    const __m512i lanes01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    const __m512i lanes23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
-    int ib = 0;
-    for (; ib + 4 <= nb; ib += 4) {
-        /* d[k] = f16(a.d) * f16(b.d) for blocks ib..ib+3, as the reference rounds it */
-        const __m512 d = _mm512_castps128_ps512(_mm_mul_ps(scales4(a + ib), scales4(b + ib)));
-        __m512i s0 = block_dot16(a[ib].qs, a[ib + 1].qs, b[ib].qs, b[ib + 1].qs);
-        __m512i s1 = block_dot16(a[ib + 2].qs, a[ib + 3].qs, b[ib + 2].qs, b[ib + 3].qs);
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_permutexvar_ps(lanes01, d), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_permutexvar_ps(lanes23, d), acc1);
-    }
-    __m256 acc = _mm256_setzero_ps();
-    for (; ib < nb; ib++) {
-        __m256 d = _mm256_set1_ps(_cvtsh_ss(a[ib].d) * _cvtsh_ss(b[ib].d));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot8(a[ib].qs, b[ib].qs)), d, acc);
-    }
-    return hsum16(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_zextps256_ps512(acc)));
 }
 
 /* roundf (half away from zero), exactly; see avx2.c round_away. */
@@ -256,8 +208,14 @@ void pg_kernels_fill_avx512(pg_kernel_table *t) {
     t->dot[PG_TYPE_F32] = dot_f32;
     t->dot[PG_TYPE_F16] = dot_f16;
     t->dot[PG_TYPE_BF16] = dot_bf16;
-    t->dot[PG_TYPE_Q8_0] = dot_q8_0;
     t->quantize_q8_0 = quantize_q8_0;
+    /* the quantized dots (avx512_quants.c, Q8_0 included) and the Q8_1/Q8_K
+     * quantizers: with VNNI where the CPU has it, unless PREGATE_VNNI=0
+     * (tests and benchmarks compare both) */
+    const char *env = getenv("PREGATE_VNNI");
+    t->vnni = __builtin_cpu_supports("avx512vnni") && !(env && !strcmp(env, "0"));
+    if (t->vnni) pg_kernels_fill_avx512vnni_quants(t);
+    else pg_kernels_fill_avx512_quants(t);
     t->f16_to_f32 = f16_to_f32;
     t->bf16_to_f32 = bf16_to_f32;
     t->rmsnorm = rmsnorm;

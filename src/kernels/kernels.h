@@ -1,10 +1,12 @@
 /* kernels.h - CPU compute kernels.
  *
- * Three tiers, as ggml does it: a scalar reference (`_ref`, in ref.c, the
- * definition of what each kernel computes), and AVX2 / AVX-512 versions
- * (avx2.c, avx512.c, compiled with their own -m flags) chosen at run time
- * by pg_kernels_init() through the table `pgk`. Every table entry has a test
- * against its reference (tests/test_kernels.c).
+ * Three tiers, as ggml does it: a scalar reference (`_ref`, in ref.c and
+ * quants.c, the definition of what each kernel computes), and AVX2 /
+ * AVX-512 versions (avx2.c, avx512.c; the quantized formats in
+ * avx2_quants.c and avx512_quants.c, the latter also built with VNNI;
+ * each file compiled with its own -m flags) chosen at run time by
+ * pg_kernels_init() through the table `pgk`. Every table entry has a test
+ * against its reference (tests/test_kernels.c, tests/test_quants_simd.c).
  *
  * Shapes: a matrix W of `rows` x `cols` stores each row contiguously
  * (cols elements, pg_row_bytes(type, cols) bytes); y = W x means
@@ -38,6 +40,7 @@ typedef float (*pg_dot_fn)(int n, const void *w, const void *x);
 
 typedef struct {
     pg_isa isa;
+    int vnni; /* the AVX-512 quantized dots use VNNI (CPU has it, PREGATE_VNNI is not 0) */
     pg_dot_fn dot[PG_TYPE_COUNT];           /* NULL where the type has no kernel */
     void (*quantize_q8_0)(int n, const float *x, block_q8_0 *y); /* n % 32 == 0 */
     void (*quantize_q8_1)(int n, const float *x, block_q8_1 *y); /* n % 32 == 0 */
@@ -62,6 +65,14 @@ pg_isa pg_cpu_isa(void);
  * only when the CPU supports the ISA. pg_kernels_init uses them. */
 void pg_kernels_fill_avx2(pg_kernel_table *t);
 void pg_kernels_fill_avx512(pg_kernel_table *t);
+/* Their quantized-format parts: avx2_quants.c (dots of every weight format
+ * but Q8_0, which avx2.c has; the Q8_1/Q8_K quantizers), and
+ * avx512_quants.c (every quantized dot, the Q8_1/Q8_K quantizers) compiled
+ * twice, without and with AVX-512 VNNI (avx512vnni_quants.c; call only when
+ * the CPU has it). pg_kernels_fill_avx2/avx512 call them. */
+void pg_kernels_fill_avx2_quants(pg_kernel_table *t);
+void pg_kernels_fill_avx512_quants(pg_kernel_table *t);
+void pg_kernels_fill_avx512vnni_quants(pg_kernel_table *t);
 
 /* Scalar references (also the portable fallback); quants.h has those of the
  * other quantized formats. pg_dot_ref(t): the reference dot of weight type t
