@@ -203,10 +203,15 @@ static void predict_(pg_session *s, int from, int T) {
     const pg_hparams *hp = &m->hp;
     int D = hp->dim, E = hp->n_expert, K = hp->n_expert_used;
     bool predicted = o->p.mode == PG_PREFETCH_PREGATE || o->p.mode == PG_PREFETCH_LEARNED;
-    int depth = o->p.mode == PG_PREFETCH_PREGATE ? o->p.depth : 1;
+    int depth = o->p.mode == PG_PREFETCH_PREGATE ? o->p.depth
+                : o->p.mode == PG_PREFETCH_LEARNED ? o->p.predictor->depth
+                                                   : 1;
     for (int target = from + 1; target <= from + depth && target < hp->n_layer; target++) {
         const pg_layer *L = &m->layers[target];
         if (!L->is_moe) continue;
+        /* a learned head reads one hidden state: depth 2 heads name layer
+         * `target` from the stream before layer target-2's FFN (predictor.h) */
+        if (o->p.mode == PG_PREFETCH_LEARNED && (target - depth < -1 ? -1 : target - depth) != from) continue;
         /* the prediction, most likely first (the cache loads in that order);
          * a layer predicted twice (depth 2) keeps the union */
         int *pred = o->pred + (size_t)target * E, n = o->have_pred[target] ? o->n_pred[target] : 0;

@@ -154,9 +154,62 @@ static void test_fit(void) {
     free(h); free(xn); free(z1); free(z2);
 }
 
+/* Depth-2 heads name layer t from the stream before layer t-2's FFN: they
+ * fit, survive the file round trip with their depth, are scored against
+ * the right layer, and learned prefetching with them changes no logit. */
+static void test_depth2(void) {
+    if (setup_()) TEST_SKIP("demo model missing");
+    pg_error e = {{0}};
+    pg_fit_params fp;
+    pg_fit_params_default(&fp);
+    fp.depth = 2;
+    fp.epochs = 20;
+    pg_predictor p, q;
+    pg_fit_layer_report rep[16];
+    CHECK(pg_predictor_fit(m_, &tr_, &fp, &p, rep, &e) == 0 && p.depth == 2, "%s", e.msg);
+    for (int t = 0; t < m_->hp.n_layer; t++) {
+        CHECK(rep[t].recall_learned >= rep[t].recall_borrowed, "depth 2, layer %d: recall got worse", t);
+        fprintf(stderr, "  depth 2, layer %d: held-out recall borrowed %.3f learned %.3f\n", t, rep[t].recall_borrowed,
+                rep[t].recall_learned);
+    }
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/pregate-pred2-%d.gguf", (int)getpid());
+    CHECK(pg_predictor_write(&p, path, &e) == 0 && pg_predictor_read(&q, m_, path, &e) == 0 && q.depth == 2,
+          "depth round trip: %s", e.msg);
+    unlink(path);
+    pg_session *s = pg_session_new(m_, 256, 2, &e);
+    int V = m_->hp.vocab, T = 24;
+    float *a = xmalloc((size_t)T * V * 4), *b = xmalloc((size_t)T * V * 4);
+    CHECK(pg_session_eval(s, ids_, T, a, &e) == 0, "%s", e.msg);
+    pg_offload_params op;
+    pg_offload_params_default(&op);
+    op.mode = PG_PREFETCH_LEARNED;
+    op.predictor = &q;
+    op.expert_mem = m_->bytes_experts / 2;
+    op.store = PG_STORE_PREAD;
+    op.min_precision = 0;
+    pg_offload *o = pg_offload_new(m_, &op, &e);
+    CHECK(o != NULL, "%s", e.msg);
+    pg_session_set_offload(s, o);
+    pg_session_reset(s);
+    for (int t = 0; t < T; t++) CHECK(pg_session_eval(s, ids_ + t, 1, b + (size_t)t * V, &e) == 0, "%s", e.msg);
+    CHECK(memcmp(a, b, (size_t)T * V * 4) == 0, "depth-2 learned prefetching changed the logits");
+    /* every MoE layer was predicted and scored: layer 1 from the embedding, the rest two layers early */
+    for (int l = 0; l < m_->hp.n_layer; l++) {
+        const pg_cache_layer_stats *st = pg_cache_stats(o->cache, l);
+        CHECK(st->pred_total > 0 && st->pred_true > 0, "layer %d: no depth-2 prediction scored", l);
+    }
+    pg_session_free(s);
+    free(a);
+    free(b);
+    pg_predictor_free(&q);
+    pg_predictor_free(&p);
+}
+
 int main(void) {
     TEST_RUN(test_trace_file);
     TEST_RUN(test_fit);
+    TEST_RUN(test_depth2);
     pg_trace_free(&tr_);
     free(ids_);
     pg_model_free(m_);

@@ -100,13 +100,14 @@ int cmd_calibrate(int argc, char **argv) {
             if (cli_double(a, v, 1e-9, 0.999, &lr)) return 2;
             fp.lr = (float)lr;
             i++;
-        } else if (!strcmp(a, "--depth") && v) {
-            if (strcmp(v, "1")) { fprintf(stderr, "pregate calibrate: only --depth 1 is implemented\n"); return 2; }
+        } else if (!strcmp(a, "--depth")) {
+            if (cli_long(a, v, 1, 2, &x)) return 2;
+            fp.depth = (int)x;
             i++;
         } else { fprintf(stderr, "pregate calibrate: unknown or incomplete option '%s'\n", a); return 2; }
     }
     if (!model_path || !trace_path || !out) {
-        fprintf(stderr, "usage: pregate calibrate -m MODEL --trace TRACE -o PREDICTOR.gguf [--epochs N] [--lr X]\n");
+        fprintf(stderr, "usage: pregate calibrate -m MODEL --trace TRACE -o PREDICTOR.gguf [--depth 1|2] [--epochs N] [--lr X]\n");
         return 2;
     }
     pg_error e = {{0}};
@@ -121,8 +122,8 @@ int cmd_calibrate(int argc, char **argv) {
         fprintf(stderr, "pregate: %s\n", e.msg);
         goto done;
     }
-    printf("layer  recall@%d borrowed  learned   loss borrowed  learned  epochs   (held-out %d%% of %d positions)\n",
-           m->hp.n_expert_used, (int)(fp.holdout * 100), tr.n_pos);
+    printf("layer  recall@%d borrowed  learned   loss borrowed  learned  epochs   (%d layer%s ahead; held-out %d%% of %d "
+           "positions)\n", m->hp.n_expert_used, fp.depth, fp.depth > 1 ? "s" : "", (int)(fp.holdout * 100), tr.n_pos);
     for (int l = 0; l < m->hp.n_layer; l++)
         if (pr.has[l])
             printf("%5d  %17.3f %8.3f %15.4f %8.4f %7d\n", l, rep[l].recall_borrowed, rep[l].recall_learned,

@@ -9,7 +9,7 @@
 #include "../router.h"
 
 void pg_fit_params_default(pg_fit_params *p) {
-    *p = (pg_fit_params){.epochs = 200, .lr = 2e-3f, .holdout = 0.1f, .patience = 20};
+    *p = (pg_fit_params){.epochs = 200, .lr = 2e-3f, .holdout = 0.1f, .patience = 20, .depth = 1};
 }
 
 uint64_t pg_model_router_fingerprint(const pg_model *m) {
@@ -87,7 +87,8 @@ static int fit_layer_(const pg_model *m, const pg_trace *tr, int t, const pg_fit
     float *X = xmalloc((size_t)N * D * sizeof(float)), *h = xmalloc((size_t)D * sizeof(float));
     int16_t *Y = xmalloc((size_t)N * k * sizeof(int16_t));
     for (int n = 0; n < N; n++) {
-        const uint16_t *src = tr->hidden + ((size_t)n * tr->n_layer + t) * D;
+        int from = t - fp->depth + 1 > 0 ? t - fp->depth + 1 : 0; /* the head's input, see predictor.h */
+        const uint16_t *src = tr->hidden + ((size_t)n * tr->n_layer + from) * D;
         for (int i = 0; i < D; i++) h[i] = pg_f16_to_f32(src[i]);
         normalize_(h, D, 1e-6f, X + (size_t)n * D);
         memcpy(Y + (size_t)n * k, tr->experts + ((size_t)n * tr->n_layer + t) * k, (size_t)k * sizeof(int16_t));
@@ -183,7 +184,9 @@ int pg_predictor_fit(const pg_model *m, const pg_trace *tr, const pg_fit_params 
                        tr->n_layer, tr->n_expert, tr->k, tr->dim, hp->n_layer, hp->n_expert, hp->n_expert_used, hp->dim);
     if (!tr->with_hidden) return pg_fail(e, "the trace has no hidden states (record it with `pregate trace`)");
     if (tr->n_pos < 20) return pg_fail(e, "the trace has %d positions; at least 20 are needed", tr->n_pos);
+    if (fp->depth < 1 || fp->depth > 2) return pg_fail(e, "predictor depth must be 1 or 2, not %d", fp->depth);
     pg_predictor_alloc(out, hp->n_layer, hp->n_expert, hp->dim, hp->n_expert_used);
+    out->depth = fp->depth;
     out->fingerprint = pg_model_router_fingerprint(m);
     for (int t = 0; t < hp->n_layer; t++) {
         if (!m->layers[t].is_moe) continue;

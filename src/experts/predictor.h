@@ -2,8 +2,10 @@
  * from the residual stream one layer early, the experts the layer will
  * route to. No change to the model: the heads live in a sidecar GGUF.
  *
- * Head t predicts layer t from h = hidden[t] (trace.h: the embedding for
- * t = 0, else the residual stream before layer t-1's FFN), RMS-normalised
+ * Head t predicts layer t from h = hidden[s], s = max(0, t - depth + 1)
+ * (trace.h: hidden[0] is the embedding, hidden[s] for s >= 1 the residual
+ * stream before layer s-1's FFN): depth 1 names layer t one layer early,
+ * depth 2 two layers early (more time to fetch, less to go on). RMS-normalised
  * without a weight: logits = W_t h/rms(h) + b_t, W_t [n_expert x dim].
  * pg_predictor_fit starts every head at the borrowed router
  * (W_t = router_t * diag(ffn_norm_t), b_t = 0, which is exactly the
@@ -12,7 +14,7 @@
  * weights with the best loss on a held-out split (the last 10% of the
  * positions).
  *
- * Sidecar file: GGUF with pregate.predictor.{n_layer,n_expert,dim,k} and
+ * Sidecar file: GGUF with pregate.predictor.{n_layer,n_expert,dim,k,depth} (depth 1 if absent) and
  * pregate.predictor.model_fingerprint (a hash of the model's routers, so a
  * predictor of another model is refused), tensors pred.T.weight [dim, E]
  * (GGML order) and pred.T.bias [E], F32, for each layer T with experts.
@@ -26,6 +28,7 @@
 
 typedef struct {
     int n_layer, n_expert, dim, k;
+    int depth;   /* 1 or 2: how many layers ahead the heads look */
     uint64_t fingerprint;
     bool *has;   /* [n_layer] */
     float *w;    /* [n_layer][n_expert][dim] */
@@ -37,6 +40,7 @@ typedef struct {
     float lr;            /* Adam step (default 2e-3) */
     float holdout;       /* fraction of positions held out (default 0.1) */
     int patience;        /* epochs without held-out improvement before stopping (default 20) */
+    int depth;           /* 1 (default) or 2 layers ahead */
 } pg_fit_params;
 
 /* Recall of the top-k on the held-out positions, per layer: before

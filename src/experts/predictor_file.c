@@ -11,7 +11,7 @@
 #include "../gguf.h"
 
 void pg_predictor_alloc(pg_predictor *p, int L, int E, int D, int k) {
-    *p = (pg_predictor){.n_layer = L, .n_expert = E, .dim = D, .k = k};
+    *p = (pg_predictor){.n_layer = L, .n_expert = E, .dim = D, .k = k, .depth = 1};
     p->has = xcalloc((size_t)L, sizeof(bool));
     p->w = xcalloc((size_t)L * E * D, sizeof(float));
     p->b = xcalloc((size_t)L * E, sizeof(float));
@@ -32,6 +32,7 @@ int pg_predictor_write(const pg_predictor *p, const char *path, pg_error *e) {
     gguf_writer_set_u32(w, "pregate.predictor.n_expert", (uint32_t)p->n_expert);
     gguf_writer_set_u32(w, "pregate.predictor.dim", (uint32_t)p->dim);
     gguf_writer_set_u32(w, "pregate.predictor.k", (uint32_t)p->k);
+    gguf_writer_set_u32(w, "pregate.predictor.depth", (uint32_t)p->depth);
     gguf_writer_set_u64(w, "pregate.predictor.model_fingerprint", p->fingerprint);
     char name[64];
     for (int t = 0; t < p->n_layer; t++) {
@@ -71,7 +72,14 @@ int pg_predictor_from_gguf(pg_predictor *p, const pg_predictor_shape *want, cons
         pg_fail(e, "%s: predictor was fitted to another model (router fingerprint differs)", path);
         goto done;
     }
+    int64_t depth = 1;
+    gguf_get_int(g, "pregate.predictor.depth", &depth);
+    if (depth < 1 || depth > 2) {
+        pg_fail(e, "%s: predictor depth %lld (must be 1 or 2)", path, (long long)depth);
+        goto done;
+    }
     pg_predictor_alloc(p, (int)L, (int)E, (int)D, (int)k);
+    p->depth = (int)depth;
     p->fingerprint = (uint64_t)fp;
     char name[64];
     for (int t = 0; t < p->n_layer; t++) {
