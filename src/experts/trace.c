@@ -92,14 +92,22 @@ int pg_trace_parse(pg_trace *t, const void *data, size_t len, const char *path, 
         goto done;
     }
     pg_trace_init(t, (int)h[1], (int)h[2], (int)h[3], (int)h[4], h[5] != 0);
-    pg_trace_reserve(t, (int)(n ? n : 1));
-    t->n_pos = (int)n;
-    const char *p = buf + 36;
-    memcpy(t->experts, p, n * per * 2);
-    p += n * per * 2;
-    memcpy(t->weights, p, n * per * 4);
-    p += n * per * 4;
-    if (t->with_hidden) memcpy(t->hidden, p, n * h[1] * h[4] * 2);
+    /* exactly what the file holds (pg_trace_reserve rounds up to 256
+     * positions, which a hostile header could make gigabytes) */
+    t->n_pos = t->cap_pos = (int)n;
+    if (n) {
+        const char *p = buf + 36;
+        t->experts = xmalloc(n * per * sizeof(int16_t));
+        t->weights = xmalloc(n * per * sizeof(float));
+        memcpy(t->experts, p, n * per * 2);
+        p += n * per * 2;
+        memcpy(t->weights, p, n * per * 4);
+        p += n * per * 4;
+        if (t->with_hidden) {
+            t->hidden = xmalloc(n * h[1] * h[4] * sizeof(uint16_t));
+            memcpy(t->hidden, p, n * h[1] * h[4] * 2);
+        }
+    }
     for (uint64_t i = 0; i < n * per; i++)
         if (t->experts[i] < -1 || t->experts[i] >= (int)h[2]) {
             pg_fail(e, "%s: expert id %d out of range at entry %llu", path, t->experts[i], (unsigned long long)i);
