@@ -124,14 +124,22 @@ static void dequant_q8_1_(int64_t nb, const void *vx, float *y) {
     }
 }
 
+/* 32 values of a 4-bit lookup format (MXFP4, IQ4_NL, IQ4_XS): element j in
+ * the low nibble of qs[j], element j + 16 in the high one. */
+static void unpack_lut4_(const uint8_t qs[16], const int8_t lut[16], int8_t q[32]) {
+    for (int j = 0; j < 16; j++) {
+        q[j] = lut[qs[j] & 0xF];
+        q[j + 16] = lut[qs[j] >> 4];
+    }
+}
+
 static void dequant_mxfp4_(int64_t nb, const void *vx, float *y) {
     const block_mxfp4 *x = vx;
     for (int64_t i = 0; i < nb; i++, y += 32) {
         const float d = pg_e8m0_to_f32_half(x[i].e);
-        for (int j = 0; j < 16; j++) {
-            y[j] = pg_kvalues_mxfp4[x[i].qs[j] & 0xF] * d;
-            y[j + 16] = pg_kvalues_mxfp4[x[i].qs[j] >> 4] * d;
-        }
+        int8_t q[32];
+        unpack_lut4_(x[i].qs, pg_kvalues_mxfp4, q);
+        for (int j = 0; j < 32; j++) y[j] = q[j] * d;
     }
 }
 
@@ -139,10 +147,9 @@ static void dequant_iq4_nl_(int64_t nb, const void *vx, float *y) {
     const block_iq4_nl *x = vx;
     for (int64_t i = 0; i < nb; i++, y += 32) {
         const float d = h2f_(x[i].d);
-        for (int j = 0; j < 16; j++) {
-            y[j] = pg_kvalues_iq4nl[x[i].qs[j] & 0xF] * d;
-            y[j + 16] = pg_kvalues_iq4nl[x[i].qs[j] >> 4] * d;
-        }
+        int8_t q[32];
+        unpack_lut4_(x[i].qs, pg_kvalues_iq4nl, q);
+        for (int j = 0; j < 32; j++) y[j] = q[j] * d;
     }
 }
 
@@ -316,11 +323,7 @@ static void unpack_iq4_xs_(const void *vb, kblock_ *k) {
         const int ls = ((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | ((b->scales_h >> (2 * ib)) & 3) << 4;
         k->sc[2 * ib] = k->sc[2 * ib + 1] = (int16_t)(ls - 32);
         k->m[2 * ib] = k->m[2 * ib + 1] = 0;
-        const uint8_t *qs = b->qs + 16 * ib;
-        for (int j = 0; j < 16; j++) {
-            k->q[32 * ib + j] = pg_kvalues_iq4nl[qs[j] & 0xF];
-            k->q[32 * ib + j + 16] = pg_kvalues_iq4nl[qs[j] >> 4];
-        }
+        unpack_lut4_(b->qs + 16 * ib, pg_kvalues_iq4nl, k->q + 32 * ib);
     }
 }
 
@@ -459,10 +462,7 @@ float pg_dot_mxfp4_ref(int n, const void *w, const void *x) {
     float s = 0;
     int8_t q[32];
     for (int i = 0; i < n / 32; i++) {
-        for (int j = 0; j < 16; j++) {
-            q[j] = pg_kvalues_mxfp4[a[i].qs[j] & 0xF];
-            q[j + 16] = pg_kvalues_mxfp4[a[i].qs[j] >> 4];
-        }
+        unpack_lut4_(a[i].qs, pg_kvalues_mxfp4, q);
         s += dot32_i8_(q, b[i].qs) * (pg_e8m0_to_f32_half(a[i].e) * h2f_(b[i].d));
     }
     return s;
@@ -474,10 +474,7 @@ float pg_dot_iq4_nl_ref(int n, const void *w, const void *x) {
     float s = 0;
     int8_t q[32];
     for (int i = 0; i < n / 32; i++) {
-        for (int j = 0; j < 16; j++) {
-            q[j] = pg_kvalues_iq4nl[a[i].qs[j] & 0xF];
-            q[j + 16] = pg_kvalues_iq4nl[a[i].qs[j] >> 4];
-        }
+        unpack_lut4_(a[i].qs, pg_kvalues_iq4nl, q);
         s += dot32_i8_(q, b[i].qs) * (h2f_(a[i].d) * h2f_(b[i].d));
     }
     return s;
