@@ -3,6 +3,7 @@
  *
  *   pregate bench -m MODEL --expert-mem SIZE [--link LINK]
  *                 [--modes resident,none,next-layer-all,pregate,oracle]
+ *                 (a natively pre-gated model adds native before the oracle)
  *                 [-p PROMPT | --prompt-tokens N] [-n N] [--repeat R]
  *                 [--json FILE] [-t THREADS] [offload flags]
  *
@@ -83,6 +84,7 @@ static double active_bytes_(const pg_model *m) {
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *json_path = NULL, *modes_spec = "resident,none,next-layer-all,pregate,oracle";
     long n_gen = 32, n_prompt = 16, repeat = 3, n_threads = 0;
+    bool modes_given = false;
     cli_offload off;
     cli_offload_init(&off);
     for (int i = 1; i < argc; i++) {
@@ -93,7 +95,7 @@ int cmd_bench(int argc, char **argv) {
 #define LONGV(dst, lo, hi) do { if (cli_long(a, v, lo, hi, &dst)) return 2; i++; } while (0)
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) { if (!v) goto needv; model_path = v; i++; }
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { if (!v) goto needv; prompt = v; i++; }
-        else if (!strcmp(a, "--modes")) { if (!v) goto needv; modes_spec = v; i++; }
+        else if (!strcmp(a, "--modes")) { if (!v) goto needv; modes_spec = v; modes_given = true; i++; }
         else if (!strcmp(a, "--json")) { if (!v) goto needv; json_path = v; i++; }
         else if (!strcmp(a, "--prompt-tokens")) LONGV(n_prompt, 1, 4096);
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) LONGV(n_gen, 1, 1 << 16);
@@ -130,8 +132,13 @@ int cmd_bench(int argc, char **argv) {
     if (cli_offload_load(&off, m, &e)) {
         fprintf(stderr, "pregate: %s\n", e.msg);
         cli_offload_free(&off);
-    pg_model_free(m);
+        pg_model_free(m);
         return 1;
+    }
+    /* a natively pre-gated model: its own prediction joins the default table, before the oracle */
+    if (!modes_given && m->hp.expert_pregated && n_modes < MAX_MODES) {
+        modes[n_modes] = modes[n_modes - 1];
+        modes[n_modes++ - 1] = PG_PREFETCH_NATIVE;
     }
     int rc = 1, V = m->hp.vocab;
     int32_t *tokens = NULL;
