@@ -7,6 +7,8 @@
  */
 #include "model.h"
 
+#include "kernels/quants.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -590,6 +592,37 @@ void pg_model_free(pg_model *m) {
     if (m->hf) { hf_dir_close(m->hf); free(m->hf); }
     free(m->path);
     free(m);
+}
+
+int pg_model_check_tensors(const pg_model *m, pg_error *e) {
+    uint64_t n = m->gguf ? m->gguf->n_tensors : m->hf->n_tensors;
+    const pg_tensor *ts = m->gguf ? m->gguf->tensors : m->hf->tensors;
+    float *row = NULL;
+    int64_t cap = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        const pg_tensor *t = &ts[i];
+        const pg_type_traits *tt = pg_type_info(t->type);
+        if (!tt || !tt->can_compute || !t->data) continue; /* not weights pregate reads (e.g. integer tensors) */
+        int64_t cols = t->ne[0], rows = pg_tensor_nelements(t) / (cols ? cols : 1);
+        size_t rb = pg_row_bytes(t->type, cols);
+        if (!rb) continue; /* the loader refuses such a tensor if it is used */
+        if (cols > cap) {
+            cap = cols;
+            row = xrealloc(row, (size_t)cap * sizeof(float));
+        }
+        for (int64_t r = 0; r < rows; r++) {
+            pg_dequantize_row_ref(t->type, cols, (const char *)t->data + (size_t)r * rb, row);
+            for (int64_t c = 0; c < cols; c++)
+                if (!isfinite(row[c])) {
+                    pg_fail(e, "%s: tensor '%s' (%s) row %lld column %lld is %s", m->path, t->name,
+                            pg_type_name(t->type), (long long)r, (long long)c, isnan(row[c]) ? "NaN" : "infinite");
+                    free(row);
+                    return -1;
+                }
+        }
+    }
+    free(row);
+    return 0;
 }
 
 void pg_model_print(const pg_model *m, FILE *out) {

@@ -130,4 +130,10 @@ void pg_model_free(pg_model *m); /* NULL-safe */
 /* Human-readable summary (inspect). */
 void pg_model_print(const pg_model *m, FILE *out);
 
+/* `--check-tensors`: reads every weight of every tensor pregate computes
+ * with (dequantised row by row) and fails on the first NaN or infinity,
+ * naming the file, the tensor and the row. Reads the whole file, so it is
+ * opt-in, as llama.cpp's flag of the same name. */
+int pg_model_check_tensors(const pg_model *m, pg_error *e);
+
 #endif

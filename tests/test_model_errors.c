@@ -6,6 +6,7 @@
  * Header-level damage of the GGUF container itself is covered in
  * test_gguf.c; this file covers what the model loader adds on top, plus a
  * sample of container damage through the CLI. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -19,7 +20,7 @@
 static char dir_[256], valid_[300];
 
 typedef enum { EDIT_NONE, EDIT_DROP_TENSOR, EDIT_SHAPE, EDIT_TYPE, EDIT_ARCH, EDIT_KV_DROP, EDIT_KV_BAD,
-               EDIT_BAD_UTF8_TOKEN } edit_kind;
+               EDIT_BAD_UTF8_TOKEN, EDIT_NAN } edit_kind;
 
 /* Rewrites the valid file with one edit applied to tensor/key `target`. */
 static int rewrite_(const char *out, edit_kind kind, const char *target) {
@@ -27,6 +28,7 @@ static int rewrite_(const char *out, edit_kind kind, const char *target) {
     pg_error e;
     if (gguf_open(&g, valid_, NULL, &e)) return -1;
     gguf_writer *w = gguf_writer_new();
+    void *nan_copy = NULL; /* EDIT_NAN: the target's bytes with one NaN */
     for (uint64_t i = 0; i < g.n_kv; i++) {
         const gguf_kv *kv = &g.kv[i];
         bool hit = !strcmp(kv->key, target);
@@ -58,9 +60,16 @@ static int rewrite_(const char *out, edit_kind kind, const char *target) {
             for (int d = 2; d < PG_MAX_DIMS; d++) ne[d] = 1;
             nbytes = (size_t)ne[1] * 66;
         }
-        gguf_writer_add_tensor(w, t->name, type, hit && kind == EDIT_TYPE ? 2 : t->n_dims, ne, t->data, nbytes);
+        if (hit && kind == EDIT_NAN && t->type == PG_TYPE_F32) { /* one weight becomes NaN */
+            nan_copy = xmalloc(nbytes);
+            memcpy(nan_copy, t->data, nbytes);
+            ((float *)nan_copy)[nbytes / sizeof(float) / 2] = NAN;
+        }
+        gguf_writer_add_tensor(w, t->name, type, hit && kind == EDIT_TYPE ? 2 : t->n_dims, ne,
+                               hit && nan_copy ? nan_copy : t->data, nbytes);
     }
     int rc = gguf_writer_write(w, out, &e);
+    free(nan_copy);
     gguf_writer_free(w);
     gguf_close(&g);
     return rc;
@@ -177,6 +186,36 @@ static void test_damaged_models(void) {
     rmdir(dir_);
 }
 
+/* --check-tensors: a NaN weight loads (reading every weight at open time
+ * would cost a pass over the file) but the check names it; clean files pass. */
+static void test_check_tensors(void) {
+    snprintf(dir_, sizeof dir_, "/tmp/pregate-nan-%d", (int)getpid());
+    mkdir(dir_, 0700);
+    snprintf(valid_, sizeof valid_, "%s/valid.gguf", dir_);
+    pg_error e = {{0}};
+    pg_model *m = pg_model_open("tests/fixtures/qwen3moe", &e);
+    CHECK(m && pg_model_write_gguf(m, valid_, &e) == 0, "%s", e.msg);
+    CHECK(m && pg_model_check_tensors(m, &e) == 0, "clean HF fixture: %s", e.msg);
+    pg_model_free(m);
+    char path[400];
+    snprintf(path, sizeof path, "%s/nan.gguf", dir_);
+    CHECK(rewrite_(path, EDIT_NAN, "blk.1.ffn_up_exps.weight") == 0, "could not write the NaN file");
+    m = pg_model_open(path, &e);
+    CHECK(m != NULL, "%s", e.msg);
+    CHECK(m && pg_model_check_tensors(m, &e) != 0 && strstr(e.msg, "blk.1.ffn_up_exps.weight") &&
+              strstr(e.msg, "NaN") && strstr(e.msg, path),
+          "NaN not reported: %s", e.msg);
+    pg_model_free(m);
+    if (!access("models/demo-moe.gguf", R_OK)) {
+        m = pg_model_open("models/demo-moe.gguf", &e);
+        CHECK(m && pg_model_check_tensors(m, &e) == 0, "demo model: %s", e.msg);
+        pg_model_free(m);
+    }
+    unlink(path);
+    unlink(valid_);
+    rmdir(dir_);
+}
+
 static void test_bad_hf_dirs(void) {
     char d[256], p[400];
     snprintf(d, sizeof d, "/tmp/pregate-badhf-%d", (int)getpid());
@@ -210,5 +249,6 @@ static void test_bad_hf_dirs(void) {
 int main(void) {
     TEST_RUN(test_damaged_models);
     TEST_RUN(test_bad_hf_dirs);
+    TEST_RUN(test_check_tensors);
     return test_summary("test_model_errors");
 }

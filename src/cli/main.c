@@ -22,7 +22,7 @@ static void usage_(FILE *f) {
     fprintf(f,
             "usage: pregate COMMAND [options]\n"
             "  run            generate text:  pregate run -m MODEL -p PROMPT -n N [options]\n"
-            "  inspect        describe a model:  pregate inspect MODEL [--tensors]\n"
+            "  inspect        describe a model:  pregate inspect MODEL [--tensors] [--check-tensors]\n"
             "  convert        pregate convert --from llama2c CHECKPOINT --tokenizer TOK.bin -o OUT.gguf\n"
             "                 pregate convert --from hf DIR -o OUT.gguf\n"
             "  bench-kernels  matrix-vector GB/s beside measured memory bandwidth\n"
@@ -59,6 +59,7 @@ static void usage_(FILE *f) {
             "  --chat                 interactive chat on stdin/stdout with the model's chat template (-p: first turn)\n"
             "  -sys, --system TEXT    system prompt for --chat\n"
             "  --ignore-eos           keep generating after an end-of-generation token\n"
+            "  --check-tensors        read every weight first; fail on a NaN or infinity (also for inspect)\n"
             "  --print-ids            print generated token ids instead of text\n"
             "  --stats                print expert offloading statistics; --stats-json FILE writes them\n"
             "offloading (run, bench):\n"
@@ -101,6 +102,7 @@ int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *token_list = NULL;
     long n_predict = 128, n_ctx = 0, n_threads = 0, ubatch = PG_MAX_BATCH;
     bool echo = false, ignore_eos = false, print_ids = false, seed_given = false, stats = false, chat = false;
+    bool check = false;
     const char *sys_prompt = NULL;
     const char *stats_json = NULL;
     cli_timeline tl = {0};
@@ -135,6 +137,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
         else if (!strcmp(a, "--print-ids")) print_ids = true;
         else if (!strcmp(a, "--stats")) stats = true;
+        else if (!strcmp(a, "--check-tensors")) check = true;
         else if (!strcmp(a, "--stats-json")) { NEEDV(); stats_json = v; }
         else if ((iv = cli_offload_arg(&off, argc, argv, &i)) != 0) { if (iv < 0) return 2; }
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage_(stdout); return 0; }
@@ -147,6 +150,11 @@ int cmd_run(int argc, char **argv) {
     double t0 = pg_time_s();
     pg_model *m = pg_model_open(model_path, &e);
     if (!m) { fprintf(stderr, "pregate: %s\n", e.msg); return 1; }
+    if (check && pg_model_check_tensors(m, &e)) {
+        fprintf(stderr, "pregate: %s\n", e.msg);
+        pg_model_free(m);
+        return 1;
+    }
     double t_load = pg_time_s() - t0;
     int rc = 1;
     char *file_text = NULL;
@@ -314,17 +322,26 @@ static void print_tensor_groups_(const pg_tensor *ts, uint64_t n, int n_expert) 
 
 int cmd_inspect(int argc, char **argv) {
     const char *path = NULL;
-    bool tensors = false;
+    bool tensors = false, check = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tensors")) tensors = true;
+        else if (!strcmp(argv[i], "--check-tensors")) check = true;
         else if (!strcmp(argv[i], "-m") && i + 1 < argc) path = argv[++i];
         else if (argv[i][0] == '-') { fprintf(stderr, "pregate inspect: unknown option '%s'\n", argv[i]); return 2; }
         else path = argv[i];
     }
-    if (!path) { fprintf(stderr, "usage: pregate inspect MODEL [--tensors]\n"); return 2; }
+    if (!path) { fprintf(stderr, "usage: pregate inspect MODEL [--tensors] [--check-tensors]\n"); return 2; }
     pg_error e = {{0}};
     pg_model *m = pg_model_open(path, &e);
     if (!m) { fprintf(stderr, "pregate: %s\n", e.msg); return 1; }
+    if (check) {
+        if (pg_model_check_tensors(m, &e)) {
+            fprintf(stderr, "pregate: %s\n", e.msg);
+            pg_model_free(m);
+            return 1;
+        }
+        fprintf(stderr, "pregate: every weight is finite\n");
+    }
     pg_model_print(m, stdout);
     if (m->gguf) print_tensor_groups_(m->gguf->tensors, m->gguf->n_tensors, m->hp.n_expert);
     if (tensors) {
