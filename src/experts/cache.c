@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -202,6 +203,10 @@ static bool stale_(const pg_cache *c, const request *r) {
 
 static void *io_main_(void *arg) {
     pg_cache *c = arg;
+    /* The link model sleeps until each transfer's end: with Linux's default
+     * 50 us timer slack those wake-ups ran late by more than a small
+     * expert's whole transfer (the demo model decoded 25-35% slower). */
+    prctl(PR_SET_TIMERSLACK, 1000UL);
     pthread_mutex_lock(&c->mu);
     for (;;) {
         request r = {0};
