@@ -218,17 +218,23 @@ static inline void k4_scale_min_(const uint8_t q[12], int j, int *sc, int *m) {
     }
 }
 
-static void unpack_q4_K_(const void *vb, kblock_ *k) {
-    const block_q4_K *b = vb;
-    k->d = h2f_(b->d);
-    k->dmin = h2f_(b->dmin);
+/* Q4_K and Q5_K share their header: d, dmin and eight 6-bit scale/min
+ * pairs, each pair covering two 16-element sub-blocks of the unpacked form. */
+static void k4_header_(uint16_t d, uint16_t dmin, const uint8_t scales[12], kblock_ *k) {
+    k->d = h2f_(d);
+    k->dmin = h2f_(dmin);
     k->has_min = 1;
     for (int j = 0; j < 8; j++) {
         int sc, m;
-        k4_scale_min_(b->scales, j, &sc, &m);
+        k4_scale_min_(scales, j, &sc, &m);
         k->sc[2 * j] = k->sc[2 * j + 1] = (int16_t)sc;
         k->m[2 * j] = k->m[2 * j + 1] = (int16_t)m;
     }
+}
+
+static void unpack_q4_K_(const void *vb, kblock_ *k) {
+    const block_q4_K *b = vb;
+    k4_header_(b->d, b->dmin, b->scales, k);
     /* each 64 elements: 32 bytes, low nibbles then high nibbles */
     for (int c = 0; c < 4; c++)
         for (int l = 0; l < 32; l++) {
@@ -239,15 +245,7 @@ static void unpack_q4_K_(const void *vb, kblock_ *k) {
 
 static void unpack_q5_K_(const void *vb, kblock_ *k) {
     const block_q5_K *b = vb;
-    k->d = h2f_(b->d);
-    k->dmin = h2f_(b->dmin);
-    k->has_min = 1;
-    for (int j = 0; j < 8; j++) {
-        int sc, m;
-        k4_scale_min_(b->scales, j, &sc, &m);
-        k->sc[2 * j] = k->sc[2 * j + 1] = (int16_t)sc;
-        k->m[2 * j] = k->m[2 * j + 1] = (int16_t)m;
-    }
+    k4_header_(b->d, b->dmin, b->scales, k);
     /* nibbles as Q4_K; the fifth bit of element e: bit (e/32) of qh[e%32] */
     for (int c = 0; c < 4; c++)
         for (int l = 0; l < 32; l++) {
