@@ -16,7 +16,7 @@ File layout (little-endian):
     uint32 has_src;
     block bytes of n elements; float32 dequantized[n]; float32 src[n] if has_src
 
-Usage: source /work/venv/ref/bin/activate; python tools/make_quant_fixtures.py
+Usage (any Python with gguf==0.19.0 and numpy): python tools/make_quant_fixtures.py
 """
 import os
 import struct

@@ -10,13 +10,7 @@
 
 #include "../util.h"
 #include "kernels.h"
-
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    return _mm_cvtss_f32(s);
-}
+#include "quants_x86.h"
 
 static inline float hmax8(__m256 v) {
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -58,7 +52,7 @@ static float dot_f32(int n, const void *wv, const void *xv) {
         a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
     }
     for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
-    float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    float s = qx86_hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; i < n; i++) s += w[i] * x[i];
     return s;
 }
@@ -84,7 +78,7 @@ static float dot_f16(int n, const void *wv, const void *xv) {
         a3 = _mm256_fmadd_ps(load_f16(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
     }
     for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_f16(w + i), _mm256_loadu_ps(x + i), a0);
-    float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    float s = qx86_hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; i < n; i++) s += pg_f16_to_f32(w[i]) * x[i];
     return s;
 }
@@ -101,7 +95,7 @@ static float dot_bf16(int n, const void *wv, const void *xv) {
         a3 = _mm256_fmadd_ps(load_bf16(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
     }
     for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_bf16(w + i), _mm256_loadu_ps(x + i), a0);
-    float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    float s = qx86_hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; i < n; i++) s += pg_bf16_to_f32(w[i]) * x[i];
     return s;
 }
@@ -143,7 +137,7 @@ static float dot_q8_0(int n, const void *wv, const void *xv) {
         __m256 d0 = _mm256_set1_ps(_cvtsh_ss(a[ib].d) * _cvtsh_ss(b[ib].d));
         acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot8(a[ib].qs, b[ib].qs)), d0, acc0);
     }
-    return hsum8(_mm256_add_ps(acc0, acc1));
+    return qx86_hsum8(_mm256_add_ps(acc0, acc1));
 }
 
 /* roundf (half away from zero), exactly: trunc, then step away if |frac| >= 0.5. */
@@ -204,7 +198,7 @@ static void rmsnorm(int n, const float *x, const float *w, float eps, float *y) 
         __m256 v0 = _mm256_loadu_ps(x + i);
         a0 = _mm256_fmadd_ps(v0, v0, a0);
     }
-    double ss = hsum8(_mm256_add_ps(a0, a1));
+    double ss = qx86_hsum8(_mm256_add_ps(a0, a1));
     for (; i < n; i++) ss += (double)x[i] * x[i];
     const float scale = (float)(1.0 / sqrt(ss / n + eps));
     const __m256 vs = _mm256_set1_ps(scale);
@@ -228,7 +222,7 @@ static void softmax(int n, float *x) {
         _mm256_storeu_ps(x + i, e);
         vsum = _mm256_add_ps(vsum, e);
     }
-    double s = hsum8(vsum);
+    double s = qx86_hsum8(vsum);
     for (; i < n; i++) {
         x[i] = expf(x[i] - mx);
         s += x[i];

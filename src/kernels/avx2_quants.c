@@ -35,13 +35,6 @@
 
 #define f16 qx86_f16
 
-static inline float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    return _mm_cvtss_f32(s);
-}
-
 static inline int hsum_epi32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
@@ -123,7 +116,7 @@ static inline __m256 lane(__m128 d, int k) {
     }                                                                                                  \
     __m128 m_ = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));                                           \
     m_ = _mm_add_ss(m_, _mm_shuffle_ps(m_, m_, 1));                                                    \
-    return hsum_ps(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(m_)
+    return qx86_hsum8(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(m_)
 
 #define NO_EXTRA(i, accm) (accm)
 

@@ -14,6 +14,14 @@
 
 static inline float qx86_f16(uint16_t h) { return _cvtsh_ss(h); }
 
+/* Sum of the 8 floats of v. */
+static inline float qx86_hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
 /* Q4_K/Q5_K's eight 6-bit scales (bytes 0..7) and mins (bytes 8..15) from
  * the 12 packed bytes at q, as k4_scale_min_ (quants.c) unpacks them:
  * j < 4: sc = q[j] & 63, m = q[j+4] & 63; j >= 4: sc = q[j+4] & 15 |
