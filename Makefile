@@ -129,11 +129,10 @@ FUZZ_DIR     := build-fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -O1 -g $(FUZZ_SAN) -Wall -Wno-unused-parameter -Wno-sign-compare \
                 -pthread -Iinclude -Isrc $(filter -DPG_HAVE_LIBURING,$(CFLAGS)) $(FUZZ_EXTRA)
-FUZZ_TARGETS := fuzz_gguf fuzz_safetensors fuzz_tokenizer_json fuzz_tokenize fuzz_chat fuzz_trace fuzz_predictor \
+FUZZ_TARGETS := fuzz_gguf fuzz_safetensors fuzz_config fuzz_tokenizer_json fuzz_tokenize fuzz_chat fuzz_trace fuzz_predictor \
                 fuzz_openai
-# The parsers need neither the kernels nor synth (clang 14 rejects their
-# __builtin_cpu_supports("f16c")); the targets link only what they use.
-FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(filter-out src/synth.c src/kernels/% src/server/http.c,$(LIB_SRC)))
+# The whole library but the HTTP server; the targets link only what they use.
+FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(filter-out src/server/http.c,$(LIB_SRC)))
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/%)
 
 .PHONY: fuzz fuzz-build
@@ -142,6 +141,10 @@ fuzz-build: deps-check $(FUZZ_BINS)
 $(FUZZ_DIR)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_DIR)/obj/src/kernels/avx2.o $(FUZZ_DIR)/obj/src/kernels/avx2_quants.o: FUZZ_EXTRA += $(AVX2_FLAGS)
+$(FUZZ_DIR)/obj/src/kernels/avx512.o $(FUZZ_DIR)/obj/src/kernels/avx512_quants.o: FUZZ_EXTRA += $(AVX512_FLAGS)
+$(FUZZ_DIR)/obj/src/kernels/avx512vnni_quants.o: FUZZ_EXTRA += $(AVX512_FLAGS) -mavx512vnni
 
 $(FUZZ_DIR)/libpregate-fuzz.a: $(FUZZ_LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^

@@ -546,6 +546,15 @@ done:
     return rc;
 }
 
+int pg_hparams_from_config(const char *json, const char *path, pg_hparams *hp, pg_error *e) {
+    hf_dir hf = {.config_json = (char *)json};
+    pg_model m = {.hf = &hf};
+    loader ld = {.m = &m, .path = path, .e = e};
+    int rc = hparams_hf_(&ld) || check_hparams_(&ld) ? -1 : 0;
+    *hp = m.hp;
+    return rc;
+}
+
 pg_model *pg_model_open(const char *path, pg_error *e) {
     pg_kernels_init(-1);
     pg_model *m = xcalloc(1, sizeof *m);

@@ -127,6 +127,11 @@ typedef struct pg_model {
 pg_model *pg_model_open(const char *path, pg_error *e);
 void pg_model_free(pg_model *m); /* NULL-safe */
 
+/* The hyperparameters a Hugging Face directory's config.json (the
+ * NUL-terminated text `json`) gives, checked as pg_model_open checks them;
+ * `path` names the directory in errors. For tests and the fuzz target. */
+int pg_hparams_from_config(const char *json, const char *path, pg_hparams *hp, pg_error *e);
+
 /* Human-readable summary (inspect). */
 void pg_model_print(const pg_model *m, FILE *out);
 

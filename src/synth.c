@@ -446,8 +446,7 @@ int pg_synth_write(const pg_synth_params *p, const char *out, pg_error *e) {
     pg_kernels_init(-1);
     synth_run run = {.progress = p->progress, .progress_ctx = p->progress_ctx};
 #ifdef SYNTH_X86
-    __builtin_cpu_init();
-    run.f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+    run.f16c = pg_cpu_has_f16c();
 #endif
     builder b = {.w = w, .run = &run, .cap = sz.n_tensors, .seed = p->seed};
     b.ts = xcalloc((size_t)b.cap, sizeof *b.ts);

@@ -246,9 +246,46 @@ static void test_bad_hf_dirs(void) {
     rmdir(d);
 }
 
+/* config.json values of the wrong type or out of range, through the entry
+ * point the fuzz target uses: each names the key and the directory */
+static void test_bad_configs(void) {
+    static const char *base = "\"model_type\": \"qwen3_moe\", \"hidden_size\": 64, \"vocab_size\": 512, "
+                              "\"num_experts\": 8, \"moe_intermediate_size\": 16";
+    struct { const char *rest; const char *expect; } cases[] = {
+        {"\"num_hidden_layers\": \"2\", \"num_attention_heads\": 4, \"num_experts_per_tok\": 2",
+         "'num_hidden_layers' must be a non-negative integer"},
+        {"\"num_hidden_layers\": 2, \"num_experts_per_tok\": 2", "missing 'num_attention_heads'"},
+        {"\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 3, "
+         "\"num_experts_per_tok\": 2", "KV head count 3 does not divide head count 4"},
+        {"\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_experts_per_tok\": 9",
+         "bad number of experts per token 9 (of 8)"},
+        {"\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_experts_per_tok\": 2, "
+         "\"rms_norm_eps\": \"small\"", "'rms_norm_eps' must be a number"},
+        {"\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_experts_per_tok\": 2, "
+         "\"mlp_only_layers\": 1", "'mlp_only_layers' must be an array"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char json[1024];
+        snprintf(json, sizeof json, "{%s, %s}", base, cases[i].rest);
+        pg_hparams hp;
+        pg_error e = {{0}};
+        CHECK(pg_hparams_from_config(json, "dir", &hp, &e) != 0 && strstr(e.msg, cases[i].expect) &&
+                  strncmp(e.msg, "dir", 3) == 0,
+              "config %zu: %s", i, e.msg);
+    }
+    char ok[1024];
+    snprintf(ok, sizeof ok, "{%s, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_experts_per_tok\": 2}", base);
+    pg_hparams hp;
+    pg_error e = {{0}};
+    CHECK(pg_hparams_from_config(ok, "dir", &hp, &e) == 0 && hp.n_layer == 2 && hp.n_expert == 8 &&
+              hp.n_head_kv == 4 && hp.head_dim == 16,
+          "good config: %s", e.msg);
+}
+
 int main(void) {
     TEST_RUN(test_damaged_models);
     TEST_RUN(test_bad_hf_dirs);
+    TEST_RUN(test_bad_configs);
     TEST_RUN(test_check_tensors);
     return test_summary("test_model_errors");
 }

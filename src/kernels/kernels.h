@@ -61,6 +61,8 @@ pg_isa pg_kernels_init(int force);
 const char *pg_isa_name(pg_isa isa);
 /* The best ISA this CPU supports (ignores PREGATE_ISA). */
 pg_isa pg_cpu_isa(void);
+/* F16C and AVX (the F16 conversion instructions) on this CPU. */
+bool pg_cpu_has_f16c(void);
 /* Overwrite the entries that have SIMD versions (avx2.c, avx512.c); call
  * only when the CPU supports the ISA. pg_kernels_init uses them. */
 void pg_kernels_fill_avx2(pg_kernel_table *t);

@@ -13,6 +13,9 @@
 #include "kernels.h"
 
 #include <math.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,11 +170,21 @@ pg_kernel_table pgk = {
     .axpy = pg_axpy_ref,
 };
 
+/* F16C by CPUID: clang before 15 does not know __builtin_cpu_supports("f16c"),
+ * and the fuzz targets are built with clang */
+bool pg_cpu_has_f16c(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) && (c & bit_AVX);
+#else
+    return false;
+#endif
+}
+
 pg_isa pg_cpu_isa(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && pg_cpu_has_f16c();
     int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     return avx512 ? PG_ISA_AVX512 : avx2 ? PG_ISA_AVX2 : PG_ISA_SCALAR;

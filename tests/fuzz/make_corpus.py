@@ -117,6 +117,16 @@ out("fuzz_safetensors", "types.safetensors", st([
     ("e", "F32", [0, 4], b""),
 ]))
 
+# ---- config.json (the hyperparameters of a Hugging Face directory) ----
+for fam in ("llama", "mixtral", "qwen2moe", "qwen3moe", "qwen3moe-sharded", "olmoe"):
+    with open(os.path.join(ROOT, "tests", "fixtures", fam, "config.json"), "rb") as f:
+        out("fuzz_config", fam + ".json", f.read())
+out("fuzz_config", "rope_scaling.json", json.dumps(
+    {"model_type": "qwen3_moe", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
+     "vocab_size": 512, "num_experts": 8, "num_experts_per_tok": 2, "mlp_only_layers": [1],
+     "rope_scaling": {"rope_type": "yarn", "factor": 4.0}, "rope_parameters": {"rope_theta": 1e6}}))
+
+
 # ---- tokenizer.json ----
 def bpe_json(vocab, merges, added, pre, normalizer=None, **model):
     m = {"type": "BPE", "vocab": vocab, "merges": merges}
