@@ -51,6 +51,7 @@ from transformers import (
     OlmoeConfig, OlmoeForCausalLM,
     Qwen2MoeConfig, Qwen2MoeForCausalLM,
     Qwen3MoeConfig, Qwen3MoeForCausalLM,
+    SwitchTransformersConfig, SwitchTransformersForConditionalGeneration,
 )
 
 T_PROMPT = 16
@@ -406,6 +407,112 @@ def dir_size(d):
     return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
 
 
+# --- Switch Transformers (encoder-decoder) ----------------------------------
+# A separate path: the model is not a causal LM. reference.safetensors holds
+#     tokens      int32 [16]       encoder input ids (the common prompt)
+#     dec_tokens  int32 [16]       teacher-forced decoder input: decoder_start + 15 ids
+#     logits      float32 [16, V]  decoder logits for dec_tokens given tokens
+#     greedy      int32 [32]       generate(tokens) continuation after decoder_start
+# expert_capacity (64) is above every sequence length used, so transformers
+# drops no token (pregate never drops any).
+
+SWITCH = dict(
+    vocab_size=VOCAB, d_model=64, d_kv=8, d_ff=32, num_heads=4,
+    num_layers=2, num_decoder_layers=2, num_sparse_encoder_layers=1, num_sparse_decoder_layers=1,
+    num_experts=4, expert_capacity=64, relative_attention_num_buckets=8,
+    relative_attention_max_distance=16, layer_norm_epsilon=1e-6, dense_act_fn="relu",
+    tie_word_embeddings=True, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+    router_jitter_noise=0.0)
+SWITCH_SEED = 900
+
+
+def build_switch(seed):
+    cfg = SwitchTransformersConfig(**SWITCH)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = SwitchTransformersForConditionalGeneration(cfg).float().eval()
+    g = torch.Generator().manual_seed(seed + 7)
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if "norm" in pname:
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def decoder_tokens():
+    g = torch.Generator().manual_seed(TOKEN_SEED + 1)
+    rest = torch.randint(3, VOCAB, (T_PROMPT - 1,), generator=g, dtype=torch.int64)
+    return torch.cat([torch.tensor([SWITCH["decoder_start_token_id"]]), rest])
+
+
+def evaluate_switch(model, tokens, dec):
+    with torch.no_grad():
+        o = model(input_ids=tokens[None], decoder_input_ids=dec[None], output_router_logits=True)
+        logits = o.logits[0].float()
+        out = model.generate(tokens[None], do_sample=False, max_new_tokens=N_GEN, use_cache=True,
+                             output_logits=True, return_dict_in_generate=True)
+    seq = out.sequences[0]
+    assert seq[0].item() == SWITCH["decoder_start_token_id"]
+    greedy = seq[1:]
+    assert greedy.numel() == N_GEN, f"generate stopped early ({greedy.numel()} tokens)"
+    assert SWITCH["eos_token_id"] not in greedy.tolist(), "EOS in greedy continuation"
+    step_logits = torch.stack([l[0] for l in out.logits]).float()
+    assert torch.equal(step_logits.argmax(-1), greedy)
+    gen_margin = margins(step_logits).min().item()
+    assert gen_margin > MIN_LOGIT_MARGIN, f"greedy margin {gen_margin}"
+    # no-cache forward over start + greedy: reproduces greedy, and routes every decoder token
+    full = torch.cat([seq[:1], greedy])
+    with torch.no_grad():
+        o2 = model(input_ids=tokens[None], decoder_input_ids=full[None], output_router_logits=True)
+    fl = o2.logits[0].float()
+    assert torch.equal(fl[:-1].argmax(-1), greedy), "no-cache forward disagrees with cached greedy"
+    nocache_margin = margins(fl[:-1]).min().item()
+    assert nocache_margin > MIN_LOGIT_MARGIN, f"no-cache margin {nocache_margin}"
+    gaps = []
+    for oo in (o, o2):
+        for rl in list(oo.encoder_router_logits) + list(oo.decoder_router_logits):
+            if rl is None or rl.numel() == 0:
+                continue
+            s = torch.sort(rl.float().reshape(-1, rl.shape[-1]), dim=-1, descending=True).values
+            gaps.append((s[:, 0] - s[:, 1]).min().item())
+    assert gaps, "no router logits recorded"
+    router_gap = min(gaps)
+    assert router_gap > MIN_ROUTER_GAP, f"router gap {router_gap}"
+    return logits, greedy, dict(gen_margin=gen_margin, nocache_margin=nocache_margin, router_gap=router_gap,
+                                n_router_tensors=len(gaps), logit_absmax=logits.abs().max().item())
+
+
+def make_switch(out_root, tokens):
+    dec = decoder_tokens()
+    for seed in range(SWITCH_SEED, SWITCH_SEED + MAX_SEED_TRIES):
+        model = build_switch(seed)
+        try:
+            logits, greedy, stats = evaluate_switch(model, tokens, dec)
+            break
+        except AssertionError as e:
+            log(f"switch: seed {seed} rejected: {e}")
+    else:
+        raise SystemExit("switch: no acceptable seed")
+    log(f"switch: seed {seed} {stats}")
+    d = os.path.join(out_root, "switch")
+    shutil.rmtree(d, ignore_errors=True)
+    model.save_pretrained(d)
+    save_file({"tokens": tokens.to(torch.int32).contiguous(),
+               "dec_tokens": dec.to(torch.int32).contiguous(),
+               "logits": logits.contiguous(),
+               "greedy": greedy.to(torch.int32).contiguous()},
+              os.path.join(d, "reference.safetensors"), metadata={"format": "pt"})
+    m = SwitchTransformersForConditionalGeneration.from_pretrained(d, dtype=torch.float32,
+                                                                   attn_implementation="eager").eval()
+    with torch.no_grad():
+        l = m(input_ids=tokens[None], decoder_input_ids=dec[None]).logits[0].float()
+    diff = (l - logits).abs().max().item()
+    assert diff <= 1e-5, f"{d}: reloaded logits differ by {diff}"
+    sz = dir_size(d)
+    assert sz < 1_000_000, f"switch too big: {sz}"
+    log(f"switch: {sz} bytes, reload diff {diff:.2e}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures"))
@@ -488,8 +595,15 @@ def main():
             check_reload(name, sd_dir, tokens, logits)
             log(f"{name}-sharded: ok ({len(shards)} shards)")
 
+    if not args.only or "switch" in args.only:
+        make_switch(out_root, tokens)
+
     for sub in sorted(os.listdir(out_root)):
         p = os.path.join(out_root, sub)
+        if args.only and sub not in args.only:
+            continue
+        if sub == "switch":  # encoder-decoder: checked against transformers in make_switch
+            continue
         if os.path.isdir(p):
             ref = load_file(os.path.join(p, "reference.safetensors"))
             toks = ref["tokens"].long()
