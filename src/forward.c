@@ -11,6 +11,8 @@
  * All families share it; the differences are data in pg_hparams/pg_layer.
  */
 #include "forward.h"
+#include "encdec.h"
+#include "forward_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -76,6 +78,14 @@ pg_session *pg_session_new_seqs(pg_model *m, int n_ctx, int n_seq, int n_threads
     /* the widest input any matmul sees, in the widest activation format */
     s->mm_scratch = xmalloc(pg_matmul_scratch_max_bytes(max_i_(max_i_(D, qd), F), B) + 64);
     s->att_scratch = xcalloc((size_t)pg_pool_size(s->pool) * n_ctx, sizeof(float));
+    if (hp->n_enc_layer > 0) { /* encoder-decoder: encoder output and cross-attention K/V */
+        if (n_seq != 1) {
+            pg_fail(e, "encoder-decoder models take one sequence per session, not %d", n_seq);
+            pg_session_free(s);
+            return NULL;
+        }
+        s->ed = pg_encdec_state_new(m, n_ctx);
+    }
     return s;
 }
 
@@ -89,9 +99,11 @@ void pg_session_free(pg_session *s) {
     free(s->exp_count); free(s->rope_cs); free(s->logits); free(s->mm_scratch); free(s->att_scratch);
     free(s->row_seq); free(s->row_pos); free(s->seq_last); free(s->route_in);
     pg_offload_free(s->off);
+    pg_encdec_state_free(s->ed);
     free(s);
 }
 
+/* An encoder-decoder session keeps its encoder input: the decoder starts over on it. */
 void pg_session_reset(pg_session *s) { s->n_past = 0; }
 
 void pg_session_set_offload(pg_session *s, pg_offload *off) {
@@ -170,8 +182,20 @@ static void attention_(pg_session *s, int l, int T) {
     for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->acc[i];
 }
 
+/* out[T][D] = down(relu(up X)): the FFN of T5-style models (no gate). */
+static void relu_ffn_(pg_session *s, const pg_expert *w, int T, const float *X, float *out) {
+    int F = w->up.rows, D = w->up.cols;
+    matmul_(s, &w->up, T, X, D, s->ffn_u, F);
+    pg_relu_ref(T * F, s->ffn_u, s->ffn_u);
+    matmul_(s, &w->down, T, s->ffn_u, F, out, D);
+}
+
 /* out[T][D] = down(silu(gate X) * up X) for one expert (or a dense FFN). */
 static void swiglu_(pg_session *s, const pg_expert *w, int T, const float *X, float *out) {
+    if (s->m->hp.ffn_act == PG_FFN_RELU) {
+        relu_ffn_(s, w, T, X, out);
+        return;
+    }
     int F = w->gate.rows, D = w->gate.cols;
     matmul_(s, &w->gate, T, X, D, s->ffn_g, F);
     matmul_(s, &w->up, T, X, D, s->ffn_u, F);
@@ -453,6 +477,7 @@ static int forward_chunk_(pg_session *s, const int32_t *tokens, int T, const boo
 
 int pg_session_eval(pg_session *s, const int32_t *tokens, int n, float *logits_all, pg_error *e) {
     const pg_hparams *hp = &s->m->hp;
+    if (s->ed) return pg_encdec_eval(s, tokens, n, logits_all, e); /* decoder tokens */
     if (n <= 0) return pg_fail(e, "nothing to evaluate");
     if (n > s->n_ctx - s->n_past)
         return pg_fail(e, "context is full: %d positions used of %d, %d more asked", s->n_past, s->n_ctx, n);
@@ -481,6 +506,7 @@ int pg_session_eval(pg_session *s, const int32_t *tokens, int n, float *logits_a
 int pg_session_eval_batch(pg_session *s, int n, const int32_t *tokens, const int *seq, const int *pos,
                           const bool *want, float *logits_out, pg_error *e) {
     const pg_hparams *hp = &s->m->hp;
+    if (s->ed) return pg_fail(e, "batched evaluation of encoder-decoder models is not supported");
     if (n <= 0) return pg_fail(e, "nothing to evaluate");
     for (int q = 0; q < s->n_seq; q++) s->seq_last[q] = -1;
     for (int i = 0; i < n; i++) {
@@ -521,3 +547,17 @@ int pg_session_eval_batch(pg_session *s, int n, const int32_t *tokens, const int
     }
     return 0;
 }
+
+/* ---- the pieces other passes (encdec.c) build on: forward_internal.h ---- */
+
+void pg_fwd_matmul(pg_session *s, const pg_mat *W, int T, const float *X, int ldx, float *Y, int ldy) {
+    matmul_(s, W, T, X, ldx, Y, ldy);
+}
+
+void pg_fwd_rmsnorm_rows(int T, int n, const float *x, const float *w, float eps, float *y) {
+    rmsnorm_rows_(T, n, x, w, eps, y);
+}
+
+void pg_fwd_predict(pg_session *s, int from, int T) { predict_(s, from, T); }
+
+int pg_fwd_ffn(pg_session *s, int l, int T, pg_error *e) { return ffn_(s, l, T, e); }

@@ -55,6 +55,7 @@ typedef struct pg_session {
     float *att_scratch;
     pg_offload *off;   /* experts from the fast-tier cache; NULL: from the mapping */
     pg_trace *trace;   /* if set, every position's routing is recorded here */
+    struct pg_encdec_state *ed; /* encoder-decoder models (encdec.h); NULL otherwise */
 } pg_session;
 
 /* n_ctx <= 0: the model's training context (capped at 4096). */

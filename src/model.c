@@ -26,6 +26,9 @@ static const pg_arch_info archs_[PG_ARCH_COUNT] = {
                           PG_GATING_SOFTMAX_TOPK, true, true, true, false},
     [PG_ARCH_OLMOE] = {PG_ARCH_OLMOE, "olmoe", "olmoe", "olmoe", PG_QKNORM_FULL,
                        PG_GATING_SOFTMAX_TOPK, false, true, true, false},
+    /* top-1 of the softmax over all experts, weighted by its probability */
+    [PG_ARCH_SWITCH] = {PG_ARCH_SWITCH, "switch", "switch", "switch_transformers", PG_QKNORM_NONE,
+                        PG_GATING_SOFTMAX_TOPK, false, false, true, false},
 };
 
 const pg_arch_info *pg_arch_get(pg_arch a) {
@@ -272,9 +275,15 @@ static int experts_(loader *ld, int l, pg_layer *L) {
 
 static size_t mat_bytes_(const pg_mat *w) { return w->row_bytes * (size_t)w->rows; }
 
+/* encoder-decoder (Switch Transformers): their own names, after the others */
+static int switch_bind_(loader *ld);
+static int switch_hparams_hf_(loader *ld, json_t *cfg);
+static int switch_hparams_gguf_(loader *ld, const char *arch);
+
 static int bind_weights_(loader *ld) {
     pg_model *m = ld->m;
     pg_hparams *hp = &m->hp;
+    if (hp->arch == PG_ARCH_SWITCH) return switch_bind_(ld);
     int D = hp->dim, hd = hp->head_dim, H = hp->n_head, KV = hp->n_head_kv;
     if (mat_(ld, W_TOK_EMBD, 0, hp->vocab, D, true, &m->tok_embd)) return -1;
     if (vec_(ld, W_OUTPUT_NORM, 0, D, true, &m->output_norm)) return -1;
@@ -404,11 +413,15 @@ static int hparams_gguf_(loader *ld) {
         if (strcmp(archs_[i].gguf_arch, arch) == 0) { ai = &archs_[i]; break; }
     if (!ai) {
         int rc = pg_fail(ld->e, "%s: unsupported architecture '%s' (supported: llama, mixtral, "
-                                "qwen2moe, qwen3moe, olmoe)", ld->path, arch);
+                                "qwen2moe, qwen3moe, olmoe, switch)", ld->path, arch);
         free(arch);
         return rc;
     }
     int rc = -1;
+    if (ai->arch == PG_ARCH_SWITCH) {
+        rc = switch_hparams_gguf_(ld, arch);
+        goto done;
+    }
     if (gguf_int_(g, arch, "block_count", 0, true, &hp->n_layer, ld) ||
         gguf_int_(g, arch, "embedding_length", 0, true, &hp->dim, ld) ||
         gguf_int_(g, arch, "attention.head_count", 0, true, &hp->n_head, ld) ||
@@ -482,10 +495,14 @@ static int hparams_hf_(loader *ld) {
     const pg_arch_info *ai = pg_arch_by_hf_type(json_string_value(mt));
     if (!ai) {
         pg_fail(ld->e, "%s/config.json: unsupported model_type '%s' (supported: llama, mixtral, qwen2_moe, "
-                       "qwen3_moe, olmoe)", ld->path, json_string_value(mt));
+                       "qwen3_moe, olmoe, switch_transformers)", ld->path, json_string_value(mt));
         goto done;
     }
     hp->arch = ai->arch;
+    if (ai->arch == PG_ARCH_SWITCH) {
+        rc = switch_hparams_hf_(ld, cfg);
+        goto done;
+    }
     int dense_ffn = 0, moe_ffn = 0, n_exp_a = 0, n_exp_b = 0, sparse_step = 1;
     if (json_int_(ld, cfg, "num_hidden_layers", 0, true, &hp->n_layer) ||
         json_int_(ld, cfg, "hidden_size", 0, true, &hp->dim) ||
@@ -544,6 +561,312 @@ static int hparams_hf_(loader *ld) {
 done:
     json_decref(cfg);
     return rc;
+}
+
+/* ---- encoder-decoder: Switch Transformers ----
+ *
+ * Layers 0..n_enc-1 are the encoder blocks, n_enc.. the decoder blocks.
+ * Hugging Face names (`S` = encoder|decoder, `f` = the FF sublayer: 1 in
+ * the encoder, 2 in the decoder, after cross-attention):
+ *   shared.weight, lm_head.weight (untied only), S.final_layer_norm.weight
+ *   S.block.N.layer.0.SelfAttention.{q,k,v,o}.weight, .layer_norm.weight
+ *   S.block.0.layer.0.SelfAttention.relative_attention_bias.weight [buckets, H]
+ *   decoder.block.N.layer.1.EncDecAttention.{q,k,v,o}.weight, .layer_norm.weight
+ *   S.block.N.layer.f.layer_norm.weight, .mlp.{wi,wo}.weight (dense) or
+ *   .mlp.router.classifier.weight, .mlp.experts.expert_E.{wi,wo}.weight
+ * GGUF, general.architecture "switch" (our own: llama.cpp has no Switch; the
+ * names follow its "t5" architecture, the experts its MoE families):
+ *   token_embd, output (untied only), enc.output_norm, dec.output_norm
+ *   {enc,dec}.blk.N.{attn_norm,attn_q,attn_k,attn_v,attn_o}, blk.0.attn_rel_b [H, buckets]
+ *   dec.blk.N.{cross_attn_norm,cross_attn_q,cross_attn_k,cross_attn_v,cross_attn_o}
+ *   {enc,dec}.blk.N.{ffn_norm, ffn_up, ffn_down} (dense: wi, wo) or
+ *   {enc,dec}.blk.N.{ffn_gate_inp, ffn_up_exps, ffn_down_exps} (sparse)
+ * keys: switch.block_count (encoder blocks), switch.decoder_block_count,
+ *   switch.attention.relative_buckets_count, switch.attention.relative_max_distance,
+ *   switch.decoder_start_token_id, and the usual embedding_length,
+ *   feed_forward_length, expert_count, expert_used_count (1), ... */
+
+typedef enum {
+    SW_ATTN_NORM, SW_Q, SW_K, SW_V, SW_O, SW_REL_B,
+    SW_X_NORM, SW_XQ, SW_XK, SW_XV, SW_XO,
+    SW_FFN_NORM, SW_FFN_UP, SW_FFN_DOWN, SW_ROUTER, SW_EXP_UP, SW_EXP_DOWN,
+    SW_COUNT
+} sw_kind;
+
+/* format arguments: stack name, block, FF sublayer (HF), expert (HF) */
+static const char *sw_hf_[SW_COUNT] = {
+    "%s.block.%d.layer.0.layer_norm.weight", "%s.block.%d.layer.0.SelfAttention.q.weight",
+    "%s.block.%d.layer.0.SelfAttention.k.weight", "%s.block.%d.layer.0.SelfAttention.v.weight",
+    "%s.block.%d.layer.0.SelfAttention.o.weight",
+    "%s.block.%d.layer.0.SelfAttention.relative_attention_bias.weight",
+    "%s.block.%d.layer.1.layer_norm.weight", "%s.block.%d.layer.1.EncDecAttention.q.weight",
+    "%s.block.%d.layer.1.EncDecAttention.k.weight", "%s.block.%d.layer.1.EncDecAttention.v.weight",
+    "%s.block.%d.layer.1.EncDecAttention.o.weight",
+    "%s.block.%d.layer.%d.layer_norm.weight", "%s.block.%d.layer.%d.mlp.wi.weight",
+    "%s.block.%d.layer.%d.mlp.wo.weight", "%s.block.%d.layer.%d.mlp.router.classifier.weight",
+    "%s.block.%d.layer.%d.mlp.experts.expert_%d.wi.weight", "%s.block.%d.layer.%d.mlp.experts.expert_%d.wo.weight",
+};
+
+static const char *sw_gguf_[SW_COUNT] = {
+    "%s.blk.%d.attn_norm.weight", "%s.blk.%d.attn_q.weight", "%s.blk.%d.attn_k.weight",
+    "%s.blk.%d.attn_v.weight", "%s.blk.%d.attn_o.weight", "%s.blk.%d.attn_rel_b.weight",
+    "%s.blk.%d.cross_attn_norm.weight", "%s.blk.%d.cross_attn_q.weight", "%s.blk.%d.cross_attn_k.weight",
+    "%s.blk.%d.cross_attn_v.weight", "%s.blk.%d.cross_attn_o.weight",
+    "%s.blk.%d.ffn_norm.weight", "%s.blk.%d.ffn_up.weight", "%s.blk.%d.ffn_down.weight",
+    "%s.blk.%d.ffn_gate_inp.weight", "%s.blk.%d.ffn_up_exps.weight", "%s.blk.%d.ffn_down_exps.weight",
+};
+
+static void sw_name_(loader *ld, sw_kind k, int layer, int expert, char *out, size_t cap) {
+    int n_enc = ld->m->hp.n_enc_layer;
+    bool enc = layer < n_enc;
+    int block = enc ? layer : layer - n_enc;
+    if (ld->m->gguf) snprintf(out, cap, sw_gguf_[k], enc ? "enc" : "dec", block);
+    else snprintf(out, cap, sw_hf_[k], enc ? "encoder" : "decoder", block, enc ? 1 : 2, expert);
+}
+
+/* A float32 copy or view of a tensor of the given GGML shape (norms, biases). */
+static int sw_floats_(loader *ld, const char *name, int n_dims, const int64_t *ne, bool required, const float **out) {
+    *out = NULL;
+    const pg_tensor *t = find_(ld, name);
+    if (!t) return required ? pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name) : 0;
+    if (check_shape_(ld, t, n_dims, ne)) return -1;
+    size_t n = 1;
+    for (int i = 0; i < n_dims; i++) n *= (size_t)ne[i];
+    if (t->type == PG_TYPE_F32 && ((uintptr_t)t->data & 3) == 0) {
+        *out = t->data;
+    } else if (t->type == PG_TYPE_F32 || t->type == PG_TYPE_F16 || t->type == PG_TYPE_BF16) {
+        float *v = own_(ld->m, n * sizeof(float));
+        const uint8_t *p = t->data;
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            if (t->type == PG_TYPE_F32) memcpy(&v[i], p + 4 * i, 4);
+            else {
+                memcpy(&h, p + 2 * i, 2);
+                v[i] = t->type == PG_TYPE_F16 ? pg_f16_to_f32(h) : pg_bf16_to_f32(h);
+            }
+        }
+        *out = v;
+    } else {
+        return pg_fail(ld->e, "%s: tensor '%s' has type %s; norms and biases must be F32, F16 or BF16", ld->path,
+                       name, pg_type_name(t->type));
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite((*out)[i]))
+            return pg_fail(ld->e, "%s: tensor '%s' holds a non-finite value at %zu", ld->path, name, i);
+    return 0;
+}
+
+static int sw_vec_(loader *ld, sw_kind k, int layer, int n, bool required, const float **out) {
+    char name[256];
+    sw_name_(ld, k, layer, 0, name, sizeof name);
+    int64_t ne[1] = {n};
+    return sw_floats_(ld, name, 1, ne, required, out);
+}
+
+static int sw_mat_named_(loader *ld, const char *name, int rows, int cols, bool required, pg_mat *out) {
+    memset(out, 0, sizeof *out);
+    const pg_tensor *t = find_(ld, name);
+    if (!t) return required ? pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name) : 0;
+    int64_t ne[2] = {cols, rows};
+    if (computable_(ld, t) || check_shape_(ld, t, 2, ne)) return -1;
+    return mat_at_(ld, t, t->data, rows, cols, out);
+}
+
+static int sw_mat_(loader *ld, sw_kind k, int layer, int rows, int cols, pg_mat *out) {
+    char name[256];
+    sw_name_(ld, k, layer, 0, name, sizeof name);
+    return sw_mat_named_(ld, name, rows, cols, true, out);
+}
+
+/* Experts: wi -> up [F x D], wo -> down [D x F]; no gate (ReLU FFN). */
+static int sw_experts_(loader *ld, int l, pg_layer *L) {
+    const pg_hparams *hp = &ld->m->hp;
+    int E = hp->n_expert, F = hp->expert_ffn_dim, D = hp->dim;
+    L->experts = xcalloc((size_t)E, sizeof(pg_expert));
+    char name[256];
+    for (int p = 0; p < 2; p++) {
+        int rows = p == 0 ? F : D, cols = p == 0 ? D : F;
+        sw_kind k = p == 0 ? SW_EXP_UP : SW_EXP_DOWN;
+        if (ld->m->gguf) {
+            sw_name_(ld, k, l, 0, name, sizeof name);
+            const pg_tensor *t = find_(ld, name);
+            if (!t) return pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name);
+            int64_t ne[3] = {cols, rows, E};
+            if (computable_(ld, t) || check_shape_(ld, t, 3, ne)) return -1;
+            size_t stride = pg_row_bytes(t->type, cols) * (size_t)rows;
+            for (int e = 0; e < E; e++)
+                if (mat_at_(ld, t, (const uint8_t *)t->data + stride * e, rows, cols,
+                            p == 0 ? &L->experts[e].up : &L->experts[e].down))
+                    return -1;
+        } else {
+            for (int e = 0; e < E; e++) {
+                sw_name_(ld, k, l, e, name, sizeof name);
+                if (sw_mat_named_(ld, name, rows, cols, true, p == 0 ? &L->experts[e].up : &L->experts[e].down))
+                    return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int switch_bind_(loader *ld) {
+    pg_model *m = ld->m;
+    pg_hparams *hp = &m->hp;
+    int D = hp->dim, H = hp->n_head, qd = hp->n_head * hp->head_dim, n_enc = hp->n_enc_layer;
+    bool gg = m->gguf != NULL;
+    if (sw_mat_named_(ld, gg ? "token_embd.weight" : "shared.weight", hp->vocab, D, false, &m->tok_embd)) return -1;
+    if (!m->tok_embd.data &&
+        sw_mat_named_(ld, gg ? "token_embd.weight" : "encoder.embed_tokens.weight", hp->vocab, D, true, &m->tok_embd))
+        return -1;
+    int64_t ne_d[1] = {D};
+    if (sw_floats_(ld, gg ? "enc.output_norm.weight" : "encoder.final_layer_norm.weight", 1, ne_d, true,
+                   &m->enc_output_norm) ||
+        sw_floats_(ld, gg ? "dec.output_norm.weight" : "decoder.final_layer_norm.weight", 1, ne_d, true,
+                   &m->output_norm))
+        return -1;
+    /* tied (the config's tie_word_embeddings; GGUF: no output tensor): the
+     * decoder output is scaled by D^-1/2 before the shared embedding */
+    if (!hp->tied_output) {
+        if (sw_mat_named_(ld, gg ? "output.weight" : "lm_head.weight", hp->vocab, D, gg ? false : true, &m->output))
+            return -1;
+        if (!m->output.data) hp->tied_output = true;
+    }
+    if (hp->tied_output) m->output = m->tok_embd;
+    m->bytes_dense = mat_bytes_(&m->tok_embd) + (hp->tied_output ? 0 : mat_bytes_(&m->output));
+    m->layers = xcalloc((size_t)hp->n_layer, sizeof(pg_layer));
+    for (int l = 0; l < hp->n_layer; l++) {
+        pg_layer *L = &m->layers[l];
+        bool dec = l >= n_enc;
+        if (sw_vec_(ld, SW_ATTN_NORM, l, D, true, &L->attn_norm) || sw_mat_(ld, SW_Q, l, qd, D, &L->wq) ||
+            sw_mat_(ld, SW_K, l, qd, D, &L->wk) || sw_mat_(ld, SW_V, l, qd, D, &L->wv) ||
+            sw_mat_(ld, SW_O, l, D, qd, &L->wo) || sw_vec_(ld, SW_FFN_NORM, l, D, true, &L->ffn_norm))
+            return -1;
+        m->bytes_dense += mat_bytes_(&L->wq) + mat_bytes_(&L->wk) + mat_bytes_(&L->wv) + mat_bytes_(&L->wo);
+        if (l == 0 || l == n_enc) { /* the first block of each stack owns the position bias */
+            char name[256];
+            sw_name_(ld, SW_REL_B, l, 0, name, sizeof name);
+            int64_t ne[2] = {H, hp->rel_buckets};
+            if (sw_floats_(ld, name, 2, ne, true, &L->rel_bias)) return -1;
+        }
+        if (dec) {
+            if (sw_vec_(ld, SW_X_NORM, l, D, true, &L->cross_norm) || sw_mat_(ld, SW_XQ, l, qd, D, &L->cq) ||
+                sw_mat_(ld, SW_XK, l, qd, D, &L->ck) || sw_mat_(ld, SW_XV, l, qd, D, &L->cv) ||
+                sw_mat_(ld, SW_XO, l, D, qd, &L->co))
+                return -1;
+            m->bytes_dense += mat_bytes_(&L->cq) + mat_bytes_(&L->ck) + mat_bytes_(&L->cv) + mat_bytes_(&L->co);
+        }
+        char name[256];
+        sw_name_(ld, SW_ROUTER, l, 0, name, sizeof name);
+        L->is_moe = hp->n_expert > 0 && find_(ld, name) != NULL;
+        if (!L->is_moe) {
+            if (sw_mat_(ld, SW_FFN_UP, l, hp->ffn_dim, D, &L->ffn_up) ||
+                sw_mat_(ld, SW_FFN_DOWN, l, D, hp->ffn_dim, &L->ffn_down))
+                return -1;
+            m->bytes_dense += mat_bytes_(&L->ffn_up) + mat_bytes_(&L->ffn_down);
+            continue;
+        }
+        if (sw_mat_(ld, SW_ROUTER, l, hp->n_expert, D, &L->router) || sw_experts_(ld, l, L)) return -1;
+        m->bytes_dense += mat_bytes_(&L->router);
+        for (int e = 0; e < hp->n_expert; e++)
+            m->bytes_experts += mat_bytes_(&L->experts[e].up) + mat_bytes_(&L->experts[e].down);
+    }
+    return 0;
+}
+
+/* What both formats share: fixed choices of the family, and checks of the
+ * values check_hparams_ does not know. */
+static int switch_finish_hparams_(loader *ld) {
+    pg_hparams *hp = &ld->m->hp;
+    const char *p = ld->path;
+    hp->arch = PG_ARCH_SWITCH;
+    hp->n_rot = hp->head_dim;  /* no RoPE: relative position buckets */
+    hp->rope_theta = 10000.0f; /* unused */
+    hp->gating = PG_GATING_SOFTMAX_TOPK;
+    hp->norm_topk = false;     /* the weight is the top-1 probability */
+    hp->qk_norm = PG_QKNORM_NONE;
+    hp->ffn_act = PG_FFN_RELU;
+    if (hp->n_expert > 0 && hp->n_expert_used != 1)
+        return pg_fail(ld->e, "%s: Switch routes each token to 1 expert, not %d", p, hp->n_expert_used);
+    if (hp->n_enc_layer < 1 || hp->n_enc_layer >= hp->n_layer)
+        return pg_fail(ld->e, "%s: bad encoder/decoder block counts (%d of %d blocks in the encoder)", p,
+                       hp->n_enc_layer, hp->n_layer);
+    if (hp->rel_buckets < 4 || hp->rel_buckets > 4096)
+        return pg_fail(ld->e, "%s: bad relative attention bucket count %d", p, hp->rel_buckets);
+    if (hp->rel_max_distance <= hp->rel_buckets / 2 || hp->rel_max_distance > (1 << 20))
+        return pg_fail(ld->e, "%s: relative attention max distance %d must exceed half the buckets (%d)", p,
+                       hp->rel_max_distance, hp->rel_buckets / 2);
+    if (hp->dec_start_token < 0 || hp->dec_start_token >= hp->vocab)
+        return pg_fail(ld->e, "%s: decoder start token %d outside the vocabulary", p, hp->dec_start_token);
+    if (hp->ffn_dim < 1) return pg_fail(ld->e, "%s: bad FFN size %d", p, hp->ffn_dim);
+    return 0;
+}
+
+static int switch_hparams_hf_(loader *ld, json_t *cfg) {
+    pg_hparams *hp = &ld->m->hp;
+    int n_dec = -1, pad = 0, start = -1;
+    double eps;
+    if (json_int_(ld, cfg, "num_layers", 0, true, &hp->n_enc_layer) ||
+        json_int_(ld, cfg, "num_decoder_layers", -1, false, &n_dec) ||
+        json_int_(ld, cfg, "d_model", 0, true, &hp->dim) || json_int_(ld, cfg, "num_heads", 0, true, &hp->n_head) ||
+        json_int_(ld, cfg, "d_kv", 0, true, &hp->head_dim) || json_int_(ld, cfg, "d_ff", 0, true, &hp->ffn_dim) ||
+        json_int_(ld, cfg, "vocab_size", 0, true, &hp->vocab) ||
+        json_int_(ld, cfg, "num_experts", 0, false, &hp->n_expert) ||
+        json_int_(ld, cfg, "relative_attention_num_buckets", 32, false, &hp->rel_buckets) ||
+        json_int_(ld, cfg, "relative_attention_max_distance", 128, false, &hp->rel_max_distance) ||
+        json_int_(ld, cfg, "pad_token_id", 0, false, &pad) ||
+        json_int_(ld, cfg, "decoder_start_token_id", -1, false, &start) ||
+        json_num_(ld, cfg, "layer_norm_epsilon", 1e-6, &eps))
+        return -1;
+    if (n_dec < 0) n_dec = hp->n_enc_layer; /* transformers: symmetric by default */
+    hp->n_layer = hp->n_enc_layer + n_dec;
+    hp->n_head_kv = hp->n_head;
+    hp->n_ctx_train = 512;
+    hp->expert_ffn_dim = hp->ffn_dim;
+    hp->n_expert_used = hp->n_expert > 0 ? 1 : 0;
+    hp->norm_eps = (float)eps;
+    hp->dec_start_token = start >= 0 ? start : pad; /* transformers: usually the pad token */
+    json_t *act = json_object_get(cfg, "dense_act_fn");
+    if (act && (!json_is_string(act) || strcmp(json_string_value(act), "relu") != 0))
+        return pg_fail(ld->e, "%s/config.json: dense_act_fn '%s' is not supported (relu only)", ld->path,
+                       json_is_string(act) ? json_string_value(act) : "?");
+    if (json_is_true(json_object_get(cfg, "router_bias")))
+        return pg_fail(ld->e, "%s/config.json: router_bias is not supported", ld->path);
+    json_t *tie = json_object_get(cfg, "tie_word_embeddings");
+    hp->tied_output = !json_is_false(tie); /* default true */
+    return switch_finish_hparams_(ld);
+}
+
+static int switch_hparams_gguf_(loader *ld, const char *arch) {
+    const gguf_file *g = ld->m->gguf;
+    pg_hparams *hp = &ld->m->hp;
+    int n_dec = 0;
+    if (gguf_int_(g, arch, "block_count", 0, true, &hp->n_enc_layer, ld) ||
+        gguf_int_(g, arch, "decoder_block_count", 0, true, &n_dec, ld) ||
+        gguf_int_(g, arch, "embedding_length", 0, true, &hp->dim, ld) ||
+        gguf_int_(g, arch, "attention.head_count", 0, true, &hp->n_head, ld) ||
+        gguf_int_(g, arch, "context_length", 512, false, &hp->n_ctx_train, ld) ||
+        gguf_int_(g, arch, "feed_forward_length", 0, true, &hp->ffn_dim, ld) ||
+        gguf_int_(g, arch, "expert_count", 0, false, &hp->n_expert, ld) ||
+        gguf_int_(g, arch, "expert_used_count", 0, false, &hp->n_expert_used, ld) ||
+        gguf_int_(g, arch, "attention.relative_buckets_count", 32, false, &hp->rel_buckets, ld) ||
+        gguf_int_(g, arch, "attention.relative_max_distance", 128, false, &hp->rel_max_distance, ld) ||
+        gguf_int_(g, arch, "decoder_start_token_id", 0, false, &hp->dec_start_token, ld))
+        return -1;
+    if (n_dec < 1 || n_dec > 4096 || hp->n_enc_layer > 4096)
+        return pg_fail(ld->e, "%s: bad decoder block count %d", ld->path, n_dec);
+    hp->n_layer = hp->n_enc_layer + n_dec;
+    hp->n_head_kv = hp->n_head;
+    if (hp->n_head < 1) return pg_fail(ld->e, "%s: bad head count %d", ld->path, hp->n_head);
+    if (gguf_int_(g, arch, "attention.key_length", hp->dim / hp->n_head, false, &hp->head_dim, ld) ||
+        gguf_int_(g, arch, "expert_feed_forward_length", hp->ffn_dim, false, &hp->expert_ffn_dim, ld))
+        return -1;
+    hp->norm_eps = gguf_float_(g, arch, "attention.layer_norm_rms_epsilon", 1e-6);
+    const pg_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
+    if (!emb || emb->n_dims != 2) return pg_fail(ld->e, "%s: missing 2-D tensor 'token_embd.weight'", ld->path);
+    if (emb->ne[1] > INT32_MAX) return pg_fail(ld->e, "%s: vocabulary too large", ld->path);
+    hp->vocab = (int)emb->ne[1];
+    hp->tied_output = gguf_find_tensor(g, "output.weight") == NULL;
+    return switch_finish_hparams_(ld);
 }
 
 int pg_hparams_from_config(const char *json, const char *path, pg_hparams *hp, pg_error *e) {

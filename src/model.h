@@ -32,6 +32,7 @@ typedef enum {
     PG_ARCH_QWEN2MOE,
     PG_ARCH_QWEN3MOE,
     PG_ARCH_OLMOE,
+    PG_ARCH_SWITCH,  /* encoder-decoder (Switch Transformers, T5 blocks); encdec.h */
     PG_ARCH_COUNT
 } pg_arch;
 
@@ -40,6 +41,12 @@ typedef enum {
     PG_QKNORM_HEAD, /* RMSNorm over each head's head_dim values (Qwen3) */
     PG_QKNORM_FULL, /* RMSNorm over the whole q / k projection (OLMoE) */
 } pg_qknorm;
+
+/* The activation of dense FFNs and experts. */
+typedef enum {
+    PG_FFN_SILU_GLU = 0, /* down(silu(gate x) * up x) */
+    PG_FFN_RELU,         /* down(relu(up x)); no gate (T5 / Switch wi -> up, wo -> down) */
+} pg_ffn_act;
 
 /* What distinguishes one family from another. */
 typedef struct {
@@ -83,6 +90,13 @@ typedef struct {
     pg_qknorm qk_norm;
     float clip_qkv;      /* 0: none (OLMoE option) */
     bool tied_output;
+    pg_ffn_act ffn_act;
+    /* Encoder-decoder models (n_enc_layer > 0, encdec.h): layers
+     * 0..n_enc_layer-1 are the encoder blocks, the rest the decoder blocks,
+     * so that every block has its own layer index for the expert cache. */
+    int n_enc_layer;
+    int rel_buckets, rel_max_distance; /* T5 relative position buckets */
+    int dec_start_token;                /* the decoder's first input token */
 } pg_hparams;
 
 typedef struct {
@@ -102,6 +116,10 @@ typedef struct {
     bool has_shared;
     pg_expert shared;                      /* [Fs x D] ... */
     pg_mat shared_gate;                    /* [1 x D], may have rows == 0 (no gate) */
+    /* encoder-decoder blocks (encdec.h) */
+    const float *rel_bias;                 /* [buckets][H]: first block of each stack, else NULL */
+    const float *cross_norm;               /* decoder blocks: [D] */
+    pg_mat cq, ck, cv, co;                 /* decoder blocks: cross-attention, as wq, wk, wv, wo */
 } pg_layer;
 
 typedef struct pg_model {
@@ -111,6 +129,7 @@ typedef struct pg_model {
     const float *output_norm;
     pg_mat output;        /* [V x D] (== tok_embd when tied) */
     pg_layer *layers;
+    const float *enc_output_norm; /* encoder-decoder: the encoder's final norm [D] */
     pg_tokenizer *tok;    /* NULL if the file has none */
     /* bytes of weights by kind, for inspect and the memory budget */
     size_t bytes_dense, bytes_experts;

@@ -305,6 +305,7 @@ pg_cache *pg_cache_new(pg_model *m, pg_store *store, size_t budget, pg_evict pol
             const pg_mat *mats[3] = {&w->gate, &w->up, &w->down};
             pg_expert_loc *lc = &c->loc[(size_t)l * c->E + x];
             for (int k = 0; k < 3; k++) {
+                if (!mats[k]->data) continue; /* no gate (ReLU experts): an empty range */
                 PG_ASSERT((const uint8_t *)mats[k]->data >= base &&
                           (const uint8_t *)mats[k]->data + mat_bytes_(mats[k]) <= base + m->gguf->size);
                 lc->offset[k] = (uint64_t)((const uint8_t *)mats[k]->data - base);

@@ -89,6 +89,9 @@ void pg_dequantize_q8_0_ref(int n, const block_q8_0 *x, float *y);
 void pg_rmsnorm_ref(int n, const float *x, const float *w, float eps, float *y);
 void pg_softmax_ref(int n, float *x);
 void pg_silu_mul_ref(int n, const float *gate, const float *up, float *y);
+/* y = max(x, 0) (T5 / Switch FFNs); y may be x. Memory-bound and left to
+ * the compiler's vectoriser: no SIMD version in the table. */
+void pg_relu_ref(int n, const float *x, float *y);
 void pg_axpy_ref(int n, float a, const float *x, float *y);
 
 /* Row r of W as float32 (dequantised) into y[cols]: embedding lookups. */

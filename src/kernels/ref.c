@@ -109,6 +109,10 @@ void pg_silu_mul_ref(int n, const float *gate, const float *up, float *y) {
     }
 }
 
+void pg_relu_ref(int n, const float *x, float *y) {
+    for (int i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
 void pg_axpy_ref(int n, float a, const float *x, float *y) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }

