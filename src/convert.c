@@ -200,8 +200,84 @@ static void add_experts_(writer_ctx *c, const char *name, const pg_layer *Lr, in
     gguf_writer_add_tensor(c->w, name, m0->type, 3, ne, dst, one * (size_t)E);
 }
 
+/* Encoder-decoder (Switch): our own "switch" layout, in llama.cpp's "t5"
+ * names (model.c documents it next to the loader). */
+static int write_switch_gguf_(const pg_model *m, const char *out, pg_error *e) {
+    const pg_hparams *hp = &m->hp;
+    writer_ctx c = {.w = gguf_writer_new()};
+    gguf_writer *w = c.w;
+    int n_enc = hp->n_enc_layer;
+    char name[128];
+    gguf_writer_set_str(w, "general.architecture", "switch");
+    gguf_writer_set_str(w, "general.name", "switch");
+    gguf_writer_set_u32(w, "switch.block_count", (uint32_t)n_enc);
+    gguf_writer_set_u32(w, "switch.decoder_block_count", (uint32_t)(hp->n_layer - n_enc));
+    gguf_writer_set_u32(w, "switch.context_length", (uint32_t)hp->n_ctx_train);
+    gguf_writer_set_u32(w, "switch.embedding_length", (uint32_t)hp->dim);
+    gguf_writer_set_u32(w, "switch.feed_forward_length", (uint32_t)hp->ffn_dim);
+    gguf_writer_set_u32(w, "switch.attention.head_count", (uint32_t)hp->n_head);
+    gguf_writer_set_u32(w, "switch.attention.head_count_kv", (uint32_t)hp->n_head);
+    gguf_writer_set_u32(w, "switch.attention.key_length", (uint32_t)hp->head_dim);
+    gguf_writer_set_u32(w, "switch.attention.value_length", (uint32_t)hp->head_dim);
+    gguf_writer_set_f32(w, "switch.attention.layer_norm_rms_epsilon", hp->norm_eps);
+    gguf_writer_set_u32(w, "switch.attention.relative_buckets_count", (uint32_t)hp->rel_buckets);
+    gguf_writer_set_u32(w, "switch.attention.relative_max_distance", (uint32_t)hp->rel_max_distance);
+    gguf_writer_set_u32(w, "switch.decoder_start_token_id", (uint32_t)hp->dec_start_token);
+    if (hp->n_expert) {
+        gguf_writer_set_u32(w, "switch.expert_count", (uint32_t)hp->n_expert);
+        gguf_writer_set_u32(w, "switch.expert_used_count", (uint32_t)hp->n_expert_used);
+        gguf_writer_set_u32(w, "switch.expert_feed_forward_length", (uint32_t)hp->expert_ffn_dim);
+    }
+    if (m->gguf)
+        for (uint64_t i = 0; i < m->gguf->n_kv; i++)
+            if (strncmp(m->gguf->kv[i].key, "tokenizer.", 10) == 0) gguf_writer_copy_kv(w, &m->gguf->kv[i]);
+    add_mat_(&c, "token_embd.weight", &m->tok_embd, 0);
+    if (!hp->tied_output) add_mat_(&c, "output.weight", &m->output, 0);
+    add_vec_(&c, "enc.output_norm.weight", m->enc_output_norm, hp->dim);
+    add_vec_(&c, "dec.output_norm.weight", m->output_norm, hp->dim);
+    for (int l = 0; l < hp->n_layer; l++) {
+        const pg_layer *L = &m->layers[l];
+        const char *st = l < n_enc ? "enc" : "dec";
+        int b = l < n_enc ? l : l - n_enc;
+#define N(x) (snprintf(name, sizeof name, "%s.blk.%d." x, st, b), name)
+        add_vec_(&c, N("attn_norm.weight"), L->attn_norm, hp->dim);
+        add_mat_(&c, N("attn_q.weight"), &L->wq, 0);
+        add_mat_(&c, N("attn_k.weight"), &L->wk, 0);
+        add_mat_(&c, N("attn_v.weight"), &L->wv, 0);
+        add_mat_(&c, N("attn_o.weight"), &L->wo, 0);
+        if (L->rel_bias) {
+            int64_t ne[2] = {hp->n_head, hp->rel_buckets};
+            gguf_writer_add_tensor(w, N("attn_rel_b.weight"), PG_TYPE_F32, 2, ne, L->rel_bias,
+                                   (size_t)hp->n_head * hp->rel_buckets * 4);
+        }
+        if (l >= n_enc) {
+            add_vec_(&c, N("cross_attn_norm.weight"), L->cross_norm, hp->dim);
+            add_mat_(&c, N("cross_attn_q.weight"), &L->cq, 0);
+            add_mat_(&c, N("cross_attn_k.weight"), &L->ck, 0);
+            add_mat_(&c, N("cross_attn_v.weight"), &L->cv, 0);
+            add_mat_(&c, N("cross_attn_o.weight"), &L->co, 0);
+        }
+        add_vec_(&c, N("ffn_norm.weight"), L->ffn_norm, hp->dim);
+        if (!L->is_moe) {
+            add_mat_(&c, N("ffn_up.weight"), &L->ffn_up, 0);
+            add_mat_(&c, N("ffn_down.weight"), &L->ffn_down, 0);
+        } else {
+            add_mat_(&c, N("ffn_gate_inp.weight"), &L->router, 0);
+            add_experts_(&c, N("ffn_up_exps.weight"), L, hp->n_expert, 1);
+            add_experts_(&c, N("ffn_down_exps.weight"), L, hp->n_expert, 2);
+        }
+#undef N
+    }
+    int rc = gguf_writer_write(w, out, e);
+    gguf_writer_free(w);
+    for (int i = 0; i < c.n_bufs; i++) free(c.bufs[i]);
+    free(c.bufs);
+    return rc;
+}
+
 int pg_model_write_gguf(const pg_model *m, const char *out, pg_error *e) {
     const pg_hparams *hp = &m->hp;
+    if (hp->arch == PG_ARCH_SWITCH) return write_switch_gguf_(m, out, e);
     const pg_arch_info *ai = pg_arch_get(hp->arch);
     writer_ctx c = {.w = gguf_writer_new()};
     gguf_writer *w = c.w;

@@ -126,10 +126,121 @@ static void test_switch_gguf(void) {
     unlink(out);
 }
 
+/* ---- the offloading invariant ---- */
+
+#define N_ENC 40 /* more than one chunk of PG_MAX_BATCH rows */
+#define N_PREFIX 4
+#define N_GEN 12
+#define N_DEC (N_PREFIX + N_GEN)
+
+/* Encodes the input, evaluates a decoder prefix as one chunk, then decodes
+ * one token at a time (choosing the tokens greedily if asked); every
+ * decoder row's logits go to out. */
+static int run_(pg_session *s, const int32_t *enc, int32_t *dec, bool choose, float *out, pg_error *e) {
+    int V = s->m->hp.vocab;
+    if (pg_session_encode(s, enc, N_ENC, e) || pg_session_eval(s, dec, N_PREFIX, out, e)) return -1;
+    for (int i = N_PREFIX; i < N_DEC; i++) {
+        if (choose) dec[i] = pg_argmax(s->logits, V);
+        if (pg_session_eval(s, &dec[i], 1, out + (size_t)i * V, e)) return -1;
+    }
+    return 0;
+}
+
+static void test_switch_offload(void) {
+    char path[300];
+    gguf_path_(path, sizeof path, "offload");
+    pg_error e = {{0}};
+    pg_model *m = pg_model_open(FIXTURE, &e);
+    CHECK(m && pg_model_write_gguf(m, path, &e) == 0, "%s", e.msg);
+    pg_model_free(m);
+    m = pg_model_open(path, &e);
+    CHECK(m != NULL, "%s", e.msg);
+    if (!m) { unlink(path); return; }
+    int V = m->hp.vocab;
+    size_t nlog = (size_t)N_DEC * V;
+    int32_t enc[N_ENC], dec[N_DEC] = {m->hp.dec_start_token, 5, 17, 42};
+    for (int i = 0; i < N_ENC; i++) enc[i] = (i * 7919 + 13) % V;
+    float *want = xmalloc(nlog * sizeof(float)), *got = xmalloc(nlog * sizeof(float));
+    pg_trace trace;
+    pg_trace_init(&trace, m->hp.n_layer, m->hp.n_expert, m->hp.n_expert_used, m->hp.dim, true);
+    pg_session *s = pg_session_new(m, 64, 2, &e);
+    CHECK(s != NULL, "%s", e.msg);
+    if (!s) goto done;
+    s->trace = &trace;
+    CHECK(run_(s, enc, dec, true, want, &e) == 0, "resident: %s", e.msg);
+    s->trace = NULL;
+    size_t min = pg_cache_min_budget(m);
+    const pg_prefetch_mode modes[] = {PG_PREFETCH_NONE, PG_PREFETCH_NEXT_ALL, PG_PREFETCH_PREGATE, PG_PREFETCH_ORACLE};
+    const pg_evict policies[] = {PG_EVICT_LRU, PG_EVICT_LFU, PG_EVICT_LOOKAHEAD};
+    const pg_store_kind stores[] = {PG_STORE_PREAD, PG_STORE_DIRECT, PG_STORE_MMAP};
+    int runs = 0;
+    for (int mi = 0; mi < 4; mi++)
+        for (int pi = 0; pi < 3; pi++)
+            for (int budget = 0; budget < 2; budget++) {
+                pg_offload_params p;
+                pg_offload_params_default(&p);
+                p.mode = modes[mi];
+                p.evict = policies[pi];
+                p.store = stores[(mi + pi + budget) % 3];
+                p.expert_mem = budget ? m->bytes_experts * 2 / 5 : min;
+                p.oracle = &trace;
+                p.depth = 1 + (mi + pi) % 2;
+                p.io_threads = 1 + budget;
+                pg_offload *o = pg_offload_new(m, &p, &e);
+                CHECK(o != NULL, "%s", e.msg);
+                if (!o) continue;
+                pg_session_set_offload(s, o);
+                memset(got, 0, nlog * sizeof(float));
+                CHECK(run_(s, enc, dec, false, got, &e) == 0, "%s", e.msg);
+                CHECK(memcmp(got, want, nlog * sizeof(float)) == 0,
+                      "mode %s, evict %s, store %s, budget %s: logits differ from resident", pg_prefetch_name(p.mode),
+                      pg_evict_name(p.evict), pg_store_kind_name(p.store), budget ? "40%" : "minimum");
+                CHECK(pg_cache_refs_held(o->cache) == 0, "references left after a run");
+                CHECK(pg_cache_peak_bytes(o->cache) <= p.expert_mem, "fast tier exceeded its budget");
+                if (p.mode == PG_PREFETCH_ORACLE) { /* every sparse block is predicted from the one before */
+                    uint64_t t = 0, a = 0;
+                    for (int l = 0; l < m->hp.n_layer; l++) {
+                        t += pg_cache_stats(o->cache, l)->pred_true;
+                        a += pg_cache_stats(o->cache, l)->actual_total;
+                    }
+                    CHECK(a > 0 && t == a, "oracle recall %llu/%llu", (unsigned long long)t, (unsigned long long)a);
+                }
+                runs++;
+                pg_session_set_offload(s, NULL);
+            }
+    fprintf(stderr, "  switch: %d offloaded runs bit-identical to resident\n", runs);
+    /* a read error fails the step cleanly; the next run gives the resident logits */
+    pg_offload_params p;
+    pg_offload_params_default(&p);
+    p.expert_mem = min;
+    p.store = PG_STORE_PREAD;
+    p.mode = PG_PREFETCH_NONE;
+    pg_offload *o = pg_offload_new(m, &p, &e);
+    CHECK(o != NULL, "%s", e.msg);
+    if (o) {
+        pg_session_set_offload(s, o);
+        pg_store_inject(o->store, PG_FAULT_EIO, 2, 1);
+        int rc = run_(s, enc, dec, false, got, &e);
+        CHECK(rc != 0 && strstr(e.msg, "Input/output error"), "fault: rc %d, %s", rc, e.msg);
+        CHECK(pg_cache_refs_held(o->cache) == 0, "fault left references");
+        CHECK(run_(s, enc, dec, false, got, &e) == 0 && memcmp(got, want, nlog * sizeof(float)) == 0,
+              "the run after a fault: %s", e.msg);
+        pg_session_set_offload(s, NULL);
+    }
+done:
+    pg_session_free(s);
+    pg_trace_free(&trace);
+    free(want);
+    free(got);
+    pg_model_free(m);
+    unlink(path);
+}
+
 int main(void) {
     TEST_RUN(test_buckets);
     TEST_RUN(test_relu);
     TEST_RUN(test_switch_hf);
     TEST_RUN(test_switch_gguf);
+    TEST_RUN(test_switch_offload);
     return test_summary("test_encdec");
 }
