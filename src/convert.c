@@ -231,6 +231,8 @@ static int write_switch_gguf_(const pg_model *m, const char *out, pg_error *e) {
     if (m->gguf)
         for (uint64_t i = 0; i < m->gguf->n_kv; i++)
             if (strncmp(m->gguf->kv[i].key, "tokenizer.", 10) == 0) gguf_writer_copy_kv(w, &m->gguf->kv[i]);
+    if (!m->gguf && hp->dec_eos_token >= 0)
+        gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)hp->dec_eos_token);
     add_mat_(&c, "token_embd.weight", &m->tok_embd, 0);
     if (!hp->tied_output) add_mat_(&c, "output.weight", &m->output, 0);
     add_vec_(&c, "enc.output_norm.weight", m->enc_output_norm, hp->dim);

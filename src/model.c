@@ -718,6 +718,16 @@ static int switch_bind_(loader *ld) {
     if (!m->tok_embd.data &&
         sw_mat_named_(ld, gg ? "token_embd.weight" : "encoder.embed_tokens.weight", hp->vocab, D, true, &m->tok_embd))
         return -1;
+    /* one embedding for both stacks: refuse checkpoints whose stacks have their own */
+    static const char *stacks[2] = {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"};
+    for (int i = 0; i < 2 && !gg; i++) {
+        const pg_tensor *t = find_(ld, stacks[i]);
+        if (t && t->data != m->tok_embd.data &&
+            (t->type != m->tok_embd.type || pg_tensor_nelements(t) != (int64_t)hp->vocab * D ||
+             memcmp(t->data, m->tok_embd.data, mat_bytes_(&m->tok_embd)) != 0))
+            return pg_fail(ld->e, "%s: '%s' differs from the shared embedding (separate embeddings per stack are "
+                                  "not supported)", ld->path, stacks[i]);
+    }
     int64_t ne_d[1] = {D};
     if (sw_floats_(ld, gg ? "enc.output_norm.weight" : "encoder.final_layer_norm.weight", 1, ne_d, true,
                    &m->enc_output_norm) ||
@@ -798,6 +808,7 @@ static int switch_finish_hparams_(loader *ld) {
     if (hp->dec_start_token < 0 || hp->dec_start_token >= hp->vocab)
         return pg_fail(ld->e, "%s: decoder start token %d outside the vocabulary", p, hp->dec_start_token);
     if (hp->ffn_dim < 1) return pg_fail(ld->e, "%s: bad FFN size %d", p, hp->ffn_dim);
+    if (hp->dec_eos_token >= hp->vocab) hp->dec_eos_token = -1;
     return 0;
 }
 
@@ -825,6 +836,9 @@ static int switch_hparams_hf_(loader *ld, json_t *cfg) {
     hp->n_expert_used = hp->n_expert > 0 ? 1 : 0;
     hp->norm_eps = (float)eps;
     hp->dec_start_token = start >= 0 ? start : pad; /* transformers: usually the pad token */
+    json_t *eos = json_object_get(cfg, "eos_token_id");
+    if (json_is_array(eos)) eos = json_array_get(eos, 0);
+    hp->dec_eos_token = json_is_integer(eos) ? (int)json_integer_value(eos) : -1;
     json_t *act = json_object_get(cfg, "dense_act_fn");
     if (act && (!json_is_string(act) || strcmp(json_string_value(act), "relu") != 0))
         return pg_fail(ld->e, "%s/config.json: dense_act_fn '%s' is not supported (relu only)", ld->path,
@@ -866,6 +880,8 @@ static int switch_hparams_gguf_(loader *ld, const char *arch) {
     if (emb->ne[1] > INT32_MAX) return pg_fail(ld->e, "%s: vocabulary too large", ld->path);
     hp->vocab = (int)emb->ne[1];
     hp->tied_output = gguf_find_tensor(g, "output.weight") == NULL;
+    int64_t eos;
+    hp->dec_eos_token = gguf_get_int(g, "tokenizer.ggml.eos_token_id", &eos) && eos >= 0 && eos < INT32_MAX ? (int)eos : -1;
     return switch_finish_hparams_(ld);
 }
 
@@ -891,7 +907,10 @@ pg_model *pg_model_open(const char *path, pg_error *e) {
         snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", path);
         if (access(tokpath, R_OK) == 0) {
             m->tok = pg_tokenizer_from_json(tokpath, e);
-            if (!m->tok) goto fail;
+            /* Switch checkpoints ship a SentencePiece Unigram tokenizer,
+             * which pregate cannot read yet: their ids still work */
+            if (!m->tok && m->hp.arch != PG_ARCH_SWITCH) goto fail;
+            if (!m->tok) *e = (pg_error){{0}};
         }
     } else {
         m->gguf = xcalloc(1, sizeof *m->gguf);

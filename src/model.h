@@ -97,6 +97,7 @@ typedef struct {
     int n_enc_layer;
     int rel_buckets, rel_max_distance; /* T5 relative position buckets */
     int dec_start_token;                /* the decoder's first input token */
+    int dec_eos_token;                  /* ends the decoder's output (-1: none) */
 } pg_hparams;
 
 typedef struct {

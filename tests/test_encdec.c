@@ -58,10 +58,12 @@ static const pg_tensor *ref_tensor_(const st_file *f, const char *name, pg_type 
 }
 
 /* Logits of the teacher-forced decoder tokens, and the greedy decode. */
-static void check_switch_(const char *what, const char *model_path) {
+static void check_switch_(const char *what, const char *model_path, const char *fixture) {
     pg_error e = {{0}};
     st_file ref;
-    if (st_open(&ref, FIXTURE "/reference.safetensors", &e)) { CHECK(0, "%s: %s", what, e.msg); return; }
+    char ref_path[300];
+    snprintf(ref_path, sizeof ref_path, "%s/reference.safetensors", fixture);
+    if (st_open(&ref, ref_path, &e)) { CHECK(0, "%s: %s", what, e.msg); return; }
     const pg_tensor *tt = ref_tensor_(&ref, "tokens", PG_TYPE_I32), *td = ref_tensor_(&ref, "dec_tokens", PG_TYPE_I32);
     const pg_tensor *tl = ref_tensor_(&ref, "logits", PG_TYPE_F32), *tg = ref_tensor_(&ref, "greedy", PG_TYPE_I32);
     pg_model *m = pg_model_open(model_path, &e);
@@ -110,20 +112,39 @@ static void gguf_path_(char *out, size_t cap, const char *tag) {
              (int)getpid(), tag);
 }
 
-static void test_switch_hf(void) { check_switch_("switch", FIXTURE); }
+/* tied: the output scaling, through the logits (its greedy decode repeats
+ * one token); untied: a varied greedy decode */
+static const char *fixtures_[] = {"switch", "switch-untied"};
+
+static void test_switch_hf(void) {
+    char dir[256];
+    for (size_t i = 0; i < sizeof fixtures_ / sizeof *fixtures_; i++) {
+        snprintf(dir, sizeof dir, "tests/fixtures/%s", fixtures_[i]);
+        check_switch_(fixtures_[i], dir, dir);
+    }
+}
 
 static void test_switch_gguf(void) {
-    char out[300];
-    gguf_path_(out, sizeof out, "conv");
-    pg_error e = {{0}};
-    pg_model *m = pg_model_open(FIXTURE, &e);
-    CHECK(m != NULL, "%s", e.msg);
-    if (!m) return;
-    int rc = pg_model_write_gguf(m, out, &e);
-    pg_model_free(m);
-    CHECK(rc == 0, "%s", e.msg);
-    if (rc == 0) check_switch_("switch as GGUF", out);
-    unlink(out);
+    char dir[256], out[300], what[300];
+    for (size_t i = 0; i < sizeof fixtures_ / sizeof *fixtures_; i++) {
+        snprintf(dir, sizeof dir, "tests/fixtures/%s", fixtures_[i]);
+        snprintf(what, sizeof what, "%s as GGUF", fixtures_[i]);
+        gguf_path_(out, sizeof out, fixtures_[i]);
+        pg_error e = {{0}};
+        pg_model *m = pg_model_open(dir, &e);
+        CHECK(m != NULL, "%s", e.msg);
+        if (!m) continue;
+        bool tied = m->hp.tied_output;
+        CHECK(tied == (i == 0), "%s: tied %d", what, tied);
+        int rc = pg_model_write_gguf(m, out, &e);
+        pg_model_free(m);
+        CHECK(rc == 0, "%s", e.msg);
+        if (rc == 0) check_switch_(what, out, dir);
+        m = rc == 0 ? pg_model_open(out, &e) : NULL;
+        CHECK(m && m->hp.tied_output == tied && m->hp.dec_eos_token == 1, "%s: tied/eos after GGUF", what);
+        pg_model_free(m);
+        unlink(out);
+    }
 }
 
 /* ---- the offloading invariant ---- */

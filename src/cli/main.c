@@ -11,6 +11,7 @@
 #include "args.h"
 #include "cli.h"
 #include "convert.h"
+#include "encdec.h"
 #include "forward.h"
 #include "gguf.h"
 #include "offload_opts.h"
@@ -214,6 +215,14 @@ int cmd_run(int argc, char **argv) {
     }
     if (stats_json) cli_timeline_init(&tl, s);
     double t1 = pg_time_s();
+    if (s->ed) { /* encoder-decoder: the prompt is the encoder's input; the decoder starts from its start token */
+        int32_t start = m->hp.dec_start_token;
+        if (pg_session_encode(s, ids, (int)n_ids, &e) || pg_session_eval(s, &start, 1, NULL, &e)) {
+            fprintf(stderr, "pregate: %s\n", e.msg);
+            goto done;
+        }
+        if (stats_json) cli_timeline_step(&tl, s, (int)n_ids);
+    } else
     for (size_t i = 0; i < n_ids; i += (size_t)ubatch) { /* the prompt, ubatch tokens per step */
         int n = n_ids - i < (size_t)ubatch ? (int)(n_ids - i) : (int)ubatch;
         if (pg_session_eval(s, ids + i, n, NULL, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
@@ -225,6 +234,7 @@ int cmd_run(int argc, char **argv) {
         int32_t tok = pg_sampler_sample(&smp, s->logits);
         pg_sampler_accept(&smp, tok);
         if (!ignore_eos && m->tok && pg_tokenizer_is_eog(m->tok, tok)) break;
+        if (!ignore_eos && s->ed && tok == m->hp.dec_eos_token) break;
         if (print_ids || !m->tok) {
             printf("%s%d", n_gen ? " " : "", tok);
         } else {
