@@ -1000,13 +1000,17 @@ void pg_model_print(const pg_model *m, FILE *out) {
         if (hp->shared_ffn_dim) fprintf(out, "shared expert:   FFN %d\n", hp->shared_ffn_dim);
     }
     if (hp->qk_norm) fprintf(out, "q/k norm:        %s\n", hp->qk_norm == PG_QKNORM_HEAD ? "per head" : "full projection");
+    if (hp->n_enc_layer)
+        fprintf(out, "encoder-decoder: %d encoder + %d decoder blocks, relative position buckets %d up to %d, "
+                     "ReLU FFN, decoder start token %d, EOS %d\n", hp->n_enc_layer, hp->n_layer - hp->n_enc_layer,
+                hp->rel_buckets, hp->rel_max_distance, hp->dec_start_token, hp->dec_eos_token);
     fprintf(out, "output head:     %s\n", hp->tied_output ? "tied to embeddings" : "separate");
     uint64_t nt = m->gguf ? m->gguf->n_tensors : m->hf->n_tensors;
     fprintf(out, "tensors:         %llu\n", (unsigned long long)nt);
     fprintf(out, "weight types:    embeddings %s, attention %s", pg_type_name(m->tok_embd.type),
             pg_type_name(m->layers[0].wq.type));
     for (int l = 0; l < hp->n_layer; l++)
-        if (m->layers[l].is_moe) { fprintf(out, ", experts %s", pg_type_name(m->layers[l].experts[0].gate.type)); break; }
+        if (m->layers[l].is_moe) { fprintf(out, ", experts %s", pg_type_name(m->layers[l].experts[0].up.type)); break; }
     fprintf(out, "\n");
     fprintf(out, "dense bytes:     %zu (%.2f MiB)\n", m->bytes_dense, m->bytes_dense / 1048576.0);
     fprintf(out, "expert bytes:    %zu (%.2f MiB)", m->bytes_experts, m->bytes_experts / 1048576.0);

@@ -181,8 +181,11 @@ int pg_synth_parse_type(const char *name) {
 }
 
 int pg_synth_check(const pg_synth_params *p, pg_error *e) {
-    if (p->arch != PG_SYNTH_QWEN3MOE && p->arch != PG_SYNTH_MIXTRAL)
-        return pg_fail(e, "synth: unknown architecture %d (qwen3moe or mixtral)", (int)p->arch);
+    if (p->arch != PG_SYNTH_QWEN3MOE && p->arch != PG_SYNTH_MIXTRAL && p->arch != PG_SYNTH_SWITCH)
+        return pg_fail(e, "synth: unknown architecture %d (qwen3moe, mixtral or switch)", (int)p->arch);
+    if (p->arch == PG_SYNTH_SWITCH && (p->n_expert_used != 1 || p->n_head_kv != p->n_head))
+        return pg_fail(e, "synth: switch routes to 1 expert (top-k %d) and has as many KV heads as heads (%d, %d)",
+                       p->n_expert_used, p->n_head_kv, p->n_head);
     if (p->n_layer < 1 || p->n_layer > 4096) return pg_fail(e, "synth: layers %d (must be 1..4096)", p->n_layer);
     if (p->dim < 1 || p->dim > (1 << 17)) return pg_fail(e, "synth: dim %d (must be 1..131072)", p->dim);
     if (p->n_expert < 1 || p->n_expert > 1024) return pg_fail(e, "synth: experts %d (must be 1..1024)", p->n_expert);
@@ -233,13 +236,60 @@ typedef void (*plan_fn)(void *ctx, const char *name, pg_type type, fill_kind kin
  * give them for p->quant. */
 static pg_type tensor_type_(const pg_synth_params *p, const char *name, fill_kind kind, int n_dims, int64_t ne0,
                             int64_t ne1, int64_t ne2) {
-    if (kind == FILL_ONES || strstr(name, "ffn_gate_inp")) return PG_TYPE_F32;
+    if (kind == FILL_ONES || strstr(name, "ffn_gate_inp") || strstr(name, "attn_rel_b")) return PG_TYPE_F32;
     if (!p->quant) return p->type;
     pg_tensor t = {.name = (char *)name, .n_dims = n_dims, .ne = {ne0, ne1, ne2, 1}};
     return pg_quantize_tensor_type(p->quant, &t, p->n_layer, p->n_expert, true);
 }
 
+#define SWITCH_BUCKETS 32
+#define SWITCH_MAX_DISTANCE 128
+
+/* Switch: the encoder's blocks, then the decoder's (with cross-attention);
+ * experts in the odd blocks of each stack, as transformers' sparse step 2. */
+static void plan_switch_(const pg_synth_params *p, plan_fn fn, void *ctx) {
+    const int D = p->dim, V = p->vocab, E = p->n_expert, F = p->expert_ffn, Q = head_dim_(p) * p->n_head;
+    char name[128];
+#define T_(nm, kind, c, nd, a, b, cc) fn(ctx, nm, tensor_type_(p, nm, kind, nd, a, b, cc), kind, c, nd, a, b, cc)
+    T_("token_embd.weight", FILL_RANDOM, CLASS_DENSE, 2, D, V, 1);
+    T_("enc.output_norm.weight", FILL_ONES, CLASS_NORM, 1, D, 1, 1);
+    T_("dec.output_norm.weight", FILL_ONES, CLASS_NORM, 1, D, 1, 1);
+    for (int st = 0; st < 2; st++)
+        for (int l = 0; l < p->n_layer; l++) {
+            const char *sn = st ? "dec" : "enc";
+#define N(s) (snprintf(name, sizeof name, "%s.blk.%d." s, sn, l), name)
+            T_(N("attn_norm.weight"), FILL_ONES, CLASS_NORM, 1, D, 1, 1);
+            T_(N("attn_q.weight"), FILL_RANDOM, CLASS_DENSE, 2, D, Q, 1);
+            T_(N("attn_k.weight"), FILL_RANDOM, CLASS_DENSE, 2, D, Q, 1);
+            T_(N("attn_v.weight"), FILL_RANDOM, CLASS_DENSE, 2, D, Q, 1);
+            T_(N("attn_o.weight"), FILL_RANDOM, CLASS_DENSE, 2, Q, D, 1);
+            if (l == 0) T_(N("attn_rel_b.weight"), FILL_RANDOM, CLASS_NORM, 2, p->n_head, SWITCH_BUCKETS, 1);
+            if (st) {
+                T_(N("cross_attn_norm.weight"), FILL_ONES, CLASS_NORM, 1, D, 1, 1);
+                T_(N("cross_attn_q.weight"), FILL_RANDOM, CLASS_DENSE, 2, D, Q, 1);
+                T_(N("cross_attn_k.weight"), FILL_RANDOM, CLASS_DENSE, 2, D, Q, 1);
+                T_(N("cross_attn_v.weight"), FILL_RANDOM, CLASS_DENSE, 2, D, Q, 1);
+                T_(N("cross_attn_o.weight"), FILL_RANDOM, CLASS_DENSE, 2, Q, D, 1);
+            }
+            T_(N("ffn_norm.weight"), FILL_ONES, CLASS_NORM, 1, D, 1, 1);
+            if (l % 2 == 0) {
+                T_(N("ffn_up.weight"), FILL_RANDOM, CLASS_DENSE, 2, D, F, 1);
+                T_(N("ffn_down.weight"), FILL_RANDOM, CLASS_DENSE, 2, F, D, 1);
+            } else {
+                T_(N("ffn_gate_inp.weight"), FILL_RANDOM, CLASS_DENSE, 2, D, E, 1);
+                T_(N("ffn_up_exps.weight"), FILL_RANDOM, CLASS_EXPERT, 3, D, F, E);
+                T_(N("ffn_down_exps.weight"), FILL_RANDOM, CLASS_EXPERT, 3, F, D, E);
+            }
+#undef N
+        }
+#undef T_
+}
+
 static void plan_(const pg_synth_params *p, plan_fn fn, void *ctx) {
+    if (p->arch == PG_SYNTH_SWITCH) {
+        plan_switch_(p, fn, ctx);
+        return;
+    }
     const bool qwen = p->arch == PG_SYNTH_QWEN3MOE;
     const int D = p->dim, V = p->vocab, E = p->n_expert, F = p->expert_ffn, hd = head_dim_(p);
     const int Q = hd * p->n_head, KV = hd * p->n_head_kv;
@@ -273,6 +323,7 @@ static void plan_(const pg_synth_params *p, plan_fn fn, void *ctx) {
 typedef struct {
     pg_synth_sizes *s;
     int n_expert;
+    int n_expert_tensors;  /* per layer with experts: 3 (gate, up, down), switch 2 */
     uint64_t layer_expert; /* bytes of the current layer's 3 expert tensors */
     int n_in_layer;
     bool bad;              /* a row length does not fit its type */
@@ -298,7 +349,7 @@ static void size_one_(void *vctx, const char *name, pg_type type, fill_kind kind
     if (c == CLASS_EXPERT) {
         x->s->expert_bytes += bytes;
         x->layer_expert += bytes;
-        if (++x->n_in_layer == 3) { /* the largest expert of any layer (layers may differ in type) */
+        if (++x->n_in_layer == x->n_expert_tensors) { /* the largest expert of any layer (layers may differ in type) */
             const uint64_t per = x->layer_expert / (uint64_t)x->n_expert;
             if (per > x->s->bytes_per_expert) x->s->bytes_per_expert = per;
             x->layer_expert = 0;
@@ -311,7 +362,7 @@ static void size_one_(void *vctx, const char *name, pg_type type, fill_kind kind
 int pg_synth_sizes_of(const pg_synth_params *p, pg_synth_sizes *s, pg_error *e) {
     memset(s, 0, sizeof *s);
     if (pg_synth_check(p, e)) return -1;
-    sizes_ctx x = {.s = s, .n_expert = p->n_expert};
+    sizes_ctx x = {.s = s, .n_expert = p->n_expert, .n_expert_tensors = p->arch == PG_SYNTH_SWITCH ? 2 : 3};
     plan_(p, size_one_, &x);
     if (x.bad)
         return pg_fail(e, "synth: tensor '%s' has rows of %" PRId64 ", not a multiple of the block of %s", x.bad_name,
@@ -409,8 +460,8 @@ static void add_(void *vb, const char *name, pg_type type, fill_kind kind, tenso
 int pg_synth_write(const pg_synth_params *p, const char *out, pg_error *e) {
     pg_synth_sizes sz;
     if (pg_synth_sizes_of(p, &sz, e)) return -1;
-    bool qwen = p->arch == PG_SYNTH_QWEN3MOE;
-    const char *a = qwen ? "qwen3moe" : "llama";
+    bool qwen = p->arch == PG_SYNTH_QWEN3MOE, sw = p->arch == PG_SYNTH_SWITCH;
+    const char *a = qwen ? "qwen3moe" : sw ? "switch" : "llama";
     int D = p->dim, V = p->vocab, E = p->n_expert, F = p->expert_ffn, hd = head_dim_(p);
     pg_type t = p->type;
 
@@ -418,8 +469,8 @@ int pg_synth_write(const pg_synth_params *p, const char *out, pg_error *e) {
     char key[128], name[128];
 #define KEY(k) (snprintf(key, sizeof key, "%s." k, a), key)
     gguf_writer_set_str(w, "general.architecture", a);
-    snprintf(name, sizeof name, "synthetic random-weight %s MoE (seed %" PRIu64 ")", qwen ? "qwen3moe" : "mixtral",
-             p->seed);
+    snprintf(name, sizeof name, "synthetic random-weight %s MoE (seed %" PRIu64 ")",
+             qwen ? "qwen3moe" : sw ? "switch" : "mixtral", p->seed);
     gguf_writer_set_str(w, "general.name", name);
     gguf_writer_set_u32(w, "general.file_type",
                         p->quant ? (uint32_t)p->quant->ftype
@@ -436,10 +487,16 @@ int pg_synth_write(const pg_synth_params *p, const char *out, pg_error *e) {
     gguf_writer_set_u32(w, KEY("attention.value_length"), (uint32_t)hd);
     gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)hd);
     gguf_writer_set_f32(w, KEY("rope.freq_base"), 1000000.0f);
-    gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), qwen ? 1e-6f : 1e-5f);
+    gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), qwen || sw ? 1e-6f : 1e-5f);
     gguf_writer_set_u32(w, KEY("expert_count"), (uint32_t)E);
     gguf_writer_set_u32(w, KEY("expert_used_count"), (uint32_t)p->n_expert_used);
-    if (qwen) gguf_writer_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)F);
+    if (qwen || sw) gguf_writer_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)F);
+    if (sw) {
+        gguf_writer_set_u32(w, KEY("decoder_block_count"), (uint32_t)p->n_layer);
+        gguf_writer_set_u32(w, KEY("attention.relative_buckets_count"), SWITCH_BUCKETS);
+        gguf_writer_set_u32(w, KEY("attention.relative_max_distance"), SWITCH_MAX_DISTANCE);
+        gguf_writer_set_u32(w, KEY("decoder_start_token_id"), 0);
+    }
 #undef KEY
     tokenizer_(w, V);
 

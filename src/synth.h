@@ -28,11 +28,14 @@
 typedef enum {
     PG_SYNTH_QWEN3MOE = 0, /* GGUF "qwen3moe": q/k norms per head */
     PG_SYNTH_MIXTRAL = 1,  /* GGUF "llama" with expert_count */
+    PG_SYNTH_SWITCH = 2,   /* GGUF "switch" (model.c): encoder-decoder, n_layer blocks in each
+                              stack, top-1 ReLU experts (F = expert_ffn, also the dense FFN) in
+                              the odd blocks, tied output, 32 relative buckets up to 128 */
 } pg_synth_arch;
 
 typedef struct {
     pg_synth_arch arch;
-    int n_layer;
+    int n_layer;       /* switch: blocks per stack (encoder and decoder each) */
     int dim;
     int n_expert, n_expert_used, expert_ffn;
     int n_head, n_head_kv;

@@ -17,6 +17,7 @@
 #include "forward.h"
 #include "safetensors.h"
 #include "sampler.h"
+#include "synth.h"
 #include "test.h"
 
 #define TOL 1e-4f
@@ -167,16 +168,11 @@ static int run_(pg_session *s, const int32_t *enc, int32_t *dec, bool choose, fl
     return 0;
 }
 
-static void test_switch_offload(void) {
-    char path[300];
-    gguf_path_(path, sizeof path, "offload");
+static void check_offload_(const char *what, const char *path) {
     pg_error e = {{0}};
-    pg_model *m = pg_model_open(FIXTURE, &e);
-    CHECK(m && pg_model_write_gguf(m, path, &e) == 0, "%s", e.msg);
-    pg_model_free(m);
-    m = pg_model_open(path, &e);
-    CHECK(m != NULL, "%s", e.msg);
-    if (!m) { unlink(path); return; }
+    pg_model *m = pg_model_open(path, &e);
+    CHECK(m != NULL, "%s: %s", what, e.msg);
+    if (!m) return;
     int V = m->hp.vocab;
     size_t nlog = (size_t)N_DEC * V;
     int32_t enc[N_ENC], dec[N_DEC] = {m->hp.dec_start_token, 5, 17, 42};
@@ -188,7 +184,7 @@ static void test_switch_offload(void) {
     CHECK(s != NULL, "%s", e.msg);
     if (!s) goto done;
     s->trace = &trace;
-    CHECK(run_(s, enc, dec, true, want, &e) == 0, "resident: %s", e.msg);
+    CHECK(run_(s, enc, dec, true, want, &e) == 0, "%s: resident: %s", what, e.msg);
     s->trace = NULL;
     size_t min = pg_cache_min_budget(m);
     const pg_prefetch_mode modes[] = {PG_PREFETCH_NONE, PG_PREFETCH_NEXT_ALL, PG_PREFETCH_PREGATE, PG_PREFETCH_ORACLE};
@@ -214,7 +210,7 @@ static void test_switch_offload(void) {
                 memset(got, 0, nlog * sizeof(float));
                 CHECK(run_(s, enc, dec, false, got, &e) == 0, "%s", e.msg);
                 CHECK(memcmp(got, want, nlog * sizeof(float)) == 0,
-                      "mode %s, evict %s, store %s, budget %s: logits differ from resident", pg_prefetch_name(p.mode),
+                      "%s: mode %s, evict %s, store %s, budget %s: logits differ from resident", what, pg_prefetch_name(p.mode),
                       pg_evict_name(p.evict), pg_store_kind_name(p.store), budget ? "40%" : "minimum");
                 CHECK(pg_cache_refs_held(o->cache) == 0, "references left after a run");
                 CHECK(pg_cache_peak_bytes(o->cache) <= p.expert_mem, "fast tier exceeded its budget");
@@ -229,7 +225,7 @@ static void test_switch_offload(void) {
                 runs++;
                 pg_session_set_offload(s, NULL);
             }
-    fprintf(stderr, "  switch: %d offloaded runs bit-identical to resident\n", runs);
+    fprintf(stderr, "  %-24s %d offloaded runs bit-identical to resident\n", what, runs);
     /* a read error fails the step cleanly; the next run gives the resident logits */
     pg_offload_params p;
     pg_offload_params_default(&p);
@@ -254,7 +250,47 @@ done:
     free(want);
     free(got);
     pg_model_free(m);
+}
+
+static void test_switch_offload(void) {
+    char path[300];
+    gguf_path_(path, sizeof path, "offload");
+    pg_error e = {{0}};
+    pg_model *m = pg_model_open(FIXTURE, &e);
+    CHECK(m && pg_model_write_gguf(m, path, &e) == 0, "%s", e.msg);
+    pg_model_free(m);
+    check_offload_("switch", path);
     unlink(path);
+}
+
+/* `pregate synth --arch switch` at a tiny size: loads as the layout says
+ * (experts in the odd blocks of each stack), decodes, and keeps the
+ * invariant; Q8_0 experts too. */
+static void test_switch_synth(void) {
+    for (int q = 0; q < 2; q++) {
+        char path[300];
+        gguf_path_(path, sizeof path, q ? "synth-q8" : "synth");
+        pg_synth_params p = {.arch = PG_SYNTH_SWITCH, .n_layer = 3, .dim = 64, .n_expert = 6, .n_expert_used = 1,
+                             .expert_ffn = 96, .n_head = 4, .n_head_kv = 4, .head_dim = 32, .vocab = 300,
+                             .type = q ? PG_TYPE_Q8_0 : PG_TYPE_F16, .seed = 7, .n_ctx = 128, .n_threads = 1};
+        pg_error e = {{0}};
+        pg_synth_sizes sz;
+        CHECK(pg_synth_sizes_of(&p, &sz, &e) == 0 && pg_synth_write(&p, path, &e) == 0, "synth: %s", e.msg);
+        pg_model *m = pg_model_open(path, &e);
+        CHECK(m != NULL, "synth: %s", e.msg);
+        if (!m) { unlink(path); continue; }
+        const pg_hparams *hp = &m->hp;
+        CHECK(hp->arch == PG_ARCH_SWITCH && hp->n_enc_layer == 3 && hp->n_layer == 6 && hp->n_expert == 6 &&
+              hp->rel_buckets == 32 && hp->rel_max_distance == 128 && hp->tied_output && m->tok,
+              "synth: hyperparameters");
+        for (int l = 0; l < 6; l++) CHECK(m->layers[l].is_moe == (l % 3 == 1), "synth: layer %d sparse", l);
+        CHECK(m->bytes_experts == sz.expert_bytes && m->bytes_dense == sz.dense_bytes,
+              "synth: bytes %zu/%llu experts, %zu/%llu dense", m->bytes_experts, (unsigned long long)sz.expert_bytes,
+              m->bytes_dense, (unsigned long long)sz.dense_bytes);
+        pg_model_free(m);
+        check_offload_(q ? "switch synth Q8_0" : "switch synth F16", path);
+        unlink(path);
+    }
 }
 
 int main(void) {
@@ -263,5 +299,6 @@ int main(void) {
     TEST_RUN(test_switch_hf);
     TEST_RUN(test_switch_gguf);
     TEST_RUN(test_switch_offload);
+    TEST_RUN(test_switch_synth);
     return test_summary("test_encdec");
 }

@@ -26,6 +26,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "encdec.h"
 #include "forward.h"
 #include "offload_opts.h"
 #include "sampler.h"
@@ -65,13 +66,28 @@ static void reset_peak_rss_(const pg_model *m) {
     }
 }
 
+static double mat_b_(const pg_mat *w) { return (double)w->row_bytes * w->rows; }
+
+/* The prompt: an encoder-decoder model encodes it and starts its decoder. */
+static int eval_prompt_(pg_session *s, const int32_t *tokens, int P, pg_error *e) {
+    if (!s->ed) return pg_session_eval(s, tokens, P, NULL, e);
+    int32_t start = s->m->hp.dec_start_token;
+    return pg_session_encode(s, tokens, P, e) || pg_session_eval(s, &start, 1, NULL, e) ? -1 : 0;
+}
+
 /* Bytes a decoding step must read with every expert resident: all dense
- * weights but the embedding table (one row of it), every layer's top-k. */
+ * weights but the embedding table (one row of it), every layer's top-k
+ * (encoder-decoder: the decoder's only; the encoder ran once before). */
 static double active_bytes_(const pg_model *m) {
     const pg_hparams *hp = &m->hp;
     double b = (double)m->bytes_dense;
     if (!hp->tied_output) b -= (double)m->tok_embd.row_bytes * m->tok_embd.rows - m->tok_embd.row_bytes;
-    for (int l = 0; l < hp->n_layer; l++) {
+    for (int l = 0; l < hp->n_enc_layer; l++) {
+        const pg_layer *L = &m->layers[l];
+        b -= mat_b_(&L->wq) + mat_b_(&L->wk) + mat_b_(&L->wv) + mat_b_(&L->wo) + mat_b_(&L->router) +
+             mat_b_(&L->ffn_gate) + mat_b_(&L->ffn_up) + mat_b_(&L->ffn_down);
+    }
+    for (int l = hp->n_enc_layer; l < hp->n_layer; l++) {
         const pg_layer *L = &m->layers[l];
         if (!L->is_moe) continue;
         const pg_expert *x = &L->experts[0];
@@ -174,7 +190,7 @@ int cmd_bench(int argc, char **argv) {
     double mem_bw = bench_read_bandwidth(s->pool, (size_t)256 << 20, 3);
     double active = active_bytes_(m);
     s->trace = &trace;
-    if (pg_session_eval(s, tokens, P, NULL, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+    if (eval_prompt_(s, tokens, P, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
     for (int i = 0; i < N; i++) {
         tokens[P + i] = pg_argmax(s->logits, V);
         ref_hash[i] = fnv_(s->logits, (size_t)V);
@@ -205,7 +221,7 @@ int cmd_bench(int argc, char **argv) {
             pg_session_reset(s);
             reset_peak_rss_(m);
             double t0 = pg_time_s();
-            if (pg_session_eval(s, tokens, P, NULL, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+            if (eval_prompt_(s, tokens, P, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
             double t1 = pg_time_s();
             rr->prompt_tok_s = P / (t1 - t0);
             if (s->off) pg_cache_stats_reset(s->off->cache);

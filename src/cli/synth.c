@@ -12,7 +12,7 @@
 
 static void synth_usage_(FILE *f) {
     fprintf(f,
-            "usage: pregate synth --arch qwen3moe|mixtral --layers L --dim D --experts E --top-k K\n"
+            "usage: pregate synth --arch qwen3moe|mixtral|switch --layers L --dim D --experts E --top-k K\n"
             "                     --expert-ffn F --heads H --kv-heads KV [--head-dim HD] --vocab V\n"
             "                     --type F16|BF16|F32|Q8_0|Q4_K_M|... --seed S [--ctx N] -o FILE.gguf\n"
             "       pregate synth --preset qwen3-30b-a3b|mixtral-8x7b|tiny [any option above] -o FILE.gguf\n"
@@ -23,6 +23,10 @@ static void synth_usage_(FILE *f) {
             "                          vocab 32000, 2 layers\n"
             "           tiny           qwen3moe, dim 64, 8 experts, top-2, expert-ffn 64, 4/2 heads,\n"
             "                          vocab 300, 2 layers\n"
+            "           switch-base-8, switch-base-64, switch-base-128\n"
+            "                          switch (encoder-decoder), dim 768, 8/64/128 experts in every\n"
+            "                          other block, top-1, ffn 3072, 12 heads of 64, vocab 32128,\n"
+            "                          12 blocks per stack (--layers: per stack), ctx 512\n"
             "  with a preset, --type defaults to F16 and --seed to 0. --type takes any type of\n"
             "  pregate quantize too (Q4_K_M, Q5_K_M, Q6_K, Q4_0, MXFP4, ...): matrices are quantized from\n"
             "  the same random floats with the types pregate quantize would choose.\n");
@@ -123,12 +127,16 @@ int cmd_synth(int argc, char **argv) {
             {"qwen3-30b-a3b", "qwen3moe", {4, 2048, 128, 8, 768, 32, 4, 128, 32000}},
             {"mixtral-8x7b", "mixtral", {2, 4096, 8, 2, 14336, 32, 8, 0, 32000}},
             {"tiny", "qwen3moe", {2, 64, 8, 2, 64, 4, 2, 0, 300}},
+            {"switch-base-8", "switch", {12, 768, 8, 1, 3072, 12, 12, 64, 32128}},
+            {"switch-base-64", "switch", {12, 768, 64, 1, 3072, 12, 12, 64, 32128}},
+            {"switch-base-128", "switch", {12, 768, 128, 1, 3072, 12, 12, 64, 32128}},
         };
         int pi = -1;
-        for (int j = 0; j < 3; j++)
+        for (int j = 0; j < (int)(sizeof presets / sizeof *presets); j++)
             if (!strcmp(preset, presets[j].name)) pi = j;
         if (pi < 0) {
-            fprintf(stderr, "pregate synth: unknown preset '%s' (qwen3-30b-a3b, mixtral-8x7b, tiny)\n", preset);
+            fprintf(stderr, "pregate synth: unknown preset '%s' (qwen3-30b-a3b, mixtral-8x7b, tiny, switch-base-8, "
+                            "switch-base-64, switch-base-128)\n", preset);
             return 2;
         }
         static const int slot[9] = {O_LAYERS, O_DIM, O_EXPERTS, O_TOPK, O_FFN, O_HEADS, O_KV, O_HD, O_VOCAB};
@@ -152,8 +160,9 @@ int cmd_synth(int argc, char **argv) {
     pg_synth_params p = {0};
     if (!strcmp(arch, "qwen3moe")) p.arch = PG_SYNTH_QWEN3MOE;
     else if (!strcmp(arch, "mixtral")) p.arch = PG_SYNTH_MIXTRAL;
+    else if (!strcmp(arch, "switch")) p.arch = PG_SYNTH_SWITCH;
     else {
-        fprintf(stderr, "pregate synth: --arch must be qwen3moe or mixtral, got '%s'\n", arch);
+        fprintf(stderr, "pregate synth: --arch must be qwen3moe, mixtral or switch, got '%s'\n", arch);
         return 2;
     }
     int ty = pg_synth_parse_type(type);
@@ -193,7 +202,7 @@ int cmd_synth(int argc, char **argv) {
     p.n_head_kv = (int)o[O_KV].v;
     p.head_dim = o[O_HD].set ? (int)o[O_HD].v : 0;
     p.vocab = (int)o[O_VOCAB].v;
-    p.n_ctx = o[O_CTX].set ? (int)o[O_CTX].v : 4096;
+    p.n_ctx = o[O_CTX].set ? (int)o[O_CTX].v : p.arch == PG_SYNTH_SWITCH ? 512 : 4096;
 
     pg_error e = {{0}};
     pg_synth_sizes sz;
@@ -206,7 +215,7 @@ int cmd_synth(int argc, char **argv) {
     int hd = p.head_dim ? p.head_dim : p.dim / p.n_head;
     fprintf(stderr, "pregate synth: %s, %d layers, dim %d, %d experts (top-%d, ffn %d), heads %d/%d x %d, "
                     "vocab %d, %s, seed %" PRIu64 "\n",
-            p.arch == PG_SYNTH_QWEN3MOE ? "qwen3moe" : "mixtral", p.n_layer, p.dim, p.n_expert, p.n_expert_used,
+            p.arch == PG_SYNTH_QWEN3MOE ? "qwen3moe" : p.arch == PG_SYNTH_SWITCH ? "switch" : "mixtral", p.n_layer, p.dim, p.n_expert, p.n_expert_used,
             p.expert_ffn, p.n_head, p.n_head_kv, hd, p.vocab, p.quant ? type : pg_type_name(p.type), p.seed);
     fprintf(stderr, "  tensor data:      %s (%" PRIu64 " bytes)\n", human_(sz.data_bytes, h1, sizeof h1),
             sz.data_bytes);
