@@ -829,6 +829,8 @@ static int switch_hparams_hf_(loader *ld, json_t *cfg) {
         json_num_(ld, cfg, "layer_norm_epsilon", 1e-6, &eps))
         return -1;
     if (n_dec < 0) n_dec = hp->n_enc_layer; /* transformers: symmetric by default */
+    if (hp->n_enc_layer > 4096 || n_dec > 4096)
+        return pg_fail(ld->e, "%s/config.json: bad block counts (%d encoder, %d decoder)", ld->path, hp->n_enc_layer, n_dec);
     hp->n_layer = hp->n_enc_layer + n_dec;
     hp->n_head_kv = hp->n_head;
     hp->n_ctx_train = 512;

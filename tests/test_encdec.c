@@ -293,9 +293,43 @@ static void test_switch_synth(void) {
     }
 }
 
+/* config.json: what is read, and what is refused with a clear line */
+static void test_switch_config(void) {
+    static const char *base = "\"model_type\": \"switch_transformers\", \"d_model\": 64, \"d_kv\": 8, \"d_ff\": 32, "
+                              "\"num_heads\": 4, \"num_layers\": 2, \"vocab_size\": 512, \"num_experts\": 4";
+    static const struct { const char *extra, *err; } cases[] = {
+        {"", NULL},
+        {", \"dense_act_fn\": \"gelu_new\"", "dense_act_fn"},
+        {", \"num_decoder_layers\": 0", "block counts"},
+        {", \"num_decoder_layers\": 2147483647", "block counts"},
+        {", \"router_bias\": true", "router_bias"},
+        {", \"relative_attention_num_buckets\": 2", "bucket"},
+        {", \"relative_attention_max_distance\": 3", "max distance"},
+        {", \"decoder_start_token_id\": 512", "start token"},
+        {", \"layer_norm_epsilon\": \"x\"", "layer_norm_epsilon"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char json[1024];
+        snprintf(json, sizeof json, "{%s%s}", base, cases[i].extra);
+        pg_hparams hp;
+        pg_error e = {{0}};
+        int rc = pg_hparams_from_config(json, "cfg", &hp, &e);
+        if (!cases[i].err) {
+            CHECK(rc == 0, "%s", e.msg);
+            CHECK(hp.arch == PG_ARCH_SWITCH && hp.n_enc_layer == 2 && hp.n_layer == 4 && hp.n_expert_used == 1 &&
+                  hp.ffn_act == PG_FFN_RELU && hp.rel_buckets == 32 && hp.rel_max_distance == 128 &&
+                  hp.dec_start_token == 0 && hp.dec_eos_token == -1 && hp.tied_output && hp.norm_eps == 1e-6f,
+                  "defaults");
+        } else {
+            CHECK(rc != 0 && strstr(e.msg, cases[i].err), "case %zu: rc %d, message '%s'", i, rc, e.msg);
+        }
+    }
+}
+
 int main(void) {
     TEST_RUN(test_buckets);
     TEST_RUN(test_relu);
+    TEST_RUN(test_switch_config);
     TEST_RUN(test_switch_hf);
     TEST_RUN(test_switch_gguf);
     TEST_RUN(test_switch_offload);
