@@ -326,6 +326,50 @@ static void test_switch_config(void) {
     }
 }
 
+/* Runs a command; its stdout (at most cap-1 bytes) in out; the exit status. */
+static int sh_(const char *cmd, char *out, size_t cap) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    return pclose(p);
+}
+
+/* `pregate run` reproduces transformers' greedy decode; `pregate bench` on a
+ * synthetic Switch model gives identical logits in every mode. */
+static void test_switch_cli(void) {
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    pg_error e = {{0}};
+    st_file ref;
+    if (st_open(&ref, "tests/fixtures/switch-untied/reference.safetensors", &e)) { CHECK(0, "%s", e.msg); return; }
+    const pg_tensor *tt = ref_tensor_(&ref, "tokens", PG_TYPE_I32), *tg = ref_tensor_(&ref, "greedy", PG_TYPE_I32);
+    CHECK(tt && tg, "reference");
+    if (!tt || !tg) { st_close(&ref); return; }
+    char cmd[2048], out[8192], want[1024];
+    int n = snprintf(cmd, sizeof cmd, "%s/pregate run -m tests/fixtures/switch-untied --temp 0 -n %d --tokens ", build,
+                     (int)tg->ne[0]);
+    for (int i = 0; i < tt->ne[0]; i++) n += snprintf(cmd + n, sizeof cmd - n, "%s%d", i ? "," : "", ((const int32_t *)tt->data)[i]);
+    snprintf(cmd + n, sizeof cmd - n, " 2>/dev/null");
+    int w = 0;
+    for (int i = 0; i < tg->ne[0]; i++) w += snprintf(want + w, sizeof want - w, "%s%d", i ? " " : "", ((const int32_t *)tg->data)[i]);
+    int st = sh_(cmd, out, sizeof out);
+    CHECK(st == 0 && strncmp(out, want, strlen(want)) == 0, "pregate run: status %d\n got: %s\nwant: %s", st, out, want);
+    st_close(&ref);
+
+    char path[300];
+    gguf_path_(path, sizeof path, "bench");
+    snprintf(cmd, sizeof cmd, "%s/pregate synth --arch switch --layers 2 --dim 64 --experts 4 --top-k 1 "
+                              "--expert-ffn 64 --heads 4 --kv-heads 4 --vocab 300 --type F16 --seed 3 -o %s 2>&1 && "
+                              "%s/pregate bench -m %s --expert-mem 50%% --prompt-tokens 20 -n 6 --repeat 1 2>&1",
+             build, path, build, path);
+    st = sh_(cmd, out, sizeof out);
+    int identical = 0;
+    for (const char *p = out; (p = strstr(p, "identical")); p++) identical++;
+    CHECK(st == 0 && identical == 5 && !strstr(out, "DIFFER"), "pregate bench: status %d, %d modes identical:\n%s", st,
+          identical, out);
+    unlink(path);
+}
+
 int main(void) {
     TEST_RUN(test_buckets);
     TEST_RUN(test_relu);
@@ -334,5 +378,6 @@ int main(void) {
     TEST_RUN(test_switch_gguf);
     TEST_RUN(test_switch_offload);
     TEST_RUN(test_switch_synth);
+    TEST_RUN(test_switch_cli);
     return test_summary("test_encdec");
 }
