@@ -365,6 +365,8 @@ static int check_hparams_(loader *ld) {
             return pg_fail(ld->e, "%s: bad number of experts per token %d (of %d)", p, hp->n_expert_used, hp->n_expert);
         if (hp->expert_ffn_dim < 1 || hp->expert_ffn_dim > (1 << 20))
             return pg_fail(ld->e, "%s: bad expert FFN size %d", p, hp->expert_ffn_dim);
+    } else {
+        hp->n_expert_used = 0; /* meaningless without experts (a config may still say it) */
     }
     if (hp->ffn_dim < 0 || hp->ffn_dim > (1 << 20)) return pg_fail(ld->e, "%s: bad FFN size %d", p, hp->ffn_dim);
     if (hp->shared_ffn_dim < 0 || hp->shared_ffn_dim > (1 << 20))
