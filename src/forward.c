@@ -224,10 +224,12 @@ static void predict_(pg_session *s, int from, int T) {
             break;
         case PG_PREFETCH_PREGATE: {
             int k = K + o->p.extra < E ? K + o->p.extra : E;
+            pg_route_cfg rc = pg_hparams_route(hp);
             rmsnorm_rows_(T, D, s->x, L->ffn_norm, hp->norm_eps, o->xn);
             matmul_(s, &L->router, T, o->xn, D, o->logits, E);
             for (int t = 0; t < T; t++) {
-                pg_topk(o->logits + (size_t)t * E, E, k, o->idx);
+                /* the routing rule's own choice (groups, bias), widened to k */
+                pg_route_select(&rc, o->logits + (size_t)t * E, L->exp_probs_b, E, k, o->probs, o->idx);
                 for (int j = 0; j < k; j++) ADD(o->idx[j]);
             }
             break;
@@ -284,9 +286,11 @@ static void predict_native_(pg_session *s, int l, int T) {
     if (target >= hp->n_layer || !s->m->layers[target].is_moe) return;
     matmul_(s, &s->m->layers[target].router, T, s->xn, D, o->logits, E);
     int *pred = o->pred + (size_t)target * E, n = 0;
+    pg_route_cfg rc = pg_hparams_route(hp);
     memset(o->mark, 0, (size_t)E);
     for (int t = 0; t < T; t++) {
-        pg_route(hp->gating, hp->norm_topk, o->logits + (size_t)t * E, E, K, o->probs, o->idx, o->sel_w);
+        pg_route_ex(&rc, o->logits + (size_t)t * E, s->m->layers[target].exp_probs_b, E, K, o->probs, o->idx,
+                    o->sel_w);
         for (int j = 0; j < K; j++)
             if (!o->mark[o->idx[j]]) { o->mark[o->idx[j]] = 1; pred[n++] = o->idx[j]; }
     }
@@ -349,9 +353,10 @@ static int moe_(pg_session *s, int l, const pg_layer *L, int T, pg_error *e) {
     const float *route_in = hp->expert_pregated && l > 0 ? s->route_in : s->xn;
     matmul_(s, &L->router, T, route_in, D, s->router, E);
     memset(s->exp_count, 0, (size_t)E * sizeof(int));
+    pg_route_cfg rc = pg_hparams_route(hp);
     for (int t = 0; t < T; t++) {
         int *sel = s->sel + (size_t)t * K;
-        pg_route(hp->gating, hp->norm_topk, s->router + (size_t)t * E, E, K, s->probs, sel, s->sel_w + (size_t)t * K);
+        pg_route_ex(&rc, s->router + (size_t)t * E, L->exp_probs_b, E, K, s->probs, sel, s->sel_w + (size_t)t * K);
         for (int j = 0; j < K; j++) s->exp_rows[(size_t)sel[j] * PG_MAX_BATCH * K + s->exp_count[sel[j]]++] = t * K + j;
         if (s->trace) {
             pg_trace *tr = s->trace;

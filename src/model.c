@@ -32,6 +32,12 @@ const pg_arch_info *pg_arch_get(pg_arch a) {
     return (a >= 0 && a < PG_ARCH_COUNT) ? &archs_[a] : NULL;
 }
 
+pg_route_cfg pg_hparams_route(const pg_hparams *hp) {
+    pg_route_cfg c = {hp->gating, hp->norm_topk, hp->expert_group_rule, hp->n_expert_group, hp->n_expert_group_used,
+                      hp->expert_weights_scale > 0 ? hp->expert_weights_scale : 1.0f};
+    return c;
+}
+
 const pg_arch_info *pg_arch_by_hf_type(const char *t) {
     for (int i = 0; i < PG_ARCH_COUNT; i++)
         if (strcmp(archs_[i].hf_type, t) == 0) return &archs_[i];

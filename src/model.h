@@ -83,7 +83,15 @@ typedef struct {
     pg_qknorm qk_norm;
     float clip_qkv;      /* 0: none (OLMoE option) */
     bool tied_output;
+    /* group-limited routing and the weight scale (DeepSeek; router.h):
+     * rule NONE and scale 0 (read as 1) for the other families */
+    pg_group_rule expert_group_rule;
+    int n_expert_group, n_expert_group_used;
+    float expert_weights_scale;
 } pg_hparams;
+
+/* The routing rule of a model's MoE layers (pg_route_ex). */
+pg_route_cfg pg_hparams_route(const pg_hparams *hp);
 
 typedef struct {
     pg_mat gate, up, down; /* gate, up: [F rows x D cols]; down: [D x F] */
@@ -102,6 +110,7 @@ typedef struct {
     bool has_shared;
     pg_expert shared;                      /* [Fs x D] ... */
     pg_mat shared_gate;                    /* [1 x D], may have rows == 0 (no gate) */
+    const float *exp_probs_b;              /* [E] selection bias (DeepSeek-V3), or NULL */
 } pg_layer;
 
 typedef struct pg_model {
