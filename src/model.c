@@ -921,13 +921,29 @@ void pg_model_print(const pg_model *m, FILE *out) {
         if (hp->expert_pregated)
             fprintf(out, "pre-gated:       yes: layer l's router reads layer l-1's FFN input (--prefetch native)\n");
         if (hp->shared_ffn_dim) fprintf(out, "shared expert:   FFN %d\n", hp->shared_ffn_dim);
+        if (hp->expert_group_rule != PG_GROUP_NONE)
+            fprintf(out, "expert groups:   %d, %d used (%s)\n", hp->n_expert_group, hp->n_expert_group_used,
+                    pg_group_rule_name(hp->expert_group_rule));
+        if (hp->expert_weights_scale > 0 && hp->expert_weights_scale != 1)
+            fprintf(out, "weights scale:   %g\n", hp->expert_weights_scale);
+        bool bias = false;
+        for (int l = 0; l < hp->n_layer; l++) bias |= m->layers[l].exp_probs_b != NULL;
+        if (bias) fprintf(out, "selection bias:  yes (score correction, for the choice only)\n");
     }
+    if (hp->mla)
+        fprintf(out, "MLA:             q rank %d, KV latent %d, q/k head %d (nope %d + rope %d), v head %d; "
+                     "KV cache %d floats per token and layer\n", hp->q_lora_rank, hp->kv_lora_rank, hp->head_dim,
+                hp->qk_nope_dim, hp->n_rot, hp->v_head_dim, hp->kv_lora_rank + hp->n_rot);
+    if (hp->yarn_factor != 0)
+        fprintf(out, "YaRN:            factor %g, original context %d, beta %g/%g, mscale_all_dim %g, attention factor %g\n",
+                hp->yarn_factor, hp->yarn_orig_ctx, hp->yarn_beta_fast, hp->yarn_beta_slow, hp->yarn_mscale_all_dim,
+                hp->yarn_attn_factor);
     if (hp->qk_norm) fprintf(out, "q/k norm:        %s\n", hp->qk_norm == PG_QKNORM_HEAD ? "per head" : "full projection");
     fprintf(out, "output head:     %s\n", hp->tied_output ? "tied to embeddings" : "separate");
     uint64_t nt = m->gguf ? m->gguf->n_tensors : m->hf->n_tensors;
     fprintf(out, "tensors:         %llu\n", (unsigned long long)nt);
     fprintf(out, "weight types:    embeddings %s, attention %s", pg_type_name(m->tok_embd.type),
-            pg_type_name(m->layers[0].wq.type));
+            pg_type_name(hp->mla ? m->layers[0].wkv_a.type : m->layers[0].wq.type));
     for (int l = 0; l < hp->n_layer; l++)
         if (m->layers[l].is_moe) { fprintf(out, ", experts %s", pg_type_name(m->layers[l].experts[0].gate.type)); break; }
     fprintf(out, "\n");

@@ -1,0 +1,115 @@
+/* test_mla.c - Multi-head Latent Attention's KV cache and YaRN.
+ *
+ *  - a deepseek2 session caches the compressed latent and the rope key,
+ *    kv_lora_rank + qk_rope_head_dim floats per token and layer, and
+ *    nothing else (no per-head keys or values); other families keep
+ *    their K and V;
+ *  - what the cache holds is what the model reads: a session that
+ *    decodes token by token gives the logits of one chunk over the same
+ *    tokens;
+ *  - YaRN frequencies and magnitudes against values worked by hand.
+ * (Logits against transformers: test_models.c; offloading: test_offload.c.)
+ */
+#include <math.h>
+#include <stdio.h>
+
+#include "forward.h"
+#include "mla.h"
+#include "test.h"
+#include "yarn.h"
+
+static const char *ds_[] = {"deepseek2", "deepseek2-lora", "deepseek3"};
+
+static void test_cache_size(void) {
+    char dir[256];
+    pg_error e = {{0}};
+    for (int i = 0; i < 3; i++) {
+        snprintf(dir, sizeof dir, "tests/fixtures/%s", ds_[i]);
+        pg_model *m = pg_model_open(dir, &e);
+        CHECK(m != NULL, "%s: %s", ds_[i], e.msg);
+        if (!m) continue;
+        const pg_hparams *hp = &m->hp;
+        CHECK(hp->mla && hp->kv_lora_rank == 32 && hp->n_rot == 8, "%s: MLA sizes", ds_[i]);
+        const int n_ctx = 40, n_seq = 3;
+        pg_session *s = pg_session_new_seqs(m, n_ctx, n_seq, 1, &e);
+        CHECK(s != NULL, "%s: %s", ds_[i], e.msg);
+        if (s) {
+            size_t per_seq = (size_t)hp->n_layer * n_ctx * (hp->kv_lora_rank + hp->n_rot);
+            CHECK(s->kv_floats == per_seq * n_seq, "%s: KV cache %zu floats, expected %zu per sequence x %d", ds_[i],
+                  s->kv_floats, per_seq, n_seq);
+            CHECK(s->v_cache == NULL, "%s: MLA keeps no separate values", ds_[i]);
+            /* 40 positions x latent per layer, against expanded K and V of
+             * H * (qk + v) floats per token and layer */
+            fprintf(stderr, "  %-16s KV cache %zu floats per sequence (expanded K/V would be %zu)\n", ds_[i], per_seq,
+                    (size_t)hp->n_layer * n_ctx * hp->n_head * (hp->head_dim + hp->v_head_dim));
+        }
+        pg_session_free(s);
+        pg_model_free(m);
+    }
+    pg_model *m = pg_model_open("tests/fixtures/qwen3moe", &e);
+    CHECK(m != NULL, "%s", e.msg);
+    if (!m) return;
+    pg_session *s = pg_session_new(m, 24, 1, &e);
+    size_t kvd = (size_t)m->hp.n_head_kv * m->hp.head_dim;
+    CHECK(s && s->kv_floats == 2 * (size_t)m->hp.n_layer * 24 * kvd && s->v_cache, "qwen3moe: K and V as before");
+    pg_session_free(s);
+    pg_model_free(m);
+}
+
+/* decoding one token at a time through the latent cache = one chunk */
+static void test_decode_matches_chunk(void) {
+    char dir[256];
+    pg_error e = {{0}};
+    for (int i = 0; i < 3; i++) {
+        snprintf(dir, sizeof dir, "tests/fixtures/%s", ds_[i]);
+        pg_model *m = pg_model_open(dir, &e);
+        CHECK(m != NULL, "%s: %s", ds_[i], e.msg);
+        if (!m) continue;
+        int V = m->hp.vocab, n = 20;
+        int32_t toks[20];
+        for (int t = 0; t < n; t++) toks[t] = (t * 131 + 7) % V;
+        float *a = xmalloc((size_t)n * V * sizeof(float)), *b = xmalloc((size_t)n * V * sizeof(float));
+        pg_session *s = pg_session_new(m, 32, 1, &e);
+        CHECK(s && pg_session_eval(s, toks, n, a, &e) == 0, "%s: %s", ds_[i], e.msg);
+        pg_session_reset(s);
+        for (int t = 0; s && t < n; t++) CHECK(pg_session_eval(s, &toks[t], 1, b + (size_t)t * V, &e) == 0, "%s", e.msg);
+        float d = 0;
+        for (size_t j = 0; j < (size_t)n * V; j++) d = fmaxf(d, fabsf(a[j] - b[j]));
+        CHECK(d <= 1e-5f, "%s: token-by-token decoding differs from the chunk by %g", ds_[i], d);
+        pg_session_free(s);
+        free(a);
+        free(b);
+        pg_model_free(m);
+    }
+}
+
+static void test_yarn(void) {
+    /* 16 rope dims, base 1e4, factor 4 over an original context of 64:
+     * beta_fast 32 -> dim -0.99 (floor, clamped: 0), beta_slow 1 -> 2.02
+     * (ceil: 3); ramp i/3: i = 0 kept, 1 and 2 mixed, 3.. divided by 4 */
+    float f[8];
+    pg_yarn_inv_freq(16, 10000.0f, 4.0f, 64, 32.0f, 1.0f, f);
+    for (int i = 0; i < 8; i++) {
+        double base = pow(10000.0, -2.0 * i / 16), r = i < 3 ? i / 3.0 : 1.0;
+        double want = base * (r / 4 + (1 - r));
+        CHECK(fabs(f[i] - want) <= 1e-6 * want, "inv_freq[%d] = %g, expected %g", i, f[i], want);
+    }
+    CHECK(fabsf(f[1] - 0.75f * powf(10000.0f, -2.0f / 16)) < 1e-6f, "inv_freq[1]: three quarters of theta_1");
+    /* factor 1: the plain frequencies */
+    pg_yarn_inv_freq(16, 10000.0f, 1.0f, 64, 32.0f, 1.0f, f);
+    for (int i = 0; i < 8; i++) CHECK(fabs(f[i] - pow(10000.0, -2.0 * i / 16)) < 1e-7, "factor 1: inv_freq[%d]", i);
+    CHECK(fabsf(pg_yarn_mscale(4.0f, 1.0f) - (1.0f + 0.1f * logf(4.0f))) < 1e-7f, "mscale(4, 1)");
+    CHECK(pg_yarn_mscale(1.0f, 0.7f) == 1.0f && pg_yarn_mscale(0.5f, 1.0f) == 1.0f, "mscale of no scaling");
+    float cs[16];
+    pg_yarn_inv_freq(16, 10000.0f, 4.0f, 64, 32.0f, 1.0f, f);
+    pg_rope_cache_freqs(5, 16, f, 0.5f, cs);
+    CHECK(fabsf(cs[2] - 0.5f * cosf(5 * f[1])) < 1e-6f && fabsf(cs[3] - 0.5f * sinf(5 * f[1])) < 1e-6f,
+          "cos/sin carry the attention factor");
+}
+
+int main(void) {
+    TEST_RUN(test_cache_size);
+    TEST_RUN(test_decode_matches_chunk);
+    TEST_RUN(test_yarn);
+    return test_summary("test_mla");
+}
