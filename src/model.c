@@ -543,7 +543,7 @@ static int hparams_gguf_deepseek_(loader *ld, const gguf_file *g, const char *ar
         gguf_int_(g, arch, "attention.key_length_mla", 0, false, &klen_mla, ld) ||
         gguf_int_(g, arch, "attention.value_length_mla", 0, false, &vlen_mla, ld) ||
         gguf_int_(g, arch, "expert_shared_count", 0, false, &n_shared, ld) ||
-        gguf_int_(g, arch, "expert_gating_func", 1, false, &gating, ld) ||
+        gguf_int_(g, arch, "expert_gating_func", 0, false, &gating, ld) ||
         gguf_int_(g, arch, "expert_group_count", 1, false, &hp->n_expert_group, ld) ||
         gguf_int_(g, arch, "expert_group_used_count", 1, false, &hp->n_expert_group_used, ld))
         return -1;
@@ -553,6 +553,17 @@ static int hparams_gguf_deepseek_(loader *ld, const gguf_file *g, const char *ar
     hp->n_head_kv = hp->n_head; /* the file says 1: the latent is one shared "KV head" */
     if (n_shared < 0 || n_shared > 64) return pg_fail(ld->e, "%s: bad shared expert count %d", ld->path, n_shared);
     hp->shared_ffn_dim = n_shared * hp->expert_ffn_dim;
+    if (gating == 0) {
+        /* no key (llama.cpp's converter writes it only when config.json has
+         * scoring_func, which transformers 5 does not save): a selection
+         * bias exists only for V3's sigmoid rule; otherwise V2's softmax */
+        gating = 1;
+        char name[64];
+        for (int l = 0; l < hp->n_layer && gating == 1; l++) {
+            snprintf(name, sizeof name, "blk.%d.exp_probs_b.bias", l);
+            if (gguf_find_tensor(g, name)) gating = 2;
+        }
+    }
     if (gating != 1 && gating != 2)
         return pg_fail(ld->e, "%s: expert_gating_func %d is not supported (1 softmax, 2 sigmoid)", ld->path, gating);
     hp->gating = gating == 2 ? PG_GATING_SIGMOID_TOPK : PG_GATING_SOFTMAX_TOPK;
