@@ -7,12 +7,15 @@
  *  - what the cache holds is what the model reads: a session that
  *    decodes token by token gives the logits of one chunk over the same
  *    tokens;
- *  - YaRN frequencies and magnitudes against values worked by hand.
+ *  - YaRN frequencies and magnitudes against values worked by hand;
+ *  - damaged deepseek2 GGUF metadata or tensors give a clear error.
  * (Logits against transformers: test_models.c; offloading: test_offload.c.)
  */
 #include <math.h>
 #include <stdio.h>
+#include <unistd.h>
 
+#include "convert.h"
 #include "forward.h"
 #include "mla.h"
 #include "test.h"
@@ -107,9 +110,63 @@ static void test_yarn(void) {
           "cos/sin carry the attention factor");
 }
 
+/* Copies src to out with key `key` set to u32 v / string sv (v < 0 and
+ * sv NULL: dropped) and tensor `drop` left out. */
+static int edit_(const char *src, const char *out, const char *key, long v, const char *sv, const char *drop) {
+    gguf_file g;
+    pg_error e;
+    if (gguf_open(&g, src, NULL, &e)) return -1;
+    gguf_writer *w = gguf_writer_new();
+    for (uint64_t i = 0; i < g.n_kv; i++)
+        if (!key || strcmp(g.kv[i].key, key)) gguf_writer_copy_kv(w, &g.kv[i]);
+    if (key && sv) gguf_writer_set_str(w, key, sv);
+    else if (key && v >= 0) gguf_writer_set_u32(w, key, (uint32_t)v);
+    for (uint64_t i = 0; i < g.n_tensors; i++) {
+        const pg_tensor *t = &g.tensors[i];
+        if (drop && !strcmp(t->name, drop)) continue;
+        gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->nbytes);
+    }
+    int rc = gguf_writer_write(w, out, &e);
+    gguf_writer_free(w);
+    gguf_close(&g);
+    return rc;
+}
+
+static void test_bad_files(void) {
+    char src[256], out[256];
+    snprintf(src, sizeof src, "/tmp/pregate-mla-%d.gguf", (int)getpid());
+    snprintf(out, sizeof out, "/tmp/pregate-mla-%d-bad.gguf", (int)getpid());
+    pg_error e = {{0}};
+    pg_model *m = pg_model_open("tests/fixtures/deepseek3", &e);
+    CHECK(m && pg_model_write_gguf(m, src, &e) == 0, "%s", e.msg);
+    pg_model_free(m);
+    struct { const char *key; long v; const char *sv; const char *drop; const char *expect; } cases[] = {
+        {"deepseek2.expert_group_count", 3, NULL, NULL, "bad expert groups"},
+        {"deepseek2.expert_group_used_count", 9, NULL, NULL, "bad expert groups"},
+        {"deepseek2.expert_gating_func", 4, NULL, NULL, "expert_gating_func 4"},
+        {"deepseek2.attention.kv_lora_rank", -1, NULL, NULL, "kv_lora_rank"},
+        {"deepseek2.attention.kv_lora_rank", 16, NULL, NULL, "shape"},
+        {"deepseek2.attention.key_length_mla", 30, NULL, NULL, "shape"},
+        {"deepseek2.rope.scaling.type", 0, "longrope", NULL, "not supported"},
+        {"deepseek2.rope.scaling.original_context_length", 0, NULL, NULL, "YaRN"},
+        {NULL, 0, NULL, "blk.1.attn_v_b.weight", "attn_v_b"},
+        {NULL, 0, NULL, "blk.2.attn_q_a_norm.weight", "attn_q_a_norm"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        CHECK(edit_(src, out, cases[i].key, cases[i].v, cases[i].sv, cases[i].drop) == 0, "case %zu: rewrite", i);
+        m = pg_model_open(out, &e);
+        CHECK(m == NULL && strstr(e.msg, cases[i].expect) && strstr(e.msg, out), "case %zu (%s): %s", i,
+              cases[i].expect, m ? "accepted" : e.msg);
+        pg_model_free(m);
+    }
+    unlink(src);
+    unlink(out);
+}
+
 int main(void) {
     TEST_RUN(test_cache_size);
     TEST_RUN(test_decode_matches_chunk);
     TEST_RUN(test_yarn);
+    TEST_RUN(test_bad_files);
     return test_summary("test_mla");
 }
