@@ -21,12 +21,12 @@
 #include "test.h"
 #include "yarn.h"
 
-static const char *ds_[] = {"deepseek2", "deepseek2-lora", "deepseek3"};
+static const char *ds_[] = {"deepseek2", "deepseek2-lora", "deepseek3", "deepseek2-yarn"};
 
 static void test_cache_size(void) {
     char dir[256];
     pg_error e = {{0}};
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         snprintf(dir, sizeof dir, "tests/fixtures/%s", ds_[i]);
         pg_model *m = pg_model_open(dir, &e);
         CHECK(m != NULL, "%s: %s", ds_[i], e.msg);
@@ -63,7 +63,7 @@ static void test_cache_size(void) {
 static void test_decode_matches_chunk(void) {
     char dir[256];
     pg_error e = {{0}};
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         snprintf(dir, sizeof dir, "tests/fixtures/%s", ds_[i]);
         pg_model *m = pg_model_open(dir, &e);
         CHECK(m != NULL, "%s: %s", ds_[i], e.msg);

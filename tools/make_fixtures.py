@@ -141,11 +141,24 @@ MODELS = {
                          "original_max_position_embeddings": 64, "beta_fast": 32.0, "beta_slow": 1.0,
                          "mscale": 1.0, "mscale_all_dim": 1.0},
         tie_word_embeddings=False), 800),
+    # YaRN with mscale != mscale_all_dim: cos/sin carry an attention factor
+    # of mscale(8, 1) / mscale(8, 0.707) besides the softmax scale correction
+    "deepseek2-yarn": (DeepseekV2ForCausalLM, DeepseekV2Config, dict(
+        num_key_value_heads=4, intermediate_size=64, moe_intermediate_size=16,
+        num_hidden_layers=2, first_k_dense_replace=1,
+        n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=1,
+        topk_method="greedy", routed_scaling_factor=1.0, norm_topk_prob=False,
+        q_lora_rank=None, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 8.0,
+                         "original_max_position_embeddings": 32, "beta_fast": 32.0, "beta_slow": 1.0,
+                         "mscale": 1.0, "mscale_all_dim": 0.707},
+        tie_word_embeddings=False), 900),
 }
 
 # Routing decisions of these are checked by their own rule (deepseek_route_gaps),
 # at a smaller gap: sigmoid/softmax scores are squeezed compared with logits.
-DEEPSEEK = {"deepseek2", "deepseek2-lora", "deepseek3"}
+DEEPSEEK = {"deepseek2", "deepseek2-lora", "deepseek3", "deepseek2-yarn"}
 MIN_SCORE_GAP = 2e-3
 MIN_LOGIT_MARGIN_DEEPSEEK = 1e-2   # still 100x the 1e-4 tolerance; 5e-2 found no seed in 300
 
