@@ -3,12 +3,13 @@
  * Reads top to bottom like the model:
  *   x = embed(tokens)
  *   for each layer:
- *       x += attention(rmsnorm(x))          q/k norm, RoPE, KV cache, GQA
+ *       x += attention(rmsnorm(x))          q/k norm, RoPE, KV cache, GQA (DeepSeek: MLA, mla.c)
  *       h  = rmsnorm(x)
  *       x += dense_ffn(h)                   or, in an MoE layer:
  *       x += sum_k w_k * expert_k(h) (+ sigmoid(g.h) * shared(h))
  *   logits = output(rmsnorm(x))
- * All families share it; the differences are data in pg_hparams/pg_layer.
+ * All families share it; the differences are data in pg_hparams/pg_layer
+ * (routing rules: pg_route_ex, router.h).
  */
 #include "forward.h"
 
