@@ -6,6 +6,11 @@
 
 #include "yarn.h"
 
+/* q_a_layernorm and kv_a_layernorm use the reference code's default
+ * epsilon, not config.json's rms_norm_eps (the released models have 1e-6
+ * for both, so llama.cpp's use of the latter agrees on them) */
+#define MLA_NORM_EPS 1e-6f
+
 void pg_kv_widths(const pg_hparams *hp, int *k_width, int *v_width) {
     if (hp->mla) {
         *k_width = hp->kv_lora_rank + hp->n_rot;
@@ -58,7 +63,7 @@ void pg_mla_attention(pg_session *s, int l, int T) {
     /* queries [T][H][nope | rope] */
     if (ql > 0) {
         pg_matmul(s->pool, &L->wq_a, T, s->xn, D, qa_in, ql, s->mm_scratch);
-        for (int t = 0; t < T; t++) pgk.rmsnorm(ql, qa_in + (size_t)t * ql, L->q_a_norm, hp->norm_eps, qa_in + (size_t)t * ql);
+        for (int t = 0; t < T; t++) pgk.rmsnorm(ql, qa_in + (size_t)t * ql, L->q_a_norm, MLA_NORM_EPS, qa_in + (size_t)t * ql);
         pg_matmul(s->pool, &L->wq_b, T, qa_in, ql, s->q, H * qk, s->mm_scratch);
     } else {
         pg_matmul(s->pool, &L->wq, T, s->xn, D, s->q, H * qk, s->mm_scratch);
@@ -68,7 +73,7 @@ void pg_mla_attention(pg_session *s, int l, int T) {
     for (int t = 0; t < T; t++) {
         const float *cs = s->rope_cs + (size_t)t * rope;
         float *c = ckv + (size_t)t * cw;
-        pgk.rmsnorm(kvl, c, L->kv_a_norm, hp->norm_eps, c);
+        pgk.rmsnorm(kvl, c, L->kv_a_norm, MLA_NORM_EPS, c);
         pg_rope_apply(c + kvl, 1, rope, rope, cs, hp->rope_neox);
         pg_rope_apply(s->q + (size_t)t * H * qk + nope, H, qk, rope, cs, hp->rope_neox);
         float *row = s->k_cache + (((size_t)l * s->n_seq + s->row_seq[t]) * s->n_ctx + s->row_pos[t]) * cw;
