@@ -13,6 +13,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "convert.h"
@@ -163,10 +164,53 @@ static void test_bad_files(void) {
     unlink(out);
 }
 
+/* config.json problems of the DeepSeek keys (the weights linked from the fixture). */
+static void test_bad_configs(void) {
+    char dir[256], cfg[300], link_[300], cwd[1024], target[1400];
+    snprintf(dir, sizeof dir, "/tmp/pregate-mla-%d-hf", (int)getpid());
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    snprintf(link_, sizeof link_, "%s/model.safetensors", dir);
+    CHECK(getcwd(cwd, sizeof cwd) != NULL, "getcwd");
+    snprintf(target, sizeof target, "%s/tests/fixtures/deepseek2-lora/model.safetensors", cwd);
+    mkdir(dir, 0755);
+    unlink(link_);
+    CHECK(symlink(target, link_) == 0, "symlink");
+    char *orig = NULL;
+    size_t len = 0;
+    pg_error e = {{0}};
+    CHECK(pg_read_file("tests/fixtures/deepseek2-lora/config.json", &orig, &len, &e) == 0, "%s", e.msg);
+    struct { const char *from, *to, *expect; } cases[] = {
+        {"\"group_limited_greedy\"", "\"weird\"", "topk_method 'weird'"},
+        {"\"n_group\": 4", "\"n_group\": 5", "bad expert groups"},
+        {"\"topk_group\": 2", "\"topk_group\": 0", "bad expert groups"},
+        {"\"kv_lora_rank\": 32", "\"kv_lora_rankx\": 32", "missing 'kv_lora_rank'"},
+        {"\"rope_type\": \"default\"", "\"rope_type\": \"linear\", \"factor\": 2.0", "'linear' is not supported"},
+        {"\"rope_type\": \"default\"", "\"rope_type\": \"yarn\", \"factor\": 2.0", "original_max_position_embeddings"},
+        {"\"v_head_dim\": 24", "\"v_head_dim\": 20", "shape"},
+    };
+    for (size_t i = 0; orig && i < sizeof cases / sizeof *cases; i++) {
+        const char *at = strstr(orig, cases[i].from);
+        CHECK(at != NULL, "case %zu: '%s' not in the fixture's config", i, cases[i].from);
+        if (!at) continue;
+        FILE *f = fopen(cfg, "w");
+        fprintf(f, "%.*s%s%s", (int)(at - orig), orig, cases[i].to, at + strlen(cases[i].from));
+        fclose(f);
+        pg_model *m = pg_model_open(dir, &e);
+        CHECK(m == NULL && strstr(e.msg, cases[i].expect), "case %zu (%s): %s", i, cases[i].expect,
+              m ? "accepted" : e.msg);
+        pg_model_free(m);
+    }
+    free(orig);
+    unlink(cfg);
+    unlink(link_);
+    rmdir(dir);
+}
+
 int main(void) {
     TEST_RUN(test_cache_size);
     TEST_RUN(test_decode_matches_chunk);
     TEST_RUN(test_yarn);
     TEST_RUN(test_bad_files);
+    TEST_RUN(test_bad_configs);
     return test_summary("test_mla");
 }
