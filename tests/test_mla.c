@@ -206,11 +206,36 @@ static void test_bad_configs(void) {
     rmdir(dir);
 }
 
+/* `pregate inspect` and `pregate run` on a DeepSeek fixture: the run's
+ * greedy ids are the reference's. */
+static void test_cli(void) {
+    const char *bin = getenv("BUILD") ? getenv("BUILD") : "build";
+    char cmd[1024], out[8192];
+    snprintf(cmd, sizeof cmd, "%s/pregate inspect tests/fixtures/deepseek3 2>&1", bin);
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = 0;
+    int st = p ? pclose(p) : -1;
+    CHECK(st == 0 && strstr(out, "architecture:    deepseek2") && strstr(out, "MLA:") && strstr(out, "YaRN:") &&
+              strstr(out, "group top-2 sum"),
+          "inspect:\n%s", out);
+    /* the fixture's prompt, and its first 8 greedy tokens */
+    snprintf(cmd, sizeof cmd, "%s/pregate run -m tests/fixtures/deepseek3 --tokens "
+             "328,384,353,219,207,297,389,171,312,166,505,106,86,86,133,180 -n 8 --temp 0 --print-ids -t 2 2>/dev/null",
+             bin);
+    p = popen(cmd, "r");
+    n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = 0;
+    st = p ? pclose(p) : -1;
+    CHECK(st == 0 && strncmp(out, "109 426 421 282 45 60 414 295", 29) == 0, "run: '%s'", out);
+}
+
 int main(void) {
     TEST_RUN(test_cache_size);
     TEST_RUN(test_decode_matches_chunk);
     TEST_RUN(test_yarn);
     TEST_RUN(test_bad_files);
     TEST_RUN(test_bad_configs);
+    TEST_RUN(test_cli);
     return test_summary("test_mla");
 }
