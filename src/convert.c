@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -200,6 +201,72 @@ static void add_experts_(writer_ctx *c, const char *name, const pg_layer *Lr, in
     gguf_writer_add_tensor(c->w, name, m0->type, 3, ne, dst, one * (size_t)E);
 }
 
+/* deepseek2 keys as llama.cpp's converter writes them (replacing the
+ * generic ones of the same name): key/value_length are the latent view. */
+static void mla_keys_(gguf_writer *w, const pg_model *m, const char *a) {
+    const pg_hparams *hp = &m->hp;
+    char key[128];
+#define KEY(k) (snprintf(key, sizeof key, "%s." k, a), key)
+    int lead = 0;
+    while (lead < hp->n_layer && !m->layers[lead].is_moe) lead++;
+    gguf_writer_set_u32(w, KEY("attention.head_count_kv"), 1);
+    gguf_writer_set_u32(w, KEY("attention.kv_lora_rank"), (uint32_t)hp->kv_lora_rank);
+    if (hp->q_lora_rank) gguf_writer_set_u32(w, KEY("attention.q_lora_rank"), (uint32_t)hp->q_lora_rank);
+    gguf_writer_set_u32(w, KEY("attention.key_length"), (uint32_t)(hp->kv_lora_rank + hp->n_rot));
+    gguf_writer_set_u32(w, KEY("attention.value_length"), (uint32_t)hp->kv_lora_rank);
+    gguf_writer_set_u32(w, KEY("attention.key_length_mla"), (uint32_t)hp->head_dim);
+    gguf_writer_set_u32(w, KEY("attention.value_length_mla"), (uint32_t)hp->v_head_dim);
+    gguf_writer_set_u32(w, KEY("leading_dense_block_count"), (uint32_t)lead);
+    gguf_writer_set_u32(w, KEY("vocab_size"), (uint32_t)hp->vocab);
+    if (hp->n_expert) {
+        gguf_writer_set_u32(w, KEY("expert_shared_count"), (uint32_t)(hp->shared_ffn_dim / hp->expert_ffn_dim));
+        gguf_writer_set_f32(w, KEY("expert_weights_scale"), hp->expert_weights_scale > 0 ? hp->expert_weights_scale : 1.0f);
+        gguf_writer_set_u32(w, KEY("expert_gating_func"), hp->gating == PG_GATING_SIGMOID_TOPK ? 2 : 1);
+        if (hp->expert_group_rule != PG_GROUP_NONE) {
+            gguf_writer_set_u32(w, KEY("expert_group_count"), (uint32_t)hp->n_expert_group);
+            gguf_writer_set_u32(w, KEY("expert_group_used_count"), (uint32_t)hp->n_expert_group_used);
+        }
+    }
+    if (hp->yarn_factor != 0) {
+        gguf_writer_set_str(w, KEY("rope.scaling.type"), "yarn");
+        gguf_writer_set_f32(w, KEY("rope.scaling.factor"), hp->yarn_factor);
+        gguf_writer_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)hp->yarn_orig_ctx);
+        gguf_writer_set_f32(w, KEY("rope.scaling.yarn_beta_fast"), hp->yarn_beta_fast);
+        gguf_writer_set_f32(w, KEY("rope.scaling.yarn_beta_slow"), hp->yarn_beta_slow);
+        if (hp->yarn_mscale_all_dim != 0) /* llama.cpp's converter stores 0.1 * mscale_all_dim */
+            gguf_writer_set_f32(w, KEY("rope.scaling.yarn_log_multiplier"), 0.1f * hp->yarn_mscale_all_dim);
+        /* the cos/sin factor llama.cpp would derive is 1 with the multiplier,
+         * mscale(factor, 1) without: state any other value */
+        float implied = hp->yarn_mscale_all_dim != 0 ? 1.0f : 0.1f * logf(hp->yarn_factor) + 1.0f;
+        if (hp->yarn_factor <= 1) implied = 1.0f;
+        if (hp->yarn_attn_factor != implied) gguf_writer_set_f32(w, KEY("rope.scaling.yarn_attn_factor"), hp->yarn_attn_factor);
+    }
+#undef KEY
+}
+
+/* One head-stacked matrix as a 3-D tensor [cols, rows/H, H]. */
+static void add_heads_(writer_ctx *c, const char *name, const pg_mat *W, int H) {
+    int64_t ne[3] = {W->cols, W->rows / H, H};
+    gguf_writer_add_tensor(c->w, name, W->type, 3, ne, W->data, W->row_bytes * (size_t)W->rows);
+}
+
+/* The MLA tensors of layer l, split k_b/v_b as llama.cpp's converter writes them. */
+static void add_mla_layer_(writer_ctx *c, const pg_model *m, int l) {
+    const pg_hparams *hp = &m->hp;
+    const pg_layer *L = &m->layers[l];
+    char name[128];
+#define N(s) (snprintf(name, sizeof name, "blk.%d." s, l), name)
+    add_mat_(c, N("attn_q_a.weight"), &L->wq_a, 0);
+    add_vec_(c, N("attn_q_a_norm.weight"), L->q_a_norm, hp->q_lora_rank);
+    add_mat_(c, N("attn_q_b.weight"), &L->wq_b, 0);
+    add_mat_(c, N("attn_kv_a_mqa.weight"), &L->wkv_a, 0);
+    add_vec_(c, N("attn_kv_a_norm.weight"), L->kv_a_norm, hp->kv_lora_rank);
+    add_heads_(c, N("attn_k_b.weight"), &L->wk_b, hp->n_head);
+    add_heads_(c, N("attn_v_b.weight"), &L->wv_b, hp->n_head);
+    if (L->exp_probs_b) add_vec_(c, N("exp_probs_b.bias"), L->exp_probs_b, hp->n_expert);
+#undef N
+}
+
 /* Encoder-decoder (Switch): our own "switch" layout, in llama.cpp's "t5"
  * names (model.c documents it next to the loader). */
 static int write_switch_gguf_(const pg_model *m, const char *out, pg_error *e) {
@@ -310,6 +377,14 @@ int pg_model_write_gguf(const pg_model *m, const char *out, pg_error *e) {
             gguf_writer_set_u32(w, KEY("expert_shared_feed_forward_length"), (uint32_t)hp->shared_ffn_dim);
     }
 #undef KEY
+    if (hp->mla) {
+        if (hp->rope_neox) { /* GGUF deepseek2 rotates adjacent pairs; this would need the rope rows permuted */
+            gguf_writer_free(w);
+            return pg_fail(e, "%s: writing an MLA model with rotate_half RoPE (rope_interleave=false) is not supported",
+                           m->path);
+        }
+        mla_keys_(w, m, a);
+    }
     if (m->gguf) /* carry the tokenizer over */
         for (uint64_t i = 0; i < m->gguf->n_kv; i++)
             if (strncmp(m->gguf->kv[i].key, "tokenizer.", 10) == 0) gguf_writer_copy_kv(w, &m->gguf->kv[i]);
@@ -334,6 +409,7 @@ int pg_model_write_gguf(const pg_model *m, const char *out, pg_error *e) {
         add_vec_(&c, N("attn_q_norm.weight"), L->q_norm, qn);
         add_vec_(&c, N("attn_k_norm.weight"), L->k_norm, kn);
         add_vec_(&c, N("ffn_norm.weight"), L->ffn_norm, hp->dim);
+        if (hp->mla) add_mla_layer_(&c, m, l);
         if (!L->is_moe) {
             add_mat_(&c, N("ffn_gate.weight"), &L->ffn_gate, 0);
             add_mat_(&c, N("ffn_up.weight"), &L->ffn_up, 0);

@@ -3,16 +3,20 @@
  * Reads top to bottom like the model:
  *   x = embed(tokens)
  *   for each layer:
- *       x += attention(rmsnorm(x))          q/k norm, RoPE, KV cache, GQA
+ *       x += attention(rmsnorm(x))          q/k norm, RoPE, KV cache, GQA (DeepSeek: MLA, mla.c)
  *       h  = rmsnorm(x)
  *       x += dense_ffn(h)                   or, in an MoE layer:
  *       x += sum_k w_k * expert_k(h) (+ sigmoid(g.h) * shared(h))
  *   logits = output(rmsnorm(x))
- * All families share it; the differences are data in pg_hparams/pg_layer.
+ * All families share it; the differences are data in pg_hparams/pg_layer
+ * (routing rules: pg_route_ex, router.h).
  */
 #include "forward.h"
 #include "encdec.h"
 #include "forward_internal.h"
+
+#include "mla.h"
+#include "yarn.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -43,12 +47,15 @@ pg_session *pg_session_new_seqs(pg_model *m, int n_ctx, int n_seq, int n_threads
     int B = PG_MAX_BATCH, D = hp->dim, qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
     int E = max_i_(hp->n_expert, 1), K = max_i_(hp->n_expert_used, 1);
     int F = max_i_(max_i_(hp->ffn_dim, hp->expert_ffn_dim), hp->shared_ffn_dim);
-    size_t cache = (size_t)hp->n_layer * n_seq * n_ctx * kvd;
-    s->k_cache = calloc(cache, sizeof(float));
-    s->v_cache = calloc(cache, sizeof(float));
-    if (!s->k_cache || !s->v_cache) {
+    int kw, vw;
+    pg_kv_widths(hp, &kw, &vw);
+    size_t per = (size_t)hp->n_layer * n_seq * n_ctx;
+    s->kv_floats = per * (size_t)(kw + vw);
+    s->k_cache = calloc(per * kw, sizeof(float));
+    s->v_cache = vw ? calloc(per * vw, sizeof(float)) : NULL;
+    if (!s->k_cache || (vw && !s->v_cache)) {
         pg_fail(e, "cannot allocate the KV cache for %d x %d positions (%.1f MiB)", n_seq, n_ctx,
-                2.0 * cache * 4 / 1048576);
+                (double)s->kv_floats * 4 / 1048576);
         pg_session_free(s);
         return NULL;
     }
@@ -76,7 +83,9 @@ pg_session *pg_session_new_seqs(pg_model *m, int n_ctx, int n_seq, int n_threads
     s->seq_last = xcalloc((size_t)n_seq, sizeof(int));
     s->logits = xcalloc((size_t)hp->vocab, sizeof(float));
     /* the widest input any matmul sees, in the widest activation format */
-    s->mm_scratch = xmalloc(pg_matmul_scratch_max_bytes(max_i_(max_i_(D, qd), F), B) + 64);
+    if (hp->mla) s->mla = xcalloc(pg_mla_scratch_floats(hp, B), sizeof(float));
+    int widest = max_i_(max_i_(max_i_(D, qd), F), pg_mla_max_cols(hp));
+    s->mm_scratch = xmalloc(pg_matmul_scratch_max_bytes(widest, B) + 64);
     s->att_scratch = xcalloc((size_t)pg_pool_size(s->pool) * n_ctx, sizeof(float));
     if (hp->n_enc_layer > 0) { /* encoder-decoder: encoder output and cross-attention K/V */
         if (n_seq != 1) {
@@ -97,7 +106,7 @@ void pg_session_free(pg_session *s) {
     free(s->ffn_g); free(s->ffn_u); free(s->acc); free(s->router); free(s->probs);
     free(s->sel); free(s->sel_w); free(s->exp_out); free(s->exp_in); free(s->exp_rows);
     free(s->exp_count); free(s->rope_cs); free(s->logits); free(s->mm_scratch); free(s->att_scratch);
-    free(s->row_seq); free(s->row_pos); free(s->seq_last); free(s->route_in);
+    free(s->row_seq); free(s->row_pos); free(s->seq_last); free(s->route_in); free(s->mla);
     pg_offload_free(s->off);
     pg_encdec_state_free(s->ed);
     free(s);
@@ -142,6 +151,10 @@ static void attention_(pg_session *s, int l, int T) {
     const pg_layer *L = &s->m->layers[l];
     int D = hp->dim, hd = hp->head_dim, H = hp->n_head, KV = hp->n_head_kv;
     int qd = H * hd, kvd = KV * hd;
+    if (hp->mla) {
+        pg_mla_attention(s, l, T);
+        return;
+    }
     rmsnorm_rows_(T, D, s->x, L->attn_norm, hp->norm_eps, s->xn);
     matmul_(s, &L->wq, T, s->xn, D, s->q, qd);
     matmul_(s, &L->wk, T, s->xn, D, s->k, kvd);
@@ -248,10 +261,12 @@ static void predict_(pg_session *s, int from, int T) {
             break;
         case PG_PREFETCH_PREGATE: {
             int k = K + o->p.extra < E ? K + o->p.extra : E;
+            pg_route_cfg rc = pg_hparams_route(hp);
             rmsnorm_rows_(T, D, s->x, L->ffn_norm, hp->norm_eps, o->xn);
             matmul_(s, &L->router, T, o->xn, D, o->logits, E);
             for (int t = 0; t < T; t++) {
-                pg_topk(o->logits + (size_t)t * E, E, k, o->idx);
+                /* the routing rule's own choice (groups, bias), widened to k */
+                pg_route_select(&rc, o->logits + (size_t)t * E, L->exp_probs_b, E, k, o->probs, o->idx);
                 for (int j = 0; j < k; j++) ADD(o->idx[j]);
             }
             break;
@@ -308,9 +323,11 @@ static void predict_native_(pg_session *s, int l, int T) {
     if (target >= hp->n_layer || !s->m->layers[target].is_moe) return;
     matmul_(s, &s->m->layers[target].router, T, s->xn, D, o->logits, E);
     int *pred = o->pred + (size_t)target * E, n = 0;
+    pg_route_cfg rc = pg_hparams_route(hp);
     memset(o->mark, 0, (size_t)E);
     for (int t = 0; t < T; t++) {
-        pg_route(hp->gating, hp->norm_topk, o->logits + (size_t)t * E, E, K, o->probs, o->idx, o->sel_w);
+        pg_route_ex(&rc, o->logits + (size_t)t * E, s->m->layers[target].exp_probs_b, E, K, o->probs, o->idx,
+                    o->sel_w);
         for (int j = 0; j < K; j++)
             if (!o->mark[o->idx[j]]) { o->mark[o->idx[j]] = 1; pred[n++] = o->idx[j]; }
     }
@@ -373,9 +390,10 @@ static int moe_(pg_session *s, int l, const pg_layer *L, int T, pg_error *e) {
     const float *route_in = hp->expert_pregated && l > 0 ? s->route_in : s->xn;
     matmul_(s, &L->router, T, route_in, D, s->router, E);
     memset(s->exp_count, 0, (size_t)E * sizeof(int));
+    pg_route_cfg rc = pg_hparams_route(hp);
     for (int t = 0; t < T; t++) {
         int *sel = s->sel + (size_t)t * K;
-        pg_route(hp->gating, hp->norm_topk, s->router + (size_t)t * E, E, K, s->probs, sel, s->sel_w + (size_t)t * K);
+        pg_route_ex(&rc, s->router + (size_t)t * E, L->exp_probs_b, E, K, s->probs, sel, s->sel_w + (size_t)t * K);
         for (int j = 0; j < K; j++) s->exp_rows[(size_t)sel[j] * PG_MAX_BATCH * K + s->exp_count[sel[j]]++] = t * K + j;
         if (s->trace) {
             pg_trace *tr = s->trace;
@@ -448,7 +466,11 @@ static int forward_chunk_(pg_session *s, const int32_t *tokens, int T, const boo
     int D = hp->dim;
     for (int t = 0; t < T; t++) {
         pg_mat_row_f32(&m->tok_embd, tokens[t], s->x + (size_t)t * D);
-        pg_rope_cache(s->row_pos[t], hp->n_rot, hp->rope_theta, s->rope_cs + (size_t)t * hp->n_rot);
+        if (m->rope_inv_freq) /* YaRN */
+            pg_rope_cache_freqs(s->row_pos[t], hp->n_rot, m->rope_inv_freq, hp->yarn_attn_factor,
+                                s->rope_cs + (size_t)t * hp->n_rot);
+        else
+            pg_rope_cache(s->row_pos[t], hp->n_rot, hp->rope_theta, s->rope_cs + (size_t)t * hp->n_rot);
     }
     trace_hidden_(s, 0, T);
     if (s->off) {

@@ -29,7 +29,8 @@ typedef struct pg_session {
     int n_ctx;   /* KV cache capacity in positions, per sequence */
     int n_seq;   /* sequences (KV cache slots) */
     int n_past;  /* positions already in the cache (sequence 0, pg_session_eval) */
-    float *k_cache, *v_cache; /* [n_layer][n_seq][n_ctx][n_head_kv*head_dim] */
+    float *k_cache, *v_cache; /* [n_layer][n_seq][n_ctx][n_head_kv*head_dim]; MLA: k_cache
+                               * [..][kv_lora_rank + qk_rope] (latent | rope key), v_cache NULL */
     /* activations, B = PG_MAX_BATCH rows each */
     float *x;        /* [B][D] residual stream */
     float *xn;       /* [B][D] normed input of a sub-block */
@@ -55,6 +56,8 @@ typedef struct pg_session {
     float *att_scratch;
     pg_offload *off;   /* experts from the fast-tier cache; NULL: from the mapping */
     pg_trace *trace;   /* if set, every position's routing is recorded here */
+    size_t kv_floats;  /* floats in k_cache and v_cache together (per-architecture widths, mla.h) */
+    float *mla;        /* MLA activations (mla.c), NULL for other families */
     struct pg_encdec_state *ed; /* encoder-decoder models (encdec.h); NULL otherwise */
 } pg_session;
 

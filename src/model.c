@@ -8,6 +8,7 @@
 #include "model.h"
 
 #include "kernels/quants.h"
+#include "yarn.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -26,6 +27,10 @@ static const pg_arch_info archs_[PG_ARCH_COUNT] = {
                           PG_GATING_SOFTMAX_TOPK, true, true, true, false},
     [PG_ARCH_OLMOE] = {PG_ARCH_OLMOE, "olmoe", "olmoe", "olmoe", PG_QKNORM_FULL,
                        PG_GATING_SOFTMAX_TOPK, false, true, true, false},
+    /* DeepSeek-V2/V3 (and R1, Kimi-K2): MLA, rope part in adjacent pairs in
+     * both formats; the routing rule comes from the file (router.h) */
+    [PG_ARCH_DEEPSEEK2] = {PG_ARCH_DEEPSEEK2, "deepseek2", "deepseek2", "deepseek_v2", PG_QKNORM_NONE,
+                           PG_GATING_SOFTMAX_TOPK, false, false, true, true, "deepseek_v3"},
     /* top-1 of the softmax over all experts, weighted by its probability */
     [PG_ARCH_SWITCH] = {PG_ARCH_SWITCH, "switch", "switch", "switch_transformers", PG_QKNORM_NONE,
                         PG_GATING_SOFTMAX_TOPK, false, false, true, false},
@@ -35,9 +40,16 @@ const pg_arch_info *pg_arch_get(pg_arch a) {
     return (a >= 0 && a < PG_ARCH_COUNT) ? &archs_[a] : NULL;
 }
 
+pg_route_cfg pg_hparams_route(const pg_hparams *hp) {
+    pg_route_cfg c = {hp->gating, hp->norm_topk, hp->expert_group_rule, hp->n_expert_group, hp->n_expert_group_used,
+                      hp->expert_weights_scale > 0 ? hp->expert_weights_scale : 1.0f};
+    return c;
+}
+
 const pg_arch_info *pg_arch_by_hf_type(const char *t) {
     for (int i = 0; i < PG_ARCH_COUNT; i++)
-        if (strcmp(archs_[i].hf_type, t) == 0) return &archs_[i];
+        if (strcmp(archs_[i].hf_type, t) == 0 || (archs_[i].hf_type_alt && strcmp(archs_[i].hf_type_alt, t) == 0))
+            return &archs_[i];
     return NULL;
 }
 
@@ -48,6 +60,7 @@ typedef enum {
     W_ATTN_NORM, W_Q, W_K, W_V, W_O, W_BQ, W_BK, W_BV, W_QNORM, W_KNORM,
     W_FFN_NORM, W_FFN_GATE, W_FFN_UP, W_FFN_DOWN,
     W_ROUTER, W_SH_GATE, W_SH_UP, W_SH_DOWN, W_SH_GATE_INP,
+    W_Q_A, W_Q_A_NORM, W_Q_B, W_KV_A, W_KV_A_NORM, W_KV_B, W_K_B, W_V_B, W_EXP_PROBS_B,
     W_COUNT
 } wkind;
 
@@ -60,6 +73,9 @@ static const char *gguf_names_[W_COUNT] = {
     "blk.%d.ffn_up.weight", "blk.%d.ffn_down.weight", "blk.%d.ffn_gate_inp.weight",
     "blk.%d.ffn_gate_shexp.weight", "blk.%d.ffn_up_shexp.weight", "blk.%d.ffn_down_shexp.weight",
     "blk.%d.ffn_gate_inp_shexp.weight",
+    "blk.%d.attn_q_a.weight", "blk.%d.attn_q_a_norm.weight", "blk.%d.attn_q_b.weight",
+    "blk.%d.attn_kv_a_mqa.weight", "blk.%d.attn_kv_a_norm.weight", "blk.%d.attn_kv_b.weight",
+    "blk.%d.attn_k_b.weight", "blk.%d.attn_v_b.weight", "blk.%d.exp_probs_b.bias",
 };
 
 static const char *hf_names_[W_COUNT] = {
@@ -75,6 +91,11 @@ static const char *hf_names_[W_COUNT] = {
     "model.layers.%d.mlp.shared_expert.up_proj.weight",
     "model.layers.%d.mlp.shared_expert.down_proj.weight",
     "model.layers.%d.mlp.shared_expert_gate.weight",
+    "model.layers.%d.self_attn.q_a_proj.weight", "model.layers.%d.self_attn.q_a_layernorm.weight",
+    "model.layers.%d.self_attn.q_b_proj.weight", "model.layers.%d.self_attn.kv_a_proj_with_mqa.weight",
+    "model.layers.%d.self_attn.kv_a_layernorm.weight", "model.layers.%d.self_attn.kv_b_proj.weight",
+    "", "", /* k_b/v_b: GGUF only (split from kv_b_proj by llama.cpp's converter) */
+    "model.layers.%d.mlp.gate.e_score_correction_bias",
 };
 
 typedef struct {
@@ -92,6 +113,14 @@ static const pg_tensor *find_(loader *ld, const char *name) {
         if (p) {
             char alt[256];
             snprintf(alt, sizeof alt, "%.*s.block_sparse_moe.%s", (int)(p - name), name, p + 5);
+            t = hf_dir_find(m->hf, alt);
+        }
+    }
+    if (!t) { /* DeepSeek says shared_experts (n_shared_experts of them, fused) */
+        const char *p = strstr(name, ".shared_expert.");
+        if (p) {
+            char alt[256];
+            snprintf(alt, sizeof alt, "%.*s.shared_experts.%s", (int)(p - name), name, p + 15);
             t = hf_dir_find(m->hf, alt);
         }
     }
@@ -275,6 +304,71 @@ static int experts_(loader *ld, int l, pg_layer *L) {
 
 static size_t mat_bytes_(const pg_mat *w) { return w->row_bytes * (size_t)w->rows; }
 
+/* kv_b_proj [H*(nope+v) x kv_lora] (Hugging Face, older GGUF files) split
+ * into the absorbed-form matrices: wk_b = per head W_UK^T [kv_lora x nope]
+ * (transposed, so float32), wv_b = per head W_UV [v x kv_lora] (rows
+ * copied, type kept). */
+static int split_kv_b_(loader *ld, const pg_mat *kvb, pg_layer *L) {
+    const pg_hparams *hp = &ld->m->hp;
+    int H = hp->n_head, nope = hp->qk_nope_dim, vd = hp->v_head_dim, kvl = hp->kv_lora_rank;
+    float *kb = own_(ld->m, (size_t)H * kvl * nope * sizeof(float));
+    float *row = xmalloc((size_t)kvl * sizeof(float));
+    for (int h = 0; h < H; h++)
+        for (int i = 0; i < nope; i++) {
+            const uint8_t *src = (const uint8_t *)kvb->data + kvb->row_bytes * (size_t)(h * (nope + vd) + i);
+            pg_dequantize_row_ref(kvb->type, kvl, src, row);
+            for (int c = 0; c < kvl; c++) kb[((size_t)h * kvl + c) * nope + i] = row[c];
+        }
+    free(row);
+    L->wk_b = (pg_mat){.type = PG_TYPE_F32, .rows = H * kvl, .cols = nope, .row_bytes = (size_t)nope * sizeof(float),
+                       .data = kb};
+    uint8_t *vb = own_(ld->m, kvb->row_bytes * (size_t)H * vd);
+    for (int h = 0; h < H; h++)
+        memcpy(vb + kvb->row_bytes * (size_t)h * vd,
+               (const uint8_t *)kvb->data + kvb->row_bytes * (size_t)(h * (nope + vd) + nope), kvb->row_bytes * (size_t)vd);
+    L->wv_b = (pg_mat){.type = kvb->type, .rows = H * vd, .cols = kvl, .row_bytes = kvb->row_bytes, .data = vb};
+    return 0;
+}
+
+/* A 3-D GGUF tensor of n heads of rows x cols, as one [n*rows x cols] matrix. */
+static int heads_mat_(loader *ld, const pg_tensor *t, int rows, int cols, int n, pg_mat *out) {
+    int64_t ne[3] = {cols, rows, n};
+    if (computable_(ld, t) || check_shape_(ld, t, 3, ne)) return -1;
+    return mat_at_(ld, t, t->data, rows * n, cols, out);
+}
+
+/* The attention weights of an MLA layer (mla.h). */
+static int bind_mla_(loader *ld, int l, pg_layer *L) {
+    pg_model *m = ld->m;
+    const pg_hparams *hp = &m->hp;
+    int D = hp->dim, H = hp->n_head, qk = hp->head_dim, rope = hp->n_rot, kvl = hp->kv_lora_rank, ql = hp->q_lora_rank;
+    int nope = hp->qk_nope_dim, vd = hp->v_head_dim;
+    if (ql > 0) {
+        if (mat_(ld, W_Q_A, l, ql, D, true, &L->wq_a) || vec_(ld, W_Q_A_NORM, l, ql, true, &L->q_a_norm) ||
+            mat_(ld, W_Q_B, l, H * qk, ql, true, &L->wq_b))
+            return -1;
+    } else if (mat_(ld, W_Q, l, H * qk, D, true, &L->wq)) {
+        return -1;
+    }
+    if (mat_(ld, W_KV_A, l, kvl + rope, D, true, &L->wkv_a) || vec_(ld, W_KV_A_NORM, l, kvl, true, &L->kv_a_norm) ||
+        mat_(ld, W_O, l, D, H * vd, true, &L->wo))
+        return -1;
+    char name[256];
+    kind_name_(ld, W_K_B, l, name, sizeof name);
+    const pg_tensor *kb = m->gguf ? find_(ld, name) : NULL;
+    if (kb) { /* llama.cpp's current layout: attn_k_b [nope, kv_lora, H], attn_v_b [kv_lora, v, H] */
+        kind_name_(ld, W_V_B, l, name, sizeof name);
+        const pg_tensor *vb = find_(ld, name);
+        if (!vb) return pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name);
+        if (heads_mat_(ld, kb, kvl, nope, H, &L->wk_b) || heads_mat_(ld, vb, vd, kvl, H, &L->wv_b)) return -1;
+    } else {
+        pg_mat kvb;
+        if (mat_(ld, W_KV_B, l, H * (nope + vd), kvl, true, &kvb) || split_kv_b_(ld, &kvb, L)) return -1;
+    }
+    m->bytes_dense += mat_bytes_(&L->wq) + mat_bytes_(&L->wq_a) + mat_bytes_(&L->wq_b) + mat_bytes_(&L->wkv_a) +
+                      mat_bytes_(&L->wk_b) + mat_bytes_(&L->wv_b) + mat_bytes_(&L->wo);
+    return 0;
+}
 /* encoder-decoder (Switch Transformers): their own names, after the others */
 static int switch_bind_(loader *ld);
 static int switch_hparams_hf_(loader *ld, json_t *cfg);
@@ -299,14 +393,18 @@ static int bind_weights_(loader *ld) {
         int qn = hp->qk_norm == PG_QKNORM_HEAD ? hd : H * hd;
         int kn = hp->qk_norm == PG_QKNORM_HEAD ? hd : KV * hd;
         bool qk = hp->qk_norm != PG_QKNORM_NONE;
-        if (vec_(ld, W_ATTN_NORM, l, D, true, &L->attn_norm) ||
+        if (hp->mla) {
+            if (vec_(ld, W_ATTN_NORM, l, D, true, &L->attn_norm) || bind_mla_(ld, l, L) ||
+                vec_(ld, W_FFN_NORM, l, D, true, &L->ffn_norm))
+                return -1;
+        } else if (vec_(ld, W_ATTN_NORM, l, D, true, &L->attn_norm) ||
             mat_(ld, W_Q, l, H * hd, D, true, &L->wq) || mat_(ld, W_K, l, KV * hd, D, true, &L->wk) ||
             mat_(ld, W_V, l, KV * hd, D, true, &L->wv) || mat_(ld, W_O, l, D, H * hd, true, &L->wo) ||
             vec_(ld, W_BQ, l, H * hd, false, &L->bq) || vec_(ld, W_BK, l, KV * hd, false, &L->bk) ||
             vec_(ld, W_BV, l, KV * hd, false, &L->bv) || vec_(ld, W_QNORM, l, qn, qk, &L->q_norm) ||
             vec_(ld, W_KNORM, l, kn, qk, &L->k_norm) || vec_(ld, W_FFN_NORM, l, D, true, &L->ffn_norm))
             return -1;
-        m->bytes_dense += mat_bytes_(&L->wq) + mat_bytes_(&L->wk) + mat_bytes_(&L->wv) + mat_bytes_(&L->wo);
+        if (!hp->mla) m->bytes_dense += mat_bytes_(&L->wq) + mat_bytes_(&L->wk) + mat_bytes_(&L->wv) + mat_bytes_(&L->wo);
         char name[256];
         kind_name_(ld, W_ROUTER, l, name, sizeof name);
         L->is_moe = hp->n_expert > 0 && find_(ld, name) != NULL;
@@ -321,7 +419,9 @@ static int bind_weights_(loader *ld) {
             m->bytes_dense += mat_bytes_(&L->ffn_gate) + mat_bytes_(&L->ffn_up) + mat_bytes_(&L->ffn_down);
             continue;
         }
-        if (mat_(ld, W_ROUTER, l, hp->n_expert, D, true, &L->router) || experts_(ld, l, L)) return -1;
+        if (mat_(ld, W_ROUTER, l, hp->n_expert, D, true, &L->router) || experts_(ld, l, L) ||
+            vec_(ld, W_EXP_PROBS_B, l, hp->n_expert, false, &L->exp_probs_b))
+            return -1;
         m->bytes_dense += mat_bytes_(&L->router);
         for (int e = 0; e < hp->n_expert; e++)
             m->bytes_experts += mat_bytes_(&L->experts[e].gate) + mat_bytes_(&L->experts[e].up) +
@@ -374,11 +474,46 @@ static int check_hparams_(loader *ld) {
             return pg_fail(ld->e, "%s: bad number of experts per token %d (of %d)", p, hp->n_expert_used, hp->n_expert);
         if (hp->expert_ffn_dim < 1 || hp->expert_ffn_dim > (1 << 20))
             return pg_fail(ld->e, "%s: bad expert FFN size %d", p, hp->expert_ffn_dim);
+    } else {
+        hp->n_expert_used = 0; /* meaningless without experts (a config may still say it) */
     }
     if (hp->ffn_dim < 0 || hp->ffn_dim > (1 << 20)) return pg_fail(ld->e, "%s: bad FFN size %d", p, hp->ffn_dim);
     if (hp->shared_ffn_dim < 0 || hp->shared_ffn_dim > (1 << 20))
         return pg_fail(ld->e, "%s: bad shared expert FFN size %d", p, hp->shared_ffn_dim);
     if (hp->n_ctx_train <= 0) hp->n_ctx_train = 4096;
+    if (hp->mla) {
+        if (hp->kv_lora_rank < 1 || hp->kv_lora_rank > 65536 || hp->q_lora_rank < 0 || hp->q_lora_rank > 65536)
+            return pg_fail(ld->e, "%s: bad MLA ranks (q %d, kv %d)", p, hp->q_lora_rank, hp->kv_lora_rank);
+        if (hp->qk_nope_dim < 1 || hp->v_head_dim < 1 || hp->v_head_dim > 4096 || hp->n_rot != hp->head_dim - hp->qk_nope_dim)
+            return pg_fail(ld->e, "%s: bad MLA head sizes (q/k %d = nope %d + rope %d, v %d)", p, hp->head_dim,
+                           hp->qk_nope_dim, hp->n_rot, hp->v_head_dim);
+    }
+    if (hp->expert_group_rule != PG_GROUP_NONE && hp->n_expert > 0 && hp->n_expert_group > 1) {
+        int G = hp->n_expert_group, TG = hp->n_expert_group_used;
+        if (hp->n_expert % G || TG < 1 || TG > G || (long)TG * (hp->n_expert / G) < hp->n_expert_used)
+            return pg_fail(ld->e, "%s: bad expert groups: %d experts in %d groups, %d groups used, %d experts per token",
+                           p, hp->n_expert, G, TG, hp->n_expert_used);
+    }
+    if (!(hp->expert_weights_scale >= 0) || !isfinite(hp->expert_weights_scale))
+        return pg_fail(ld->e, "%s: bad expert weights scale %g", p, hp->expert_weights_scale);
+    if (hp->yarn_factor != 0) {
+        if (!(hp->yarn_factor > 0) || !isfinite(hp->yarn_factor) || hp->yarn_orig_ctx < 1 || !isfinite(hp->yarn_attn_factor) ||
+            !isfinite(hp->yarn_beta_fast) || !isfinite(hp->yarn_beta_slow) || !isfinite(hp->yarn_mscale_all_dim) ||
+            !(hp->yarn_beta_fast > 0) || !(hp->yarn_beta_slow > 0))
+            return pg_fail(ld->e, "%s: bad YaRN parameters (factor %g, original context %d)", p, hp->yarn_factor,
+                           hp->yarn_orig_ctx);
+    }
+    return 0;
+}
+
+/* YaRN: the frequencies, once per model. */
+static int rope_setup_(loader *ld) {
+    pg_hparams *hp = &ld->m->hp;
+    if (hp->yarn_factor == 0) return 0;
+    float *f = own_(ld->m, (size_t)(hp->n_rot / 2 + 1) * sizeof(float));
+    pg_yarn_inv_freq(hp->n_rot, hp->rope_theta, hp->yarn_factor, hp->yarn_orig_ctx, hp->yarn_beta_fast,
+                     hp->yarn_beta_slow, f);
+    ld->m->rope_inv_freq = f;
     return 0;
 }
 
@@ -403,6 +538,80 @@ static float gguf_float_(const gguf_file *g, const char *arch, const char *key, 
     return gguf_get_float(g, full, &v) ? (float)v : (float)dflt;
 }
 
+/* deepseek2 keys (llama.cpp's names). The MLA sizes are in key_length_mla /
+ * value_length_mla (key_length/value_length hold the latent view:
+ * kv_lora + rope, kv_lora); older files have only key_length/value_length,
+ * as the per-head sizes. */
+static int hparams_gguf_deepseek_(loader *ld, const gguf_file *g, const char *arch) {
+    pg_hparams *hp = &ld->m->hp;
+    int n_shared = 0, klen = 0, vlen = 0, klen_mla = 0, vlen_mla = 0, gating = 0;
+    hp->mla = true;
+    if (gguf_int_(g, arch, "attention.kv_lora_rank", 0, true, &hp->kv_lora_rank, ld) ||
+        gguf_int_(g, arch, "attention.q_lora_rank", 0, false, &hp->q_lora_rank, ld) ||
+        gguf_int_(g, arch, "attention.key_length", 0, true, &klen, ld) ||
+        gguf_int_(g, arch, "attention.value_length", 0, true, &vlen, ld) ||
+        gguf_int_(g, arch, "attention.key_length_mla", 0, false, &klen_mla, ld) ||
+        gguf_int_(g, arch, "attention.value_length_mla", 0, false, &vlen_mla, ld) ||
+        gguf_int_(g, arch, "expert_shared_count", 0, false, &n_shared, ld) ||
+        gguf_int_(g, arch, "expert_gating_func", 0, false, &gating, ld) ||
+        gguf_int_(g, arch, "expert_group_count", 1, false, &hp->n_expert_group, ld) ||
+        gguf_int_(g, arch, "expert_group_used_count", 1, false, &hp->n_expert_group_used, ld))
+        return -1;
+    hp->head_dim = klen_mla ? klen_mla : klen;
+    hp->v_head_dim = vlen_mla ? vlen_mla : vlen;
+    hp->qk_nope_dim = hp->head_dim - hp->n_rot;
+    hp->n_head_kv = hp->n_head; /* the file says 1: the latent is one shared "KV head" */
+    if (n_shared < 0 || n_shared > 64) return pg_fail(ld->e, "%s: bad shared expert count %d", ld->path, n_shared);
+    hp->shared_ffn_dim = n_shared * hp->expert_ffn_dim;
+    if (gating == 0) {
+        /* no key (llama.cpp's converter writes it only when config.json has
+         * scoring_func, which transformers 5 does not save): a selection
+         * bias exists only for V3's sigmoid rule; otherwise V2's softmax */
+        gating = 1;
+        char name[64];
+        for (int l = 0; l < hp->n_layer && gating == 1; l++) {
+            snprintf(name, sizeof name, "blk.%d.exp_probs_b.bias", l);
+            if (gguf_find_tensor(g, name)) gating = 2;
+        }
+    }
+    if (gating != 1 && gating != 2)
+        return pg_fail(ld->e, "%s: expert_gating_func %d is not supported (1 softmax, 2 sigmoid)", ld->path, gating);
+    hp->gating = gating == 2 ? PG_GATING_SIGMOID_TOPK : PG_GATING_SOFTMAX_TOPK;
+    /* GGUF does not say how a group is scored: V2's softmax routers take
+     * the group's best score, V3's sigmoid routers the sum of its best two */
+    hp->expert_group_rule = hp->n_expert_group > 1 ? (gating == 2 ? PG_GROUP_TOP2_SUM : PG_GROUP_MAX) : PG_GROUP_NONE;
+    hp->expert_weights_scale = gguf_float_(g, arch, "expert_weights_scale", 1.0);
+    char key[160];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    char *type = gguf_get_str(g, key);
+    if (type && strcmp(type, "yarn") == 0) {
+        double v;
+        hp->yarn_factor = gguf_float_(g, arch, "rope.scaling.factor", 0.0);
+        if (gguf_int_(g, arch, "rope.scaling.original_context_length", 0, true, &hp->yarn_orig_ctx, ld)) {
+            free(type);
+            return -1;
+        }
+        hp->yarn_beta_fast = gguf_float_(g, arch, "rope.scaling.yarn_beta_fast", 32.0);
+        hp->yarn_beta_slow = gguf_float_(g, arch, "rope.scaling.yarn_beta_slow", 1.0);
+        /* the converter writes 0.1 * mscale_all_dim */
+        snprintf(key, sizeof key, "%s.rope.scaling.yarn_log_multiplier", arch);
+        bool has_log_mul = gguf_get_float(g, key, &v);
+        hp->yarn_mscale_all_dim = has_log_mul ? (float)(v / 0.1) : 0.0f;
+        /* the cos/sin factor: as llama.cpp derives it for deepseek2 (1 when the
+         * multiplier is given: the released models have mscale == mscale_all_dim),
+         * unless the file states it */
+        hp->yarn_attn_factor = has_log_mul ? 1.0f : pg_yarn_mscale(hp->yarn_factor, 1.0f);
+        snprintf(key, sizeof key, "%s.rope.scaling.yarn_attn_factor", arch);
+        if (gguf_get_float(g, key, &v)) hp->yarn_attn_factor = (float)v;
+    } else if (type && strcmp(type, "none") != 0) {
+        int rc = pg_fail(ld->e, "%s: RoPE scaling '%s' is not supported (only yarn)", ld->path, type);
+        free(type);
+        return rc;
+    }
+    free(type);
+    return 0;
+}
+
 static int hparams_gguf_(loader *ld) {
     const gguf_file *g = ld->m->gguf;
     pg_hparams *hp = &ld->m->hp;
@@ -413,7 +622,7 @@ static int hparams_gguf_(loader *ld) {
         if (strcmp(archs_[i].gguf_arch, arch) == 0) { ai = &archs_[i]; break; }
     if (!ai) {
         int rc = pg_fail(ld->e, "%s: unsupported architecture '%s' (supported: llama, mixtral, "
-                                "qwen2moe, qwen3moe, olmoe, switch)", ld->path, arch);
+                                "qwen2moe, qwen3moe, olmoe, deepseek2, switch)", ld->path, arch);
         free(arch);
         return rc;
     }
@@ -455,6 +664,7 @@ static int hparams_gguf_(loader *ld) {
     if (!emb || emb->n_dims != 2) { pg_fail(ld->e, "%s: missing 2-D tensor 'token_embd.weight'", ld->path); goto done; }
     if (emb->ne[1] > INT32_MAX) { pg_fail(ld->e, "%s: vocabulary too large", ld->path); goto done; }
     hp->vocab = (int)emb->ne[1];
+    if (ai->arch == PG_ARCH_DEEPSEEK2 && hparams_gguf_deepseek_(ld, g, arch)) goto done;
     rc = 0;
 done:
     free(arch);
@@ -483,6 +693,78 @@ static int json_num_(loader *ld, json_t *cfg, const char *key, double dflt, doub
     return 0;
 }
 
+static int json_str_is_(json_t *cfg, const char *key, const char *want) {
+    json_t *v = json_object_get(cfg, key);
+    return json_is_string(v) && strcmp(json_string_value(v), want) == 0;
+}
+
+/* DeepSeek-V2/V3 config.json: MLA sizes, routing, YaRN (rope_parameters in
+ * transformers 5, rope_scaling in the hub's original files). */
+static int hparams_hf_deepseek_(loader *ld, json_t *cfg, bool v3) {
+    pg_hparams *hp = &ld->m->hp;
+    int rope = 0, n_shared = 0, moe_ffn = 0;
+    double scale;
+    hp->mla = true;
+    if (json_int_(ld, cfg, "q_lora_rank", 0, false, &hp->q_lora_rank) ||
+        json_int_(ld, cfg, "kv_lora_rank", 0, true, &hp->kv_lora_rank) ||
+        json_int_(ld, cfg, "qk_nope_head_dim", 0, true, &hp->qk_nope_dim) ||
+        json_int_(ld, cfg, "qk_rope_head_dim", 0, true, &rope) ||
+        json_int_(ld, cfg, "v_head_dim", 0, true, &hp->v_head_dim) ||
+        json_int_(ld, cfg, "n_routed_experts", 0, false, &hp->n_expert) ||
+        json_int_(ld, cfg, "n_shared_experts", 0, false, &n_shared) ||
+        json_int_(ld, cfg, "moe_intermediate_size", 0, false, &moe_ffn) ||
+        json_int_(ld, cfg, "n_group", 1, false, &hp->n_expert_group) ||
+        json_int_(ld, cfg, "topk_group", 1, false, &hp->n_expert_group_used) ||
+        json_num_(ld, cfg, "routed_scaling_factor", 1.0, &scale))
+        return -1;
+    hp->head_dim = hp->qk_nope_dim + rope;
+    hp->n_rot = rope;
+    hp->n_head_kv = hp->n_head;
+    hp->shared_ffn_dim = n_shared * moe_ffn;
+    hp->expert_weights_scale = (float)scale;
+    /* V2 scores by softmax and V3 by sigmoid, unless scoring_func says */
+    bool sigmoid = json_object_get(cfg, "scoring_func") ? json_str_is_(cfg, "scoring_func", "sigmoid") : v3;
+    hp->gating = sigmoid ? PG_GATING_SIGMOID_TOPK : PG_GATING_SOFTMAX_TOPK;
+    json_t *tm = json_object_get(cfg, "topk_method");
+    if (tm && !json_is_null(tm) && !json_is_string(tm))
+        return pg_fail(ld->e, "%s/config.json: 'topk_method' must be a string", ld->path);
+    const char *method = json_is_string(tm) ? json_string_value(tm) : v3 ? "noaux_tc" : "greedy";
+    if (strcmp(method, "greedy") == 0) hp->expert_group_rule = PG_GROUP_NONE;
+    else if (strcmp(method, "group_limited_greedy") == 0) hp->expert_group_rule = PG_GROUP_MAX;
+    else if (strcmp(method, "noaux_tc") == 0) hp->expert_group_rule = PG_GROUP_TOP2_SUM;
+    else return pg_fail(ld->e, "%s/config.json: topk_method '%s' is not supported", ld->path, method);
+    json_t *ri = json_object_get(cfg, "rope_interleave"); /* V3 only; default true */
+    hp->rope_neox_hf = v3 && json_is_boolean(ri) && !json_is_true(ri);
+    json_t *rp = json_object_get(cfg, "rope_parameters");
+    if (!json_is_object(rp)) rp = json_object_get(cfg, "rope_scaling");
+    if (!json_is_object(rp)) return 0;
+    json_t *ty = json_object_get(rp, "rope_type");
+    if (!ty) ty = json_object_get(rp, "type");
+    if (!ty || json_is_null(ty) || json_str_is_(rp, json_object_get(rp, "rope_type") ? "rope_type" : "type", "default"))
+        return 0;
+    if (!json_str_is_(rp, json_object_get(rp, "rope_type") ? "rope_type" : "type", "yarn"))
+        return pg_fail(ld->e, "%s/config.json: RoPE scaling '%s' is not supported (only yarn)", ld->path,
+                       json_is_string(ty) ? json_string_value(ty) : "?");
+    double factor, beta_fast, beta_slow, mscale, mad, attn;
+    int orig;
+    if (json_num_(ld, rp, "factor", 0.0, &factor) || json_int_(ld, rp, "original_max_position_embeddings", 0, true, &orig) ||
+        json_num_(ld, rp, "beta_fast", 32.0, &beta_fast) || json_num_(ld, rp, "beta_slow", 1.0, &beta_slow) ||
+        json_num_(ld, rp, "mscale", 0.0, &mscale) || json_num_(ld, rp, "mscale_all_dim", 0.0, &mad) ||
+        json_num_(ld, rp, "attention_factor", -1.0, &attn))
+        return -1;
+    if (factor == 0) factor = (double)hp->n_ctx_train / orig; /* as transformers does */
+    hp->yarn_factor = (float)factor;
+    hp->yarn_orig_ctx = orig;
+    hp->yarn_beta_fast = (float)(beta_fast ? beta_fast : 32.0);
+    hp->yarn_beta_slow = (float)(beta_slow ? beta_slow : 1.0);
+    hp->yarn_mscale_all_dim = (float)mad;
+    if (attn >= 0) hp->yarn_attn_factor = (float)attn;
+    else if (mscale != 0 && mad != 0)
+        hp->yarn_attn_factor = pg_yarn_mscale((float)factor, (float)mscale) / pg_yarn_mscale((float)factor, (float)mad);
+    else hp->yarn_attn_factor = pg_yarn_mscale((float)factor, 1.0f);
+    return 0;
+}
+
 static int hparams_hf_(loader *ld) {
     pg_hparams *hp = &ld->m->hp;
     json_error_t je;
@@ -495,7 +777,7 @@ static int hparams_hf_(loader *ld) {
     const pg_arch_info *ai = pg_arch_by_hf_type(json_string_value(mt));
     if (!ai) {
         pg_fail(ld->e, "%s/config.json: unsupported model_type '%s' (supported: llama, mixtral, qwen2_moe, "
-                       "qwen3_moe, olmoe, switch_transformers)", ld->path, json_string_value(mt));
+                       "qwen3_moe, olmoe, deepseek_v2, deepseek_v3, switch_transformers)", ld->path, json_string_value(mt));
         goto done;
     }
     hp->arch = ai->arch;
@@ -535,7 +817,7 @@ static int hparams_hf_(loader *ld) {
         json_num_(ld, cfg, "clip_qkv", 0.0, &clip))
         goto done;
     json_t *rs = json_object_get(cfg, "rope_scaling");
-    if (rs && !json_is_null(rs)) {
+    if (rs && !json_is_null(rs) && ai->arch != PG_ARCH_DEEPSEEK2) { /* DeepSeek's YaRN: hparams_hf_deepseek_ */
         json_t *ty = json_object_get(rs, "rope_type");
         if (!ty) ty = json_object_get(rs, "type");
         if (!json_is_string(ty) || strcmp(json_string_value(ty), "default") != 0) {
@@ -556,6 +838,10 @@ static int hparams_hf_(loader *ld) {
     if (mlp_only && !json_is_array(mlp_only)) {
         pg_fail(ld->e, "%s/config.json: 'mlp_only_layers' must be an array", ld->path);
         goto done;
+    }
+    if (ai->arch == PG_ARCH_DEEPSEEK2) {
+        if (hparams_hf_deepseek_(ld, cfg, strcmp(json_string_value(mt), "deepseek_v3") == 0)) goto done;
+        hp->rope_neox = hp->rope_neox_hf; /* adjacent pairs unless rope_interleave is false */
     }
     rc = 0;
 done:
@@ -904,7 +1190,7 @@ pg_model *pg_model_open(const char *path, pg_error *e) {
     if (hf_is_dir(path)) {
         m->hf = xcalloc(1, sizeof *m->hf);
         if (hf_dir_open(m->hf, path, e)) { free(m->hf); m->hf = NULL; goto fail; }
-        if (hparams_hf_(&ld) || check_hparams_(&ld) || bind_weights_(&ld)) goto fail;
+        if (hparams_hf_(&ld) || check_hparams_(&ld) || rope_setup_(&ld) || bind_weights_(&ld)) goto fail;
         char tokpath[4096];
         snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", path);
         if (access(tokpath, R_OK) == 0) {
@@ -917,7 +1203,7 @@ pg_model *pg_model_open(const char *path, pg_error *e) {
     } else {
         m->gguf = xcalloc(1, sizeof *m->gguf);
         if (gguf_open(m->gguf, path, NULL, e)) { free(m->gguf); m->gguf = NULL; goto fail; }
-        if (hparams_gguf_(&ld) || check_hparams_(&ld) || bind_weights_(&ld)) goto fail;
+        if (hparams_gguf_(&ld) || check_hparams_(&ld) || rope_setup_(&ld) || bind_weights_(&ld)) goto fail;
         if (gguf_find(m->gguf, "tokenizer.ggml.model")) {
             m->tok = pg_tokenizer_from_gguf(m->gguf, e);
             if (!m->tok) goto fail;
@@ -1000,7 +1286,23 @@ void pg_model_print(const pg_model *m, FILE *out) {
         if (hp->expert_pregated)
             fprintf(out, "pre-gated:       yes: layer l's router reads layer l-1's FFN input (--prefetch native)\n");
         if (hp->shared_ffn_dim) fprintf(out, "shared expert:   FFN %d\n", hp->shared_ffn_dim);
+        if (hp->expert_group_rule != PG_GROUP_NONE)
+            fprintf(out, "expert groups:   %d, %d used (%s)\n", hp->n_expert_group, hp->n_expert_group_used,
+                    pg_group_rule_name(hp->expert_group_rule));
+        if (hp->expert_weights_scale > 0 && hp->expert_weights_scale != 1)
+            fprintf(out, "weights scale:   %g\n", hp->expert_weights_scale);
+        bool bias = false;
+        for (int l = 0; l < hp->n_layer; l++) bias |= m->layers[l].exp_probs_b != NULL;
+        if (bias) fprintf(out, "selection bias:  yes (score correction, for the choice only)\n");
     }
+    if (hp->mla)
+        fprintf(out, "MLA:             q rank %d, KV latent %d, q/k head %d (nope %d + rope %d), v head %d; "
+                     "KV cache %d floats per token and layer\n", hp->q_lora_rank, hp->kv_lora_rank, hp->head_dim,
+                hp->qk_nope_dim, hp->n_rot, hp->v_head_dim, hp->kv_lora_rank + hp->n_rot);
+    if (hp->yarn_factor != 0)
+        fprintf(out, "YaRN:            factor %g, original context %d, beta %g/%g, mscale_all_dim %g, attention factor %g\n",
+                hp->yarn_factor, hp->yarn_orig_ctx, hp->yarn_beta_fast, hp->yarn_beta_slow, hp->yarn_mscale_all_dim,
+                hp->yarn_attn_factor);
     if (hp->qk_norm) fprintf(out, "q/k norm:        %s\n", hp->qk_norm == PG_QKNORM_HEAD ? "per head" : "full projection");
     if (hp->n_enc_layer)
         fprintf(out, "encoder-decoder: %d encoder + %d decoder blocks, relative position buckets %d up to %d, "
@@ -1010,7 +1312,7 @@ void pg_model_print(const pg_model *m, FILE *out) {
     uint64_t nt = m->gguf ? m->gguf->n_tensors : m->hf->n_tensors;
     fprintf(out, "tensors:         %llu\n", (unsigned long long)nt);
     fprintf(out, "weight types:    embeddings %s, attention %s", pg_type_name(m->tok_embd.type),
-            pg_type_name(m->layers[0].wq.type));
+            pg_type_name(hp->mla ? m->layers[0].wkv_a.type : m->layers[0].wq.type));
     for (int l = 0; l < hp->n_layer; l++)
         if (m->layers[l].is_moe) { fprintf(out, ", experts %s", pg_type_name(m->layers[l].experts[0].up.type)); break; }
     fprintf(out, "\n");

@@ -32,6 +32,7 @@ typedef enum {
     PG_ARCH_QWEN2MOE,
     PG_ARCH_QWEN3MOE,
     PG_ARCH_OLMOE,
+    PG_ARCH_DEEPSEEK2,
     PG_ARCH_SWITCH,  /* encoder-decoder (Switch Transformers, T5 blocks); encdec.h */
     PG_ARCH_COUNT
 } pg_arch;
@@ -60,6 +61,7 @@ typedef struct {
     bool rope_neox_gguf;     /* RoPE layout of GGUF files (llama.cpp convention) */
     bool moe;                /* has routed experts */
     bool shared_expert;      /* may have a shared expert with a sigmoid gate */
+    const char *hf_type_alt; /* a second config.json model_type, or NULL */
 } pg_arch_info;
 
 const pg_arch_info *pg_arch_get(pg_arch a);
@@ -90,6 +92,24 @@ typedef struct {
     pg_qknorm qk_norm;
     float clip_qkv;      /* 0: none (OLMoE option) */
     bool tied_output;
+    /* group-limited routing and the weight scale (DeepSeek; router.h):
+     * rule NONE and scale 0 (read as 1) for the other families */
+    pg_group_rule expert_group_rule;
+    int n_expert_group, n_expert_group_used;
+    float expert_weights_scale;
+    /* Multi-head Latent Attention (deepseek2; mla.h), false/0 for the
+     * others. Then head_dim = qk_nope + qk_rope (a q/k head), n_rot =
+     * qk_rope, n_head_kv = n_head, and the KV cache holds kv_lora_rank +
+     * qk_rope floats per token and layer. */
+    bool mla;
+    int q_lora_rank;     /* 0: q_proj straight from the hidden state */
+    int kv_lora_rank, qk_nope_dim, v_head_dim;
+    bool rope_neox_hf;   /* deepseek_v3 rope_interleave=false: rotate_half */
+    /* YaRN RoPE scaling (yarn.h); yarn_factor 0: none */
+    float yarn_factor, yarn_beta_fast, yarn_beta_slow;
+    float yarn_mscale_all_dim; /* 0: not given (no softmax scale correction) */
+    float yarn_attn_factor;    /* cos/sin multiplier */
+    int yarn_orig_ctx;
     pg_ffn_act ffn_act;
     /* Encoder-decoder models (n_enc_layer > 0, encdec.h): layers
      * 0..n_enc_layer-1 are the encoder blocks, the rest the decoder blocks,
@@ -99,6 +119,9 @@ typedef struct {
     int dec_start_token;                /* the decoder's first input token */
     int dec_eos_token;                  /* ends the decoder's output (-1: none) */
 } pg_hparams;
+
+/* The routing rule of a model's MoE layers (pg_route_ex). */
+pg_route_cfg pg_hparams_route(const pg_hparams *hp);
 
 typedef struct {
     pg_mat gate, up, down; /* gate, up: [F rows x D cols]; down: [D x F] */
@@ -117,6 +140,14 @@ typedef struct {
     bool has_shared;
     pg_expert shared;                      /* [Fs x D] ... */
     pg_mat shared_gate;                    /* [1 x D], may have rows == 0 (no gate) */
+    const float *exp_probs_b;              /* [E] selection bias (DeepSeek-V3), or NULL */
+    /* MLA (hp.mla): wq [H*qk x D] when q_lora_rank is 0, else: */
+    pg_mat wq_a, wq_b;                     /* [q_lora x D], [H*qk x q_lora] */
+    const float *q_a_norm;                 /* [q_lora] */
+    pg_mat wkv_a;                          /* [kv_lora+rope x D]: latent | shared rope key */
+    const float *kv_a_norm;                /* [kv_lora] */
+    pg_mat wk_b;                           /* [H*kv_lora x nope]: head h's W_UK^T, rows h*kv_lora.. */
+    pg_mat wv_b;                           /* [H*v x kv_lora]: head h's W_UV, rows h*v.. */
     /* encoder-decoder blocks (encdec.h) */
     const float *rel_bias;                 /* [buckets][H]: first block of each stack, else NULL */
     const float *cross_norm;               /* decoder blocks: [D] */
@@ -132,6 +163,7 @@ typedef struct pg_model {
     pg_layer *layers;
     const float *enc_output_norm; /* encoder-decoder: the encoder's final norm [D] */
     pg_tokenizer *tok;    /* NULL if the file has none */
+    const float *rope_inv_freq; /* [n_rot/2] YaRN frequencies; NULL: base^(-2i/n_rot) */
     /* bytes of weights by kind, for inspect and the memory budget */
     size_t bytes_dense, bytes_experts;
     /* where the bytes come from */
