@@ -51,6 +51,7 @@ from transformers import (
     OlmoeConfig, OlmoeForCausalLM,
     Qwen2MoeConfig, Qwen2MoeForCausalLM,
     Qwen3MoeConfig, Qwen3MoeForCausalLM,
+    GptOssConfig, GptOssForCausalLM,
 )
 
 T_PROMPT = 16
@@ -107,6 +108,19 @@ MODELS = {
         attention_bias=False, rms_norm_eps=1e-5,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
         tie_word_embeddings=False), 500),
+    # gpt-oss: attention sinks, sliding (layers 0, 2; window 4) / full (layer 1)
+    # attention, q/k/v/o biases, router bias, clamped SwiGLU experts with
+    # biases (limit lowered to 3 so the clamps are exercised), YaRN RoPE.
+    "gptoss": (GptOssForCausalLM, GptOssConfig, dict(
+        head_dim=24,                         # != hidden/heads (16)
+        intermediate_size=32, num_hidden_layers=3, num_local_experts=4,
+        num_experts_per_tok=2, sliding_window=4, max_position_embeddings=32768,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        attention_bias=True, rms_norm_eps=1e-5, swiglu_limit=3.0,
+        rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 8.0,
+                         "beta_fast": 32.0, "beta_slow": 1.0, "truncate": False,
+                         "original_max_position_embeddings": 4096},
+        tie_word_embeddings=False), 600),
 }
 
 FUSED_VARIANTS = ["mixtral", "qwen3moe"]     # -> <name>-fused
@@ -250,8 +264,22 @@ def np_reference_logits(d, tokens):
         return y + W[name + ".bias"] if name + ".bias" in W else y
 
     inv = 1.0 / theta ** (np.arange(0, hd, 2) / hd)
+    mscale = 1.0
+    rp = c.get("rope_parameters") or {}
+    if rp.get("rope_type") == "yarn":       # YaRN: blend interpolated and original frequencies
+        f, orig = rp["factor"], rp["original_max_position_embeddings"]
+        def corr(rot):
+            return hd * np.log(orig / (rot * 2 * np.pi)) / (2 * np.log(theta))
+        lo, hi = corr(rp.get("beta_fast", 32)), corr(rp.get("beta_slow", 1))
+        if rp.get("truncate", True):
+            lo, hi = np.floor(lo), np.ceil(hi)
+        lo, hi = max(lo, 0), min(hi, hd - 1)
+        ramp = np.clip((np.arange(hd // 2) - lo) / ((hi - lo) if hi != lo else 0.001), 0, 1)
+        inv = inv / f * ramp + inv * (1 - ramp)
+        mscale = 0.1 * np.log(f) + 1.0
     ang = np.arange(T)[:, None] * inv[None, :]
     cos, sin = np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
+    cos, sin = cos * mscale, sin * mscale
 
     def rope(x):  # x [T, nh, hd], rotate_half (NeoX) style
         x1, x2 = x[..., : hd // 2], x[..., hd // 2:]
@@ -288,16 +316,39 @@ def np_reference_logits(d, tokens):
         k, v = np.repeat(k, H // KV, axis=1), np.repeat(v, H // KV, axis=1)  # head h uses kv head h // (H/KV)
         s = np.einsum("thd,shd->hts", q, k) / np.sqrt(hd)
         s = s + np.triu(np.full((T, T), -np.inf), 1)
+        if mt == "gpt_oss" and c["layer_types"][li] == "sliding_attention":
+            s = s + np.tril(np.full((T, T), -np.inf), -c["sliding_window"])  # sees itself + window-1 before
+        if mt == "gpt_oss":                  # a per-head sink joins the softmax denominator
+            sink = W[L + "self_attn.sinks"][:, None, None] * np.ones((1, T, 1))
+            s = np.concatenate([s, sink], -1)
         p = np.exp(s - s.max(-1, keepdims=True))
         p /= p.sum(-1, keepdims=True)
+        if mt == "gpt_oss":
+            p = p[..., :-1]
         o = np.einsum("hts,shd->thd", p, v).reshape(T, H * hd)
         x = x + lin(o, L + "self_attn.o_proj")
 
         h = rms(x, W[L + "post_attention_layernorm.weight"])
         moe_pre = L + ("block_sparse_moe." if L + "block_sparse_moe.gate.weight" in W else "mlp.")
         is_moe = mt != "llama" and li not in mlp_only and n_exp > 0 and (li + 1) % step == 0
-        assert is_moe == (moe_pre + "gate.weight" in W)
-        if not is_moe:
+        assert is_moe == (moe_pre + "gate.weight" in W) or mt == "gpt_oss"
+        if mt == "gpt_oss":                  # top-k of (logits + bias), softmax over the k
+            logits = lin(h, moe_pre + "router")
+            idx = np.argsort(-logits, -1, kind="stable")[:, :topk]
+            wts = np.take_along_axis(logits, idx, -1)
+            wts = np.exp(wts - wts.max(-1, keepdims=True))
+            wts /= wts.sum(-1, keepdims=True)
+            lim, alpha = c["swiglu_limit"], c["swiglu_alpha"]
+            y = np.zeros_like(h)
+            for t in range(T):
+                for j in range(topk):
+                    e = idx[t, j]
+                    # [D, 2F] with gate and up interleaved along the last dim
+                    gu = h[t] @ W[moe_pre + "experts.gate_up_proj"][e] + W[moe_pre + "experts.gate_up_proj_bias"][e]
+                    g, u = np.minimum(gu[::2], lim), np.clip(gu[1::2], -lim, lim)
+                    a = (u + 1) * g / (1 + np.exp(-alpha * g))
+                    y[t] += wts[t, j] * (a @ W[moe_pre + "experts.down_proj"][e] + W[moe_pre + "experts.down_proj_bias"][e])
+        elif not is_moe:
             y = lin(silu(lin(h, L + "mlp.gate_proj")) * lin(h, L + "mlp.up_proj"), L + "mlp.down_proj")
         else:
             logits = h @ W[moe_pre + "gate.weight"].T              # [T, E]
@@ -490,7 +541,9 @@ def main():
 
     for sub in sorted(os.listdir(out_root)):
         p = os.path.join(out_root, sub)
-        if os.path.isdir(p):
+        # only the Hugging Face fixtures this script writes (others live beside them)
+        if os.path.isdir(p) and os.path.exists(os.path.join(p, "config.json")) \
+                and os.path.exists(os.path.join(p, "reference.safetensors")):
             ref = load_file(os.path.join(p, "reference.safetensors"))
             toks = ref["tokens"].long()
             full = torch.cat([toks, ref["greedy"].long()]).numpy()
