@@ -25,3 +25,32 @@ void pg_rope_apply(float *x, int n_heads, int head_dim, int n_rot, const float *
         }
     }
 }
+
+/* the pair index at which a frequency turns `rot` times over ctx positions */
+static double yarn_corr_dim_(int n_rot, int ctx, double rot, double base) {
+    return n_rot * log(ctx / (rot * 2 * M_PI)) / (2 * log(base));
+}
+
+float pg_yarn_default_attn_factor(float factor) {
+    return factor <= 1.0f ? 1.0f : (float)(0.1 * log(factor) + 1.0);
+}
+
+void pg_rope_cache_yarn(int pos, int n_rot, float base, const pg_yarn *y, float *cs) {
+    double lo = yarn_corr_dim_(n_rot, y->orig_ctx, y->beta_fast, base);
+    double hi = yarn_corr_dim_(n_rot, y->orig_ctx, y->beta_slow, base);
+    if (y->truncate) {
+        lo = floor(lo);
+        hi = ceil(hi);
+    }
+    lo = lo > 0 ? lo : 0;
+    hi = hi < n_rot - 1 ? hi : n_rot - 1;
+    double span = hi - lo > 0.001 ? hi - lo : 0.001;
+    for (int i = 0; i < n_rot / 2; i++) {
+        double inv = pow((double)base, -2.0 * i / n_rot);
+        double ramp = (i - lo) / span; /* 0: keep the frequency, 1: interpolate (divide by factor) */
+        ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+        double theta = pos * (inv / y->factor * ramp + inv * (1 - ramp));
+        cs[2 * i] = (float)(cos(theta) * y->attn_factor);
+        cs[2 * i + 1] = (float)(sin(theta) * y->attn_factor);
+    }
+}
