@@ -26,6 +26,9 @@ static const pg_arch_info archs_[PG_ARCH_COUNT] = {
                           PG_GATING_SOFTMAX_TOPK, true, true, true, false},
     [PG_ARCH_OLMOE] = {PG_ARCH_OLMOE, "olmoe", "olmoe", "olmoe", PG_QKNORM_FULL,
                        PG_GATING_SOFTMAX_TOPK, false, true, true, false},
+    /* routing: top-k of (logits + router bias), softmax over the k */
+    [PG_ARCH_GPTOSS] = {PG_ARCH_GPTOSS, "gpt-oss", "gpt-oss", "gpt_oss", PG_QKNORM_NONE,
+                        PG_GATING_TOPK_SOFTMAX, false, true, true, false},
 };
 
 const pg_arch_info *pg_arch_get(pg_arch a) {
@@ -45,6 +48,7 @@ typedef enum {
     W_ATTN_NORM, W_Q, W_K, W_V, W_O, W_BQ, W_BK, W_BV, W_QNORM, W_KNORM,
     W_FFN_NORM, W_FFN_GATE, W_FFN_UP, W_FFN_DOWN,
     W_ROUTER, W_SH_GATE, W_SH_UP, W_SH_DOWN, W_SH_GATE_INP,
+    W_BO, W_SINKS, W_ROUTER_B,
     W_COUNT
 } wkind;
 
@@ -57,6 +61,7 @@ static const char *gguf_names_[W_COUNT] = {
     "blk.%d.ffn_up.weight", "blk.%d.ffn_down.weight", "blk.%d.ffn_gate_inp.weight",
     "blk.%d.ffn_gate_shexp.weight", "blk.%d.ffn_up_shexp.weight", "blk.%d.ffn_down_shexp.weight",
     "blk.%d.ffn_gate_inp_shexp.weight",
+    "blk.%d.attn_output.bias", "blk.%d.attn_sinks.weight", "blk.%d.ffn_gate_inp.bias",
 };
 
 static const char *hf_names_[W_COUNT] = {
@@ -72,6 +77,8 @@ static const char *hf_names_[W_COUNT] = {
     "model.layers.%d.mlp.shared_expert.up_proj.weight",
     "model.layers.%d.mlp.shared_expert.down_proj.weight",
     "model.layers.%d.mlp.shared_expert_gate.weight",
+    "model.layers.%d.self_attn.o_proj.bias", "model.layers.%d.self_attn.sinks",
+    "model.layers.%d.mlp.router.bias",
 };
 
 typedef struct {
@@ -95,8 +102,18 @@ static const pg_tensor *find_(loader *ld, const char *name) {
     return t;
 }
 
+/* Names a family spells its own way; NULL: the table's. gpt-oss: llama.cpp
+ * calls the FFN norm post_attention_norm, transformers the router
+ * mlp.router. */
+static const char *arch_name_(const loader *ld, wkind k) {
+    if (ld->m->hp.arch != PG_ARCH_GPTOSS) return NULL;
+    if (ld->m->gguf) return k == W_FFN_NORM ? "blk.%d.post_attention_norm.weight" : NULL;
+    return k == W_ROUTER ? "model.layers.%d.mlp.router.weight" : NULL;
+}
+
 static void kind_name_(loader *ld, wkind k, int layer, char *out, size_t cap) {
-    const char *fmt = ld->m->gguf ? gguf_names_[k] : hf_names_[k];
+    const char *fmt = arch_name_(ld, k);
+    if (!fmt) fmt = ld->m->gguf ? gguf_names_[k] : hf_names_[k];
     snprintf(out, cap, fmt, layer);
 }
 
@@ -203,6 +220,98 @@ static int mat_(loader *ld, wkind k, int layer, int rows, int cols, bool require
     return mat_at_(ld, t, t->data, rows, cols, out);
 }
 
+/* Element i of a float tensor's data (F32, F16 or BF16) as float32. */
+static float elem_f32_(pg_type t, const uint8_t *p, size_t i) {
+    if (t == PG_TYPE_F32) {
+        float f;
+        memcpy(&f, p + 4 * i, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, p + 2 * i, 2);
+    return t == PG_TYPE_F16 ? pg_f16_to_f32(h) : pg_bf16_to_f32(h);
+}
+
+static int float_type_(loader *ld, const pg_tensor *t) {
+    if (t->type == PG_TYPE_F32 || t->type == PG_TYPE_F16 || t->type == PG_TYPE_BF16) return 0;
+    return pg_fail(ld->e, "%s: tensor '%s' has type %s; expected F32, F16 or BF16", ld->path, t->name,
+                   pg_type_name(t->type));
+}
+
+/* Expert biases of a layer as float32 [E][n]: a tensor of ne [n, E], or, with
+ * stride 2, every other element of one of ne [2n, E] from `offset` (the
+ * interleaved gate/up bias of transformers' gpt-oss). Sets the three
+ * pointers `which` (0 gate, 1 up, 2 down) of every expert. Absent and not
+ * required: NULL biases. */
+static int expert_bias_(loader *ld, const char *name, int n, int stride, int offset, bool required, int which,
+                        pg_layer *L) {
+    int E = ld->m->hp.n_expert;
+    const pg_tensor *t = find_(ld, name);
+    if (!t) return required ? pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name) : 0;
+    int64_t ne[2] = {(int64_t)n * stride, E};
+    if (check_shape_(ld, t, 2, ne) || float_type_(ld, t)) return -1;
+    float *b = own_(ld->m, (size_t)E * n * sizeof(float));
+    for (size_t i = 0; i < (size_t)E * n; i++) {
+        b[i] = elem_f32_(t->type, t->data, (i / n) * n * stride + (i % n) * stride + offset);
+        if (!isfinite(b[i])) return pg_fail(ld->e, "%s: tensor '%s' holds a non-finite value", ld->path, name);
+    }
+    for (int e = 0; e < E; e++) {
+        const float **dst = which == 0 ? &L->experts[e].b_gate : which == 1 ? &L->experts[e].b_up : &L->experts[e].b_down;
+        *dst = b + (size_t)e * n;
+    }
+    return 0;
+}
+
+/* transformers' gpt-oss experts (unquantized): gate_up_proj [E, D, 2F] with
+ * gate and up interleaved along the last dim (gate = columns 0, 2, 4, ...),
+ * down_proj [E, F, D], i.e. transposed against nn.Linear, plus biases
+ * gate_up_proj_bias [E, 2F] (interleaved too) and down_proj_bias [E, D].
+ * The weights are repacked once into row-major [F x D] / [D x F] matrices
+ * of the same type. */
+static int experts_gptoss_hf_(loader *ld, int l, pg_layer *L) {
+    const pg_hparams *hp = &ld->m->hp;
+    int E = hp->n_expert, F = hp->expert_ffn_dim, D = hp->dim;
+    char name[256], bname[256];
+    snprintf(name, sizeof name, "model.layers.%d.mlp.experts.gate_up_proj_blocks", l);
+    if (find_(ld, name))
+        return pg_fail(ld->e, "%s: '%s': MXFP4-packed Hugging Face experts are not supported yet "
+                              "(convert with llama.cpp's convert_hf_to_gguf.py, which keeps them MXFP4)",
+                       ld->path, name);
+    snprintf(name, sizeof name, "model.layers.%d.mlp.experts.gate_up_proj", l);
+    const pg_tensor *gu = find_(ld, name);
+    if (!gu) return pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name);
+    snprintf(name, sizeof name, "model.layers.%d.mlp.experts.down_proj", l);
+    const pg_tensor *dn = find_(ld, name);
+    if (!dn) return pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name);
+    int64_t ne_gu[3] = {2 * F, D, E}, ne_dn[3] = {D, F, E};
+    if (check_shape_(ld, gu, 3, ne_gu) || check_shape_(ld, dn, 3, ne_dn) || float_type_(ld, gu) ||
+        float_type_(ld, dn))
+        return -1;
+    size_t es_gu = pg_type_info(gu->type)->type_size, es_dn = pg_type_info(dn->type)->type_size;
+    size_t one = (size_t)F * D;
+    uint8_t *buf = own_(ld->m, (size_t)E * one * (2 * es_gu + es_dn));
+    for (int e = 0; e < E; e++) {
+        uint8_t *g = buf + (size_t)e * one * (2 * es_gu + es_dn), *u = g + one * es_gu, *d = u + one * es_gu;
+        const uint8_t *src = (const uint8_t *)gu->data + (size_t)e * D * 2 * F * es_gu;
+        for (int f = 0; f < F; f++)
+            for (int c = 0; c < D; c++) {
+                memcpy(g + ((size_t)f * D + c) * es_gu, src + ((size_t)c * 2 * F + 2 * f) * es_gu, es_gu);
+                memcpy(u + ((size_t)f * D + c) * es_gu, src + ((size_t)c * 2 * F + 2 * f + 1) * es_gu, es_gu);
+            }
+        src = (const uint8_t *)dn->data + (size_t)e * F * D * es_dn;
+        for (int r = 0; r < D; r++)
+            for (int f = 0; f < F; f++)
+                memcpy(d + ((size_t)r * F + f) * es_dn, src + ((size_t)f * D + r) * es_dn, es_dn);
+        L->experts[e].gate = (pg_mat){gu->type, F, D, (size_t)D * es_gu, g};
+        L->experts[e].up = (pg_mat){gu->type, F, D, (size_t)D * es_gu, u};
+        L->experts[e].down = (pg_mat){dn->type, D, F, (size_t)F * es_dn, d};
+    }
+    snprintf(bname, sizeof bname, "model.layers.%d.mlp.experts.gate_up_proj_bias", l);
+    if (expert_bias_(ld, bname, F, 2, 0, true, 0, L) || expert_bias_(ld, bname, F, 2, 1, true, 1, L)) return -1;
+    snprintf(bname, sizeof bname, "model.layers.%d.mlp.experts.down_proj_bias", l);
+    return expert_bias_(ld, bname, D, 1, 0, true, 2, L);
+}
+
 /* Experts of one layer: GGUF stacks them in 3-D tensors (ffn_*_exps, ne =
  * [cols, rows, E]); Hugging Face names each expert (experts.E.gate_proj /
  * Mixtral's w1,w3,w2) or, in transformers 5, fuses them (experts.gate_up_proj
@@ -228,8 +337,16 @@ static int experts_(loader *ld, int l, pg_layer *L) {
                 if (mat_at_(ld, t, (const uint8_t *)t->data + stride * e, rows, cols, dst)) return -1;
             }
         }
+        /* biases (gpt-oss): ne [F, E] / [D, E] */
+        static const char *bfmts[3] = {"blk.%d.ffn_gate_exps.bias", "blk.%d.ffn_up_exps.bias",
+                                       "blk.%d.ffn_down_exps.bias"};
+        for (int p = 0; p < 3; p++) {
+            snprintf(name, sizeof name, bfmts[p], l);
+            if (expert_bias_(ld, name, p < 2 ? F : D, 1, 0, false, p, L)) return -1;
+        }
         return 0;
     }
+    if (hp->arch == PG_ARCH_GPTOSS) return experts_gptoss_hf_(ld, l, L);
     /* Hugging Face, fused */
     snprintf(name, sizeof name, "model.layers.%d.mlp.experts.gate_up_proj", l);
     const pg_tensor *gu = find_(ld, name);
@@ -295,8 +412,10 @@ static int bind_weights_(loader *ld) {
             mat_(ld, W_V, l, KV * hd, D, true, &L->wv) || mat_(ld, W_O, l, D, H * hd, true, &L->wo) ||
             vec_(ld, W_BQ, l, H * hd, false, &L->bq) || vec_(ld, W_BK, l, KV * hd, false, &L->bk) ||
             vec_(ld, W_BV, l, KV * hd, false, &L->bv) || vec_(ld, W_QNORM, l, qn, qk, &L->q_norm) ||
-            vec_(ld, W_KNORM, l, kn, qk, &L->k_norm) || vec_(ld, W_FFN_NORM, l, D, true, &L->ffn_norm))
+            vec_(ld, W_KNORM, l, kn, qk, &L->k_norm) || vec_(ld, W_FFN_NORM, l, D, true, &L->ffn_norm) ||
+            vec_(ld, W_BO, l, D, false, &L->bo) || vec_(ld, W_SINKS, l, H, false, &L->sinks))
             return -1;
+        L->swa = hp->n_swa > 0 && l % hp->swa_period < hp->swa_period - 1;
         m->bytes_dense += mat_bytes_(&L->wq) + mat_bytes_(&L->wk) + mat_bytes_(&L->wv) + mat_bytes_(&L->wo);
         char name[256];
         kind_name_(ld, W_ROUTER, l, name, sizeof name);
@@ -312,7 +431,9 @@ static int bind_weights_(loader *ld) {
             m->bytes_dense += mat_bytes_(&L->ffn_gate) + mat_bytes_(&L->ffn_up) + mat_bytes_(&L->ffn_down);
             continue;
         }
-        if (mat_(ld, W_ROUTER, l, hp->n_expert, D, true, &L->router) || experts_(ld, l, L)) return -1;
+        if (mat_(ld, W_ROUTER, l, hp->n_expert, D, true, &L->router) ||
+            vec_(ld, W_ROUTER_B, l, hp->n_expert, false, &L->router_b) || experts_(ld, l, L))
+            return -1;
         m->bytes_dense += mat_bytes_(&L->router);
         for (int e = 0; e < hp->n_expert; e++)
             m->bytes_experts += mat_bytes_(&L->experts[e].gate) + mat_bytes_(&L->experts[e].up) +
@@ -370,6 +491,16 @@ static int check_hparams_(loader *ld) {
     if (hp->shared_ffn_dim < 0 || hp->shared_ffn_dim > (1 << 20))
         return pg_fail(ld->e, "%s: bad shared expert FFN size %d", p, hp->shared_ffn_dim);
     if (hp->n_ctx_train <= 0) hp->n_ctx_train = 4096;
+    if (hp->n_swa < 0 || (hp->n_swa > 0 && (hp->swa_period < 1 || hp->swa_period > (1 << 20))))
+        return pg_fail(ld->e, "%s: bad sliding window %d (layer period %d)", p, hp->n_swa, hp->swa_period);
+    const pg_yarn *y = &hp->yarn;
+    if (y->factor != 0 && !(y->factor > 0 && isfinite(y->factor) && y->orig_ctx > 0 && isfinite(y->beta_fast) &&
+                            isfinite(y->beta_slow) && y->beta_fast > 0 && y->beta_slow > 0 &&
+                            y->attn_factor > 0 && isfinite(y->attn_factor)))
+        return pg_fail(ld->e, "%s: bad YaRN parameters (factor %g, original context %d, beta %g/%g, attention factor %g)",
+                       p, y->factor, y->orig_ctx, y->beta_fast, y->beta_slow, y->attn_factor);
+    if (hp->swiglu_limit < 0 || !isfinite(hp->swiglu_limit) || !isfinite(hp->swiglu_alpha))
+        return pg_fail(ld->e, "%s: bad SwiGLU limit %g / alpha %g", p, hp->swiglu_limit, hp->swiglu_alpha);
     return 0;
 }
 
@@ -394,6 +525,50 @@ static float gguf_float_(const gguf_file *g, const char *arch, const char *key, 
     return gguf_get_float(g, full, &v) ? (float)v : (float)dflt;
 }
 
+/* `<arch>.rope.scaling.*` (llama.cpp's keys). YaRN's ramp bounds are
+ * floored/ceiled unless the pregate key rope.scaling.yarn_truncate is
+ * false: llama.cpp always truncates, transformers' gpt-oss does not. */
+static int rope_scaling_gguf_(loader *ld, const char *arch) {
+    const gguf_file *g = ld->m->gguf;
+    pg_hparams *hp = &ld->m->hp;
+    char key[160];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    char *type = gguf_get_str(g, key);
+    if (!type || strcmp(type, "none") == 0) { free(type); return 0; }
+    if (strcmp(type, "yarn") != 0) {
+        int rc = pg_fail(ld->e, "%s: RoPE scaling '%s' is not supported yet (supported: none, yarn)", ld->path, type);
+        free(type);
+        return rc;
+    }
+    free(type);
+    float factor = gguf_float_(g, arch, "rope.scaling.factor", 0);
+    if (!(factor > 0) || !isfinite(factor)) return pg_fail(ld->e, "%s: bad YaRN factor %g", ld->path, factor);
+    int orig;
+    if (gguf_int_(g, arch, "rope.scaling.original_context_length", 0, true, &orig, ld)) return -1;
+    bool truncate = true;
+    snprintf(key, sizeof key, "%s.rope.scaling.yarn_truncate", arch);
+    gguf_get_bool(g, key, &truncate);
+    hp->yarn = (pg_yarn){.factor = factor, .beta_fast = gguf_float_(g, arch, "rope.scaling.yarn_beta_fast", 32),
+                         .beta_slow = gguf_float_(g, arch, "rope.scaling.yarn_beta_slow", 1), .orig_ctx = orig,
+                         .truncate = truncate,
+                         /* ggml multiplies its attn_factor by the default */
+                         .attn_factor = gguf_float_(g, arch, "rope.scaling.yarn_attn_factor", 1) *
+                                        pg_yarn_default_attn_factor(factor)};
+    return 0;
+}
+
+/* gpt-oss: the sliding window and its layer period (llama.cpp's default 2),
+ * and the SwiGLU constants llama.cpp hard-codes (pregate keys
+ * swiglu_alpha / swiglu_limit override them). */
+static int hparams_gptoss_gguf_(loader *ld, const char *arch) {
+    pg_hparams *hp = &ld->m->hp;
+    hp->ffn_dim = 0;
+    hp->swiglu_alpha = gguf_float_(ld->m->gguf, arch, "swiglu_alpha", 1.702);
+    hp->swiglu_limit = gguf_float_(ld->m->gguf, arch, "swiglu_limit", 7.0);
+    return gguf_int_(ld->m->gguf, arch, "attention.sliding_window", 0, false, &hp->n_swa, ld) ||
+           gguf_int_(ld->m->gguf, arch, "attention.sliding_window_pattern", 2, false, &hp->swa_period, ld);
+}
+
 static int hparams_gguf_(loader *ld) {
     const gguf_file *g = ld->m->gguf;
     pg_hparams *hp = &ld->m->hp;
@@ -404,7 +579,7 @@ static int hparams_gguf_(loader *ld) {
         if (strcmp(archs_[i].gguf_arch, arch) == 0) { ai = &archs_[i]; break; }
     if (!ai) {
         int rc = pg_fail(ld->e, "%s: unsupported architecture '%s' (supported: llama, mixtral, "
-                                "qwen2moe, qwen3moe, olmoe)", ld->path, arch);
+                                "qwen2moe, qwen3moe, olmoe, gpt-oss)", ld->path, arch);
         free(arch);
         return rc;
     }
@@ -438,6 +613,7 @@ static int hparams_gguf_(loader *ld) {
     gguf_get_bool(g, key, &hp->norm_topk);
     snprintf(key, sizeof key, "%s.expert_pregated", arch);
     gguf_get_bool(g, key, &hp->expert_pregated);
+    if (rope_scaling_gguf_(ld, arch) || (ai->arch == PG_ARCH_GPTOSS && hparams_gptoss_gguf_(ld, arch))) goto done;
     const pg_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
     if (!emb || emb->n_dims != 2) { pg_fail(ld->e, "%s: missing 2-D tensor 'token_embd.weight'", ld->path); goto done; }
     if (emb->ne[1] > INT32_MAX) { pg_fail(ld->e, "%s: vocabulary too large", ld->path); goto done; }
@@ -470,6 +646,80 @@ static int json_num_(loader *ld, json_t *cfg, const char *key, double dflt, doub
     return 0;
 }
 
+/* RoPE scaling of config.json: `rope_scaling` (transformers 4) or
+ * `rope_parameters` (5). None or "default": plain RoPE; "yarn": hp->yarn;
+ * anything else is refused. */
+static int rope_scaling_hf_(loader *ld, json_t *cfg) {
+    pg_hparams *hp = &ld->m->hp;
+    json_t *rs = json_object_get(cfg, "rope_scaling");
+    if (!rs || json_is_null(rs)) rs = json_object_get(cfg, "rope_parameters");
+    if (!json_is_object(rs)) return 0;
+    json_t *ty = json_object_get(rs, "rope_type");
+    if (!ty) ty = json_object_get(rs, "type");
+    if (!ty || (json_is_string(ty) && strcmp(json_string_value(ty), "default") == 0)) return 0;
+    if (!json_is_string(ty) || strcmp(json_string_value(ty), "yarn") != 0)
+        return pg_fail(ld->e, "%s/config.json: RoPE scaling '%s' is not supported yet (supported: default, yarn)",
+                       ld->path, json_is_string(ty) ? json_string_value(ty) : "?");
+    double factor, fast, slow, attn, mscale, mscale_all;
+    int orig;
+    if (json_num_(ld, rs, "factor", 0, &factor) || json_num_(ld, rs, "beta_fast", 32, &fast) ||
+        json_num_(ld, rs, "beta_slow", 1, &slow) || json_num_(ld, rs, "attention_factor", 0, &attn) ||
+        json_num_(ld, rs, "mscale", 0, &mscale) || json_num_(ld, rs, "mscale_all_dim", 0, &mscale_all) ||
+        json_int_(ld, rs, "original_max_position_embeddings", 0, true, &orig))
+        return -1;
+    if (!(factor > 0)) factor = (double)hp->n_ctx_train / (orig ? orig : 1); /* as transformers does */
+    if (mscale != 0 || mscale_all != 0)
+        return pg_fail(ld->e, "%s/config.json: YaRN mscale / mscale_all_dim are not supported yet", ld->path);
+    json_t *tr = json_object_get(rs, "truncate");
+    hp->yarn = (pg_yarn){.factor = (float)factor, .beta_fast = (float)(fast ? fast : 32),
+                         .beta_slow = (float)(slow ? slow : 1), .orig_ctx = orig,
+                         .truncate = json_is_boolean(tr) ? json_is_true(tr) : 1,
+                         .attn_factor = attn > 0 ? (float)attn : pg_yarn_default_attn_factor((float)factor)};
+    return 0;
+}
+
+/* gpt-oss: which layers slide (`layer_types`, as llama.cpp's period) and
+ * the clamped SwiGLU; there are no dense FFN layers (intermediate_size is
+ * the experts' width). */
+static int hparams_gptoss_hf_(loader *ld, json_t *cfg) {
+    pg_hparams *hp = &ld->m->hp;
+    double alpha, limit;
+    hp->ffn_dim = 0;
+    if (json_int_(ld, cfg, "sliding_window", 0, false, &hp->n_swa) ||
+        json_num_(ld, cfg, "swiglu_alpha", 1.702, &alpha) || json_num_(ld, cfg, "swiglu_limit", 7.0, &limit))
+        return -1;
+    hp->swiglu_alpha = (float)alpha;
+    hp->swiglu_limit = (float)limit;
+    json_t *lt = json_object_get(cfg, "layer_types");
+    hp->swa_period = 2; /* transformers' default: sliding, full, sliding, ... */
+    if (!lt || json_is_null(lt)) return 0;
+    if (!json_is_array(lt) || (int)json_array_size(lt) != hp->n_layer)
+        return pg_fail(ld->e, "%s/config.json: 'layer_types' must be an array of %d strings", ld->path, hp->n_layer);
+    bool any = false;
+    for (int l = 0; l < hp->n_layer; l++) {
+        const char *t = json_string_value(json_array_get(lt, l));
+        if (!t || (strcmp(t, "sliding_attention") && strcmp(t, "full_attention")))
+            return pg_fail(ld->e, "%s/config.json: layer_types[%d] must be \"sliding_attention\" or "
+                                  "\"full_attention\"", ld->path, l);
+        any |= strcmp(t, "sliding_attention") == 0;
+    }
+    if (!any) {
+        hp->n_swa = 0;
+        return 0;
+    }
+    for (int p = 1; p <= hp->n_layer + 1; p++) {
+        bool ok = true;
+        for (int l = 0; l < hp->n_layer && ok; l++)
+            ok = (strcmp(json_string_value(json_array_get(lt, l)), "sliding_attention") == 0) == (l % p < p - 1);
+        if (ok) {
+            hp->swa_period = p;
+            return 0;
+        }
+    }
+    return pg_fail(ld->e, "%s/config.json: layer_types is not a periodic pattern of sliding layers then one full "
+                          "layer, which is all GGUF can say", ld->path);
+}
+
 static int hparams_hf_(loader *ld) {
     pg_hparams *hp = &ld->m->hp;
     json_error_t je;
@@ -482,7 +732,7 @@ static int hparams_hf_(loader *ld) {
     const pg_arch_info *ai = pg_arch_by_hf_type(json_string_value(mt));
     if (!ai) {
         pg_fail(ld->e, "%s/config.json: unsupported model_type '%s' (supported: llama, mixtral, qwen2_moe, "
-                       "qwen3_moe, olmoe)", ld->path, json_string_value(mt));
+                       "qwen3_moe, olmoe, gpt_oss)", ld->path, json_string_value(mt));
         goto done;
     }
     hp->arch = ai->arch;
@@ -517,15 +767,7 @@ static int hparams_hf_(loader *ld) {
     if (json_num_(ld, cfg, "rms_norm_eps", 1e-6, &eps) || json_num_(ld, cfg, "rope_theta", theta_default, &theta) ||
         json_num_(ld, cfg, "clip_qkv", 0.0, &clip))
         goto done;
-    json_t *rs = json_object_get(cfg, "rope_scaling");
-    if (rs && !json_is_null(rs)) {
-        json_t *ty = json_object_get(rs, "rope_type");
-        if (!ty) ty = json_object_get(rs, "type");
-        if (!json_is_string(ty) || strcmp(json_string_value(ty), "default") != 0) {
-            pg_fail(ld->e, "%s/config.json: rope_scaling is not supported yet", ld->path);
-            goto done;
-        }
-    }
+    if (rope_scaling_hf_(ld, cfg) || (ai->arch == PG_ARCH_GPTOSS && hparams_gptoss_hf_(ld, cfg))) goto done;
     hp->norm_eps = (float)eps;
     hp->rope_theta = (float)theta;
     hp->clip_qkv = (float)clip;

@@ -32,6 +32,7 @@ typedef enum {
     PG_ARCH_QWEN2MOE,
     PG_ARCH_QWEN3MOE,
     PG_ARCH_OLMOE,
+    PG_ARCH_GPTOSS,
     PG_ARCH_COUNT
 } pg_arch;
 
@@ -83,10 +84,20 @@ typedef struct {
     pg_qknorm qk_norm;
     float clip_qkv;      /* 0: none (OLMoE option) */
     bool tied_output;
+    /* gpt-oss */
+    int n_swa;           /* sliding window: a token of a sliding layer sees itself and the
+                          * n_swa - 1 positions before it; 0: every layer attends to all */
+    int swa_period;      /* layer l slides iff l % swa_period < swa_period - 1 (llama.cpp's
+                          * pattern; 2: 0, 2, 4, ... slide, 1, 3, ... are full) */
+    pg_yarn yarn;        /* YaRN RoPE scaling; yarn.factor 0: none */
+    float swiglu_alpha, swiglu_limit; /* swiglu_limit > 0: clamped SwiGLU experts (pgk.swiglu_oai) */
 } pg_hparams;
 
 typedef struct {
     pg_mat gate, up, down; /* gate, up: [F rows x D cols]; down: [D x F] */
+    /* optional biases [F], [F], [D] (gpt-oss): small, so they stay resident
+     * (model memory) and travel with the struct when the cache copies it */
+    const float *b_gate, *b_up, *b_down;
 } pg_expert;
 
 typedef struct {
@@ -102,6 +113,10 @@ typedef struct {
     bool has_shared;
     pg_expert shared;                      /* [Fs x D] ... */
     pg_mat shared_gate;                    /* [1 x D], may have rows == 0 (no gate) */
+    const float *bo;                       /* optional output projection bias [D] (gpt-oss) */
+    const float *sinks;                    /* optional attention sink logit per head [H] (gpt-oss) */
+    const float *router_b;                 /* optional router bias [E] (gpt-oss) */
+    bool swa;                              /* sliding-window attention (hp.n_swa) */
 } pg_layer;
 
 typedef struct pg_model {
