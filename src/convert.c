@@ -200,6 +200,47 @@ static void add_experts_(writer_ctx *c, const char *name, const pg_layer *Lr, in
     gguf_writer_add_tensor(c->w, name, m0->type, 3, ne, dst, one * (size_t)E);
 }
 
+/* expert biases of a layer as one [n, E] tensor (llama.cpp's ffn_*_exps.bias) */
+static void add_expert_bias_(writer_ctx *c, const char *name, const pg_layer *Lr, int E, int which, int n) {
+    const float *b0 = which == 0 ? Lr->experts[0].b_gate : which == 1 ? Lr->experts[0].b_up : Lr->experts[0].b_down;
+    if (!b0) return;
+    float *dst = keep_(c, (size_t)E * n * sizeof(float));
+    for (int e = 0; e < E; e++) {
+        const float *b = which == 0 ? Lr->experts[e].b_gate : which == 1 ? Lr->experts[e].b_up : Lr->experts[e].b_down;
+        memcpy(dst + (size_t)e * n, b, (size_t)n * sizeof(float));
+    }
+    int64_t ne[2] = {n, E};
+    gguf_writer_add_tensor(c->w, name, PG_TYPE_F32, 2, ne, dst, (size_t)E * n * sizeof(float));
+}
+
+/* gpt-oss's keys: sliding window, YaRN (llama.cpp's names; yarn_truncate,
+ * swiglu_alpha and swiglu_limit are pregate's, written only where the model
+ * differs from what llama.cpp assumes) */
+static void gptoss_keys_(gguf_writer *w, const char *a, const pg_hparams *hp) {
+    char key[128];
+#define KEY(k) (snprintf(key, sizeof key, "%s." k, a), key)
+    if (hp->n_swa > 0) {
+        gguf_writer_set_u32(w, KEY("attention.sliding_window"), (uint32_t)hp->n_swa);
+        if (hp->swa_period != 2) gguf_writer_set_u32(w, KEY("attention.sliding_window_pattern"), (uint32_t)hp->swa_period);
+    }
+    if (hp->yarn.factor > 0) {
+        const pg_yarn *y = &hp->yarn;
+        gguf_writer_set_str(w, KEY("rope.scaling.type"), "yarn");
+        gguf_writer_set_f32(w, KEY("rope.scaling.factor"), y->factor);
+        gguf_writer_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)y->orig_ctx);
+        gguf_writer_set_f32(w, KEY("rope.scaling.yarn_beta_fast"), y->beta_fast);
+        gguf_writer_set_f32(w, KEY("rope.scaling.yarn_beta_slow"), y->beta_slow);
+        float dflt = pg_yarn_default_attn_factor(y->factor);
+        if (y->attn_factor != dflt) gguf_writer_set_f32(w, KEY("rope.scaling.yarn_attn_factor"), y->attn_factor / dflt);
+        if (!y->truncate) gguf_writer_set_bool(w, KEY("rope.scaling.yarn_truncate"), false);
+    }
+    if (hp->swiglu_limit > 0 && (hp->swiglu_alpha != 1.702f || hp->swiglu_limit != 7.0f)) {
+        gguf_writer_set_f32(w, KEY("swiglu_alpha"), hp->swiglu_alpha);
+        gguf_writer_set_f32(w, KEY("swiglu_limit"), hp->swiglu_limit);
+    }
+#undef KEY
+}
+
 int pg_model_write_gguf(const pg_model *m, const char *out, pg_error *e) {
     const pg_hparams *hp = &m->hp;
     const pg_arch_info *ai = pg_arch_get(hp->arch);
@@ -232,6 +273,7 @@ int pg_model_write_gguf(const pg_model *m, const char *out, pg_error *e) {
             gguf_writer_set_u32(w, KEY("expert_shared_feed_forward_length"), (uint32_t)hp->shared_ffn_dim);
     }
 #undef KEY
+    if (hp->arch == PG_ARCH_GPTOSS) gptoss_keys_(w, a, hp);
     if (m->gguf) /* carry the tokenizer over */
         for (uint64_t i = 0; i < m->gguf->n_kv; i++)
             if (strncmp(m->gguf->kv[i].key, "tokenizer.", 10) == 0) gguf_writer_copy_kv(w, &m->gguf->kv[i]);
@@ -255,7 +297,10 @@ int pg_model_write_gguf(const pg_model *m, const char *out, pg_error *e) {
         add_vec_(&c, N("attn_v.bias"), L->bv, hp->n_head_kv * hp->head_dim);
         add_vec_(&c, N("attn_q_norm.weight"), L->q_norm, qn);
         add_vec_(&c, N("attn_k_norm.weight"), L->k_norm, kn);
-        add_vec_(&c, N("ffn_norm.weight"), L->ffn_norm, hp->dim);
+        add_vec_(&c, hp->arch == PG_ARCH_GPTOSS ? N("post_attention_norm.weight") : N("ffn_norm.weight"), L->ffn_norm,
+                 hp->dim);
+        add_vec_(&c, N("attn_output.bias"), L->bo, hp->dim);
+        add_vec_(&c, N("attn_sinks.weight"), L->sinks, hp->n_head);
         if (!L->is_moe) {
             add_mat_(&c, N("ffn_gate.weight"), &L->ffn_gate, 0);
             add_mat_(&c, N("ffn_up.weight"), &L->ffn_up, 0);
@@ -266,6 +311,10 @@ int pg_model_write_gguf(const pg_model *m, const char *out, pg_error *e) {
         add_experts_(&c, N("ffn_gate_exps.weight"), L, hp->n_expert, 0);
         add_experts_(&c, N("ffn_up_exps.weight"), L, hp->n_expert, 1);
         add_experts_(&c, N("ffn_down_exps.weight"), L, hp->n_expert, 2);
+        add_vec_(&c, N("ffn_gate_inp.bias"), L->router_b, hp->n_expert);
+        add_expert_bias_(&c, N("ffn_gate_exps.bias"), L, hp->n_expert, 0, hp->expert_ffn_dim);
+        add_expert_bias_(&c, N("ffn_up_exps.bias"), L, hp->n_expert, 1, hp->expert_ffn_dim);
+        add_expert_bias_(&c, N("ffn_down_exps.bias"), L, hp->n_expert, 2, hp->dim);
         if (L->has_shared) {
             add_mat_(&c, N("ffn_gate_shexp.weight"), &L->shared.gate, 0);
             add_mat_(&c, N("ffn_up_shexp.weight"), &L->shared.up, 0);

@@ -73,7 +73,7 @@ static void check_model_(const char *what, const char *model_path, const char *r
 }
 
 static const char *families_[] = {"llama", "mixtral", "mixtral-fused", "qwen2moe", "qwen3moe",
-                                  "qwen3moe-fused", "qwen3moe-sharded", "olmoe"};
+                                  "qwen3moe-fused", "qwen3moe-sharded", "olmoe", "gptoss"};
 
 static void test_hf_fixtures(void) {
     char dir[256], ref[300];
