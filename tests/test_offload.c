@@ -139,9 +139,9 @@ static void check_modes_(const char *what, const char *gguf_path) {
 }
 
 static void test_fixture_families(void) {
-    const char *fam[] = {"mixtral", "qwen2moe", "qwen3moe", "olmoe"};
+    const char *fam[] = {"mixtral", "qwen2moe", "qwen3moe", "olmoe", "gptoss"};
     char dir[256], out[256];
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < (int)(sizeof fam / sizeof *fam); i++) {
         snprintf(dir, sizeof dir, "tests/fixtures/%s", fam[i]);
         snprintf(out, sizeof out, "/tmp/pregate-offload-%d-%s.gguf", (int)getpid(), fam[i]);
         pg_error e = {{0}};
