@@ -262,6 +262,76 @@ static int expert_bias_(loader *ld, const char *name, int n, int stride, int off
     return 0;
 }
 
+/* transformers' MXFP4 experts (as openai ships gpt-oss): <name>_blocks, U8
+ * [E, rows, cols/32, 16], byte j of a block holding element 2j in its low
+ * nibble and 2j+1 in its high one, and <name>_scales, U8 [E, rows, cols/32],
+ * E8M0 exponents; rows are output features (not transposed, unlike the
+ * unquantized layout). Finds and checks the pair. */
+static int mxfp4_pair_(loader *ld, int l, const char *proj, int rows, int cols, const uint8_t **blocks,
+                       const uint8_t **scales) {
+    int E = ld->m->hp.n_expert;
+    char name[256];
+    if (cols % PG_QK_MXFP4)
+        return pg_fail(ld->e, "%s: MXFP4 experts need rows of a multiple of %d values, not %d", ld->path,
+                       PG_QK_MXFP4, cols);
+    int64_t ne_b[4] = {16, cols / PG_QK_MXFP4, rows, E}, ne_s[3] = {cols / PG_QK_MXFP4, rows, E};
+    for (int k = 0; k < 2; k++) {
+        snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%s_%s", l, proj, k ? "scales" : "blocks");
+        const pg_tensor *t = find_(ld, name);
+        if (!t) return pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name);
+        if (t->type != PG_TYPE_I8)
+            return pg_fail(ld->e, "%s: tensor '%s' has type %s; expected U8", ld->path, name, pg_type_name(t->type));
+        if (check_shape_(ld, t, k ? 3 : 4, k ? ne_s : ne_b)) return -1;
+        *(k ? scales : blocks) = t->data;
+    }
+    return 0;
+}
+
+/* One row of transformers' MXFP4 blocks as GGML's (element j in the low
+ * nibble of byte j, element j + 16 in its high one; the same E8M0 scale). */
+static void mxfp4_row_(const uint8_t *blocks, const uint8_t *scales, int n_blocks, block_mxfp4 *out) {
+    for (int b = 0; b < n_blocks; b++) {
+        const uint8_t *in = blocks + (size_t)b * 16;
+        uint8_t v[PG_QK_MXFP4];
+        for (int j = 0; j < 16; j++) {
+            v[2 * j] = in[j] & 15;
+            v[2 * j + 1] = in[j] >> 4;
+        }
+        out[b].e = scales[b];
+        for (int j = 0; j < 16; j++) out[b].qs[j] = (uint8_t)(v[j] | v[j + 16] << 4);
+    }
+}
+
+static int experts_gptoss_mxfp4_hf_(loader *ld, int l, pg_layer *L) {
+    const pg_hparams *hp = &ld->m->hp;
+    int E = hp->n_expert, F = hp->expert_ffn_dim, D = hp->dim;
+    const uint8_t *gub, *gus, *dnb, *dns;
+    if (mxfp4_pair_(ld, l, "gate_up_proj", 2 * F, D, &gub, &gus) || mxfp4_pair_(ld, l, "down_proj", D, F, &dnb, &dns))
+        return -1;
+    int gD = D / PG_QK_MXFP4, gF = F / PG_QK_MXFP4;
+    size_t rb_g = pg_row_bytes(PG_TYPE_MXFP4, D), rb_d = pg_row_bytes(PG_TYPE_MXFP4, F);
+    size_t per = 2 * (size_t)F * rb_g + (size_t)D * rb_d;
+    uint8_t *buf = own_(ld->m, (size_t)E * per);
+    for (int e = 0; e < E; e++) {
+        uint8_t *g = buf + (size_t)e * per, *u = g + (size_t)F * rb_g, *d = u + (size_t)F * rb_g;
+        for (int f = 0; f < F; f++) /* gate: even rows, up: odd rows */
+            for (int k = 0; k < 2; k++) {
+                size_t src = (size_t)e * 2 * F + 2 * f + k;
+                mxfp4_row_(gub + src * gD * 16, gus + src * gD, gD, (block_mxfp4 *)((k ? u : g) + (size_t)f * rb_g));
+            }
+        for (int r = 0; r < D; r++) {
+            size_t src = (size_t)e * D + r;
+            mxfp4_row_(dnb + src * gF * 16, dns + src * gF, gF, (block_mxfp4 *)(d + (size_t)r * rb_d));
+        }
+        L->experts[e].gate = (pg_mat){PG_TYPE_MXFP4, F, D, rb_g, g};
+        L->experts[e].up = (pg_mat){PG_TYPE_MXFP4, F, D, rb_g, u};
+        L->experts[e].down = (pg_mat){PG_TYPE_MXFP4, D, F, rb_d, d};
+    }
+    return 0;
+}
+
+static int experts_gptoss_float_hf_(loader *ld, int l, pg_layer *L);
+
 /* transformers' gpt-oss experts (unquantized): gate_up_proj [E, D, 2F] with
  * gate and up interleaved along the last dim (gate = columns 0, 2, 4, ...),
  * down_proj [E, F, D], i.e. transposed against nn.Linear, plus biases
@@ -270,13 +340,25 @@ static int expert_bias_(loader *ld, const char *name, int n, int stride, int off
  * of the same type. */
 static int experts_gptoss_hf_(loader *ld, int l, pg_layer *L) {
     const pg_hparams *hp = &ld->m->hp;
-    int E = hp->n_expert, F = hp->expert_ffn_dim, D = hp->dim;
+    int F = hp->expert_ffn_dim, D = hp->dim;
     char name[256], bname[256];
     snprintf(name, sizeof name, "model.layers.%d.mlp.experts.gate_up_proj_blocks", l);
-    if (find_(ld, name))
-        return pg_fail(ld->e, "%s: '%s': MXFP4-packed Hugging Face experts are not supported yet "
-                              "(convert with llama.cpp's convert_hf_to_gguf.py, which keeps them MXFP4)",
-                       ld->path, name);
+    if (find_(ld, name)) {
+        if (experts_gptoss_mxfp4_hf_(ld, l, L)) return -1;
+    } else if (experts_gptoss_float_hf_(ld, l, L)) {
+        return -1;
+    }
+    snprintf(bname, sizeof bname, "model.layers.%d.mlp.experts.gate_up_proj_bias", l);
+    if (expert_bias_(ld, bname, F, 2, 0, true, 0, L) || expert_bias_(ld, bname, F, 2, 1, true, 1, L)) return -1;
+    snprintf(bname, sizeof bname, "model.layers.%d.mlp.experts.down_proj_bias", l);
+    return expert_bias_(ld, bname, D, 1, 0, true, 2, L);
+}
+
+/* The unquantized weights: [E, D, 2F] and [E, F, D] of F32/F16/BF16. */
+static int experts_gptoss_float_hf_(loader *ld, int l, pg_layer *L) {
+    const pg_hparams *hp = &ld->m->hp;
+    int E = hp->n_expert, F = hp->expert_ffn_dim, D = hp->dim;
+    char name[256];
     snprintf(name, sizeof name, "model.layers.%d.mlp.experts.gate_up_proj", l);
     const pg_tensor *gu = find_(ld, name);
     if (!gu) return pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name);
@@ -306,10 +388,7 @@ static int experts_gptoss_hf_(loader *ld, int l, pg_layer *L) {
         L->experts[e].up = (pg_mat){gu->type, F, D, (size_t)D * es_gu, u};
         L->experts[e].down = (pg_mat){dn->type, D, F, (size_t)F * es_dn, d};
     }
-    snprintf(bname, sizeof bname, "model.layers.%d.mlp.experts.gate_up_proj_bias", l);
-    if (expert_bias_(ld, bname, F, 2, 0, true, 0, L) || expert_bias_(ld, bname, F, 2, 1, true, 1, L)) return -1;
-    snprintf(bname, sizeof bname, "model.layers.%d.mlp.experts.down_proj_bias", l);
-    return expert_bias_(ld, bname, D, 1, 0, true, 2, L);
+    return 0;
 }
 
 /* Experts of one layer: GGUF stacks them in 3-D tensors (ffn_*_exps, ne =

@@ -174,6 +174,56 @@ static void test_gptoss_mxfp4(void) {
     unlink(q);
 }
 
+/* transformers' MXFP4 layout (tests/fixtures/gptoss-mxfp4: *_blocks /
+ * *_scales, as openai ships gpt-oss), whose reference logits come from
+ * transformers dequantizing the experts exactly. The blocks are repacked to
+ * GGML's MXFP4 at load: converted to GGUF and dequantized to F32 by
+ * `pregate quantize`, the model must match transformers to 1e-4 with the
+ * same greedy tokens (the repacking is exact); run as MXFP4 (8-bit
+ * activations in the dot products) the top-1 agreement is reported. */
+static void test_gptoss_mxfp4_hf(void) {
+    const char *dir = "tests/fixtures/gptoss-mxfp4", *ref = "tests/fixtures/gptoss-mxfp4/reference.safetensors";
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char mx[300], deq[300];
+    snprintf(mx, sizeof mx, "%s/pregate-test-%d-gptoss-hfmx.gguf", tmp, (int)getpid());
+    snprintf(deq, sizeof deq, "%s/pregate-test-%d-gptoss-hfmx-f32.gguf", tmp, (int)getpid());
+    pg_error e = {{0}};
+    pg_model *m = pg_model_open(dir, &e);
+    CHECK(m != NULL, "%s", e.msg);
+    if (!m) return;
+    CHECK(m->layers[1].experts[2].gate.type == PG_TYPE_MXFP4 && m->layers[1].experts[2].down.type == PG_TYPE_MXFP4,
+          "experts are not MXFP4");
+    st_file rf;
+    if (st_open(&rf, ref, &e) == 0) {
+        const pg_tensor *tt = ref_tensor_(&rf, "tokens", PG_TYPE_I32), *tl = ref_tensor_(&rf, "logits", PG_TYPE_F32);
+        int T = (int)tt->ne[0], V = m->hp.vocab, agree = 0;
+        float *got = xmalloc((size_t)T * V * sizeof(float)), maxdiff = 0;
+        pg_session *s = pg_session_new(m, T, 1, &e);
+        CHECK(s && pg_session_eval(s, tt->data, T, got, &e) == 0, "%s", e.msg);
+        const float *want = tl->data;
+        for (int t = 0; t < T; t++) {
+            agree += pg_argmax(got + (size_t)t * V, V) == pg_argmax(want + (size_t)t * V, V);
+            for (int i = 0; i < V; i++) {
+                float d = fabsf(got[(size_t)t * V + i] - want[(size_t)t * V + i]);
+                maxdiff = d > maxdiff || isnan(d) ? d : maxdiff;
+            }
+        }
+        CHECK(isfinite(maxdiff), "non-finite logits");
+        fprintf(stderr, "  gptoss-mxfp4 (MXFP4 dots): top-1 agrees with transformers at %d of %d positions, "
+                        "max |logit diff| %.3g\n", agree, T, maxdiff);
+        free(got);
+        pg_session_free(s);
+        st_close(&rf);
+    }
+    CHECK(pg_model_write_gguf(m, mx, &e) == 0, "%s", e.msg);
+    pg_model_free(m);
+    pg_quantize_params p = {.base = PG_TYPE_F32, .mix = PG_MIX_NONE, .expert_type = -1, .ftype = 0};
+    CHECK(pg_quantize_file(mx, deq, &p, &e) == 0, "%s", e.msg);
+    check_model_("gptoss-mxfp4 dequantized", deq, ref);
+    unlink(mx);
+    unlink(deq);
+}
+
 static void test_demo_moe(void) {
     if (access("models/demo-moe.gguf", R_OK) || access("tests/fixtures/demo-moe/reference.safetensors", R_OK))
         TEST_SKIP("models/demo-moe.gguf or its reference is missing");
@@ -296,6 +346,7 @@ int main(void) {
     TEST_RUN(test_hf_fixtures);
     TEST_RUN(test_hf_fixtures_as_gguf);
     TEST_RUN(test_gptoss_mxfp4);
+    TEST_RUN(test_gptoss_mxfp4_hf);
     TEST_RUN(test_demo_moe);
     TEST_RUN(test_pregated_tiny);
     TEST_RUN(test_stories260k);

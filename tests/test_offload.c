@@ -139,7 +139,7 @@ static void check_modes_(const char *what, const char *gguf_path) {
 }
 
 static void test_fixture_families(void) {
-    const char *fam[] = {"mixtral", "qwen2moe", "qwen3moe", "olmoe", "gptoss"};
+    const char *fam[] = {"mixtral", "qwen2moe", "qwen3moe", "olmoe", "gptoss", "gptoss-mxfp4"};
     char dir[256], out[256];
     for (int i = 0; i < (int)(sizeof fam / sizeof *fam); i++) {
         snprintf(dir, sizeof dir, "tests/fixtures/%s", fam[i]);

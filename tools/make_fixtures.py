@@ -124,6 +124,7 @@ MODELS = {
 }
 
 FUSED_VARIANTS = ["mixtral", "qwen3moe"]     # -> <name>-fused
+MXFP4_VARIANTS = ["gptoss"]                  # -> <name>-mxfp4: experts as openai ships them
 SHARDED_VARIANTS = {"qwen3moe": "200KB"}     # -> <name>-sharded
 
 
@@ -240,7 +241,7 @@ def np_reference_logits(d, tokens):
     import numpy as np
     with open(os.path.join(d, "config.json")) as f:
         c = json.load(f)
-    W = {k: v.double().numpy() for k, v in read_all(d).items()}
+    W = {k: v.double().numpy() for k, v in mxfp4_unpack(read_all(d)).items()}
     mt = c["model_type"]
     D, H, KV = c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]
     hd = c.get("head_dim") or D // H
@@ -438,6 +439,83 @@ def split_back(name, fused):
     return out
 
 
+# --- MXFP4 experts as openai's gpt-oss checkpoints store them, by hand -----
+
+FP4_VALUES = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0]
+
+
+def mxfp4_pack(w):
+    """w [..., rows, cols] (rows = output features, cols % 32 == 0) ->
+    blocks uint8 [..., rows, cols/32, 16] (element 2j in the low nibble of byte
+    j, 2j+1 in the high one) and scales uint8 [..., rows, cols/32] (E8M0,
+    bias 127): per 32 values the largest power of two with amax / 2^e <= 6...8,
+    each value rounded to the nearest FP4 value."""
+    *pre, R, C = w.shape
+    b = w.reshape(*pre, R, C // 32, 32)
+    amax = b.abs().amax(-1)
+    e = torch.where(amax > 0, torch.floor(torch.log2(amax.clamp_min(1e-30))) - 2, torch.zeros_like(amax))
+    e = e.clamp(-127, 127)
+    idx = ((b / torch.pow(2.0, e)[..., None])[..., None] - torch.tensor(FP4_VALUES)).abs().argmin(-1)
+    blocks = (idx[..., 0::2] | (idx[..., 1::2] << 4)).to(torch.uint8)
+    return blocks.contiguous(), (e + 127).to(torch.uint8).contiguous()
+
+
+def mxfp4_state(sd):
+    """The fused gpt-oss state with its expert weights as *_blocks/*_scales
+    (gate_up_proj [E, D, 2F] -> rows 2F; down_proj [E, F, D] -> rows D)."""
+    out = {}
+    for k, v in sd.items():
+        if k.endswith("mlp.experts.gate_up_proj") or k.endswith("mlp.experts.down_proj"):
+            out[k + "_blocks"], out[k + "_scales"] = mxfp4_pack(v.transpose(1, 2))
+        else:
+            out[k] = v
+    return out
+
+
+def mxfp4_unpack(sd):
+    """Inverse for the numpy reference: *_blocks/*_scales back to the
+    unquantized layout ([E, cols, rows])."""
+    out = {}
+    lut = torch.tensor(FP4_VALUES, dtype=torch.float64)
+    for k, v in sd.items():
+        if k.endswith("_scales"):
+            continue
+        if k.endswith("_blocks"):
+            base = k[: -len("_blocks")]
+            sc = sd[base + "_scales"].to(torch.float64) - 127
+            vals = torch.stack([lut[(v & 15).long()], lut[(v >> 4).long()]], -1).flatten(-2)  # [..., G, 32]
+            vals = vals * torch.pow(2.0, sc)[..., None]
+            out[base] = vals.flatten(-2).transpose(-1, -2).contiguous()
+        else:
+            out[k] = v
+    return out
+
+
+def write_mxfp4(name, model, md, tokens):
+    """Writes the MXFP4 variant of a gpt-oss model to md, with the logits and
+    greedy tokens of transformers' own MXFP4 loader (which dequantizes on the
+    CPU, exactly: FP4 times a power of two); AssertionError if they fail the
+    margin checks."""
+    os.makedirs(md)
+    with tempfile.TemporaryDirectory() as td:
+        model.save_pretrained(td)
+        native = read_all(td)
+        shutil.copy(os.path.join(td, "generation_config.json"), md)
+        with open(os.path.join(td, "config.json")) as f:
+            c = json.load(f)
+    save_file(mxfp4_state(native), os.path.join(md, "model.safetensors"), metadata={"format": "pt"})
+    c["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
+        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
+    with open(os.path.join(md, "config.json"), "w") as f:
+        json.dump(c, f, indent=2)
+        f.write("\n")
+    mq = MODELS[name][0].from_pretrained(md, quantization_config=transformers.Mxfp4Config(dequantize=True),
+                                         dtype=torch.float32, attn_implementation="eager").eval()
+    logits, greedy, stats = evaluate(mq, tokens)
+    write_reference(md, tokens, logits, greedy)
+    return logits, greedy, stats
+
+
 def same_state(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -477,6 +555,9 @@ def main():
             model = build(name, seed)
             try:
                 logits, greedy, stats = evaluate(model, tokens)
+                if name in MXFP4_VARIANTS:   # the MXFP4 variant must pass the checks too
+                    with tempfile.TemporaryDirectory() as td:
+                        write_mxfp4(name, model, os.path.join(td, "m"), tokens)
                 break
             except AssertionError as e:
                 log(f"{name}: seed {seed} rejected: {e}")
@@ -509,6 +590,13 @@ def main():
             write_reference(fd, tokens, logits, greedy)
             check_reload(name, fd, tokens, logits)
             log(f"{name}-fused: ok")
+
+        if name in MXFP4_VARIANTS:
+            md = os.path.join(out_root, name + "-mxfp4")
+            shutil.rmtree(md, ignore_errors=True)
+            mq_logits, mq_greedy, mq_stats = write_mxfp4(name, model, md, tokens)
+            assert same_state(mxfp4_unpack(mxfp4_state(native)), mxfp4_unpack(read_all(md)))
+            log(f"{name}-mxfp4: ok {mq_stats}")
 
         if name in SHARDED_VARIANTS:
             sd_dir = os.path.join(out_root, name + "-sharded")
