@@ -421,7 +421,7 @@ static int experts_(loader *ld, int l, pg_layer *L) {
                                        "blk.%d.ffn_down_exps.bias"};
         for (int p = 0; p < 3; p++) {
             snprintf(name, sizeof name, bfmts[p], l);
-            if (expert_bias_(ld, name, p < 2 ? F : D, 1, 0, false, p, L)) return -1;
+            if (expert_bias_(ld, name, p < 2 ? F : D, 1, 0, hp->arch == PG_ARCH_GPTOSS, p, L)) return -1;
         }
         return 0;
     }
@@ -492,7 +492,7 @@ static int bind_weights_(loader *ld) {
             vec_(ld, W_BQ, l, H * hd, false, &L->bq) || vec_(ld, W_BK, l, KV * hd, false, &L->bk) ||
             vec_(ld, W_BV, l, KV * hd, false, &L->bv) || vec_(ld, W_QNORM, l, qn, qk, &L->q_norm) ||
             vec_(ld, W_KNORM, l, kn, qk, &L->k_norm) || vec_(ld, W_FFN_NORM, l, D, true, &L->ffn_norm) ||
-            vec_(ld, W_BO, l, D, false, &L->bo) || vec_(ld, W_SINKS, l, H, false, &L->sinks))
+            vec_(ld, W_BO, l, D, false, &L->bo) || vec_(ld, W_SINKS, l, H, hp->arch == PG_ARCH_GPTOSS, &L->sinks))
             return -1;
         L->swa = hp->n_swa > 0 && l % hp->swa_period < hp->swa_period - 1;
         m->bytes_dense += mat_bytes_(&L->wq) + mat_bytes_(&L->wk) + mat_bytes_(&L->wv) + mat_bytes_(&L->wo);
@@ -511,7 +511,7 @@ static int bind_weights_(loader *ld) {
             continue;
         }
         if (mat_(ld, W_ROUTER, l, hp->n_expert, D, true, &L->router) ||
-            vec_(ld, W_ROUTER_B, l, hp->n_expert, false, &L->router_b) || experts_(ld, l, L))
+            vec_(ld, W_ROUTER_B, l, hp->n_expert, hp->arch == PG_ARCH_GPTOSS, &L->router_b) || experts_(ld, l, L))
             return -1;
         m->bytes_dense += mat_bytes_(&L->router);
         for (int e = 0; e < hp->n_expert; e++)
@@ -960,6 +960,17 @@ void pg_model_print(const pg_model *m, FILE *out) {
     fprintf(out, "vocabulary:      %d%s\n", hp->vocab, m->tok ? "" : " (no tokenizer in the file)");
     fprintf(out, "context (train): %d\n", hp->n_ctx_train);
     fprintf(out, "RoPE base:       %g\n", hp->rope_theta);
+    if (hp->yarn.factor > 0)
+        fprintf(out, "RoPE scaling:    YaRN factor %g, original context %d, beta %g/%g, attention factor %g%s\n",
+                hp->yarn.factor, hp->yarn.orig_ctx, hp->yarn.beta_fast, hp->yarn.beta_slow, hp->yarn.attn_factor,
+                hp->yarn.truncate ? "" : ", not truncated");
+    if (hp->n_swa > 0) {
+        int n_swa_layers = 0;
+        for (int l = 0; l < hp->n_layer; l++) n_swa_layers += m->layers[l].swa;
+        fprintf(out, "sliding window:  %d positions on %d of %d layers (period %d)\n", hp->n_swa, n_swa_layers,
+                hp->n_layer, hp->swa_period);
+    }
+    if (m->layers[0].sinks) fprintf(out, "attention sinks: yes\n");
     fprintf(out, "RMSNorm eps:     %g\n", hp->norm_eps);
     if (hp->ffn_dim) fprintf(out, "dense FFN:       %d\n", hp->ffn_dim);
     if (hp->n_expert) {
@@ -968,6 +979,9 @@ void pg_model_print(const pg_model *m, FILE *out) {
         if (hp->expert_pregated)
             fprintf(out, "pre-gated:       yes: layer l's router reads layer l-1's FFN input (--prefetch native)\n");
         if (hp->shared_ffn_dim) fprintf(out, "shared expert:   FFN %d\n", hp->shared_ffn_dim);
+        if (hp->swiglu_limit > 0)
+            fprintf(out, "expert MLP:      clamped SwiGLU (alpha %g, limit %g)%s\n", hp->swiglu_alpha, hp->swiglu_limit,
+                    m->layers[0].router_b ? ", router bias" : "");
     }
     if (hp->qk_norm) fprintf(out, "q/k norm:        %s\n", hp->qk_norm == PG_QKNORM_HEAD ? "per head" : "full projection");
     fprintf(out, "output head:     %s\n", hp->tied_output ? "tied to embeddings" : "separate");
