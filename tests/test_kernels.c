@@ -678,6 +678,12 @@ static void test_swiglu_oai(void) {
             CHECK(badr == 0, "swiglu_oai ref n=%d: %d bad", n, badr);
             CHECK(bad == 0, "%s swiglu_oai n=%d: %d bad", pg_isa_name(pgk.isa), n, bad);
         }
+        /* a NaN gate or up stays NaN (torch.clamp keeps it), in the vector lanes and the tail */
+        for (int i = 0; i < 35; i++) gg[i] = uu[i] = 0.5f;
+        gg[3] = uu[20] = gg[33] = NAN;
+        pgk.swiglu_oai(35, gg, uu, 1.702f, 7.0f, yy);
+        CHECK(isnan(yy[3]) && isnan(yy[20]) && isnan(yy[33]) && !isnan(yy[4]), "%s swiglu_oai: NaN not kept",
+              pg_isa_name(pgk.isa));
     }
     free(gg); free(uu); free(yy); free(yr);
 }
