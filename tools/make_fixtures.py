@@ -125,6 +125,11 @@ MODELS = {
 
 FUSED_VARIANTS = ["mixtral", "qwen3moe"]     # -> <name>-fused
 MXFP4_VARIANTS = ["gptoss"]                  # -> <name>-mxfp4: experts as openai ships them
+# Seeds whose float32 transformers logits stray this far from the float64
+# numpy re-implementation are rejected: gpt-oss (sinks, YaRN's sharper
+# attention) amplifies rounding more than the others, and a float32 engine
+# must stay within 1e-4 of transformers on every ISA.
+NUMPY_GAP = {"gptoss": 3e-5}
 SHARDED_VARIANTS = {"qwen3moe": "200KB"}     # -> <name>-sharded
 
 
@@ -491,6 +496,16 @@ def mxfp4_unpack(sd):
     return out
 
 
+def check_numpy_gap(name, d, tokens, logits, greedy):
+    """AssertionError if the float64 re-implementation differs from the
+    float32 logits of directory d by more than NUMPY_GAP[name]."""
+    if name not in NUMPY_GAP:
+        return
+    full = torch.cat([tokens, greedy]).numpy()
+    gap = (torch.from_numpy(np_reference_logits(d, full))[:T_PROMPT].float() - logits).abs().max().item()
+    assert gap < NUMPY_GAP[name], f"float32 vs float64 gap {gap}"
+
+
 def write_mxfp4(name, model, md, tokens):
     """Writes the MXFP4 variant of a gpt-oss model to md, with the logits and
     greedy tokens of transformers' own MXFP4 loader (which dequantizes on the
@@ -513,6 +528,7 @@ def write_mxfp4(name, model, md, tokens):
                                          dtype=torch.float32, attn_implementation="eager").eval()
     logits, greedy, stats = evaluate(mq, tokens)
     write_reference(md, tokens, logits, greedy)
+    check_numpy_gap(name, md, tokens, logits, greedy)
     return logits, greedy, stats
 
 
@@ -555,9 +571,10 @@ def main():
             model = build(name, seed)
             try:
                 logits, greedy, stats = evaluate(model, tokens)
-                if name in MXFP4_VARIANTS:   # the MXFP4 variant must pass the checks too
+                if name in NUMPY_GAP:
                     with tempfile.TemporaryDirectory() as td:
-                        write_mxfp4(name, model, os.path.join(td, "m"), tokens)
+                        model.save_pretrained(td)
+                        check_numpy_gap(name, td, tokens, logits, greedy)
                 break
             except AssertionError as e:
                 log(f"{name}: seed {seed} rejected: {e}")
@@ -591,12 +608,18 @@ def main():
             check_reload(name, fd, tokens, logits)
             log(f"{name}-fused: ok")
 
-        if name in MXFP4_VARIANTS:
+        if name in MXFP4_VARIANTS:           # its own seed: the quantized model must pass the checks
             md = os.path.join(out_root, name + "-mxfp4")
-            shutil.rmtree(md, ignore_errors=True)
-            mq_logits, mq_greedy, mq_stats = write_mxfp4(name, model, md, tokens)
-            assert same_state(mxfp4_unpack(mxfp4_state(native)), mxfp4_unpack(read_all(md)))
-            log(f"{name}-mxfp4: ok {mq_stats}")
+            for seed in range(base_seed, base_seed + MAX_SEED_TRIES):
+                shutil.rmtree(md, ignore_errors=True)
+                try:
+                    mq_stats = write_mxfp4(name, build(name, seed), md, tokens)[2]
+                    break
+                except AssertionError as e:
+                    log(f"{name}-mxfp4: seed {seed} rejected: {e}")
+            else:
+                raise SystemExit(f"{name}-mxfp4: no acceptable seed")
+            log(f"{name}-mxfp4: seed {seed} {mq_stats}")
 
         if name in SHARDED_VARIANTS:
             sd_dir = os.path.join(out_root, name + "-sharded")
