@@ -227,19 +227,56 @@ static void mla_keys_(gguf_writer *w, const pg_model *m, const char *a) {
             gguf_writer_set_u32(w, KEY("expert_group_used_count"), (uint32_t)hp->n_expert_group_used);
         }
     }
-    if (hp->yarn_factor != 0) {
-        gguf_writer_set_str(w, KEY("rope.scaling.type"), "yarn");
-        gguf_writer_set_f32(w, KEY("rope.scaling.factor"), hp->yarn_factor);
-        gguf_writer_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)hp->yarn_orig_ctx);
-        gguf_writer_set_f32(w, KEY("rope.scaling.yarn_beta_fast"), hp->yarn_beta_fast);
-        gguf_writer_set_f32(w, KEY("rope.scaling.yarn_beta_slow"), hp->yarn_beta_slow);
-        if (hp->yarn_mscale_all_dim != 0) /* llama.cpp's converter stores 0.1 * mscale_all_dim */
-            gguf_writer_set_f32(w, KEY("rope.scaling.yarn_log_multiplier"), 0.1f * hp->yarn_mscale_all_dim);
-        /* the cos/sin factor llama.cpp would derive is 1 with the multiplier,
-         * mscale(factor, 1) without: state any other value */
-        float implied = hp->yarn_mscale_all_dim != 0 ? 1.0f : 0.1f * logf(hp->yarn_factor) + 1.0f;
-        if (hp->yarn_factor <= 1) implied = 1.0f;
-        if (hp->yarn_attn_factor != implied) gguf_writer_set_f32(w, KEY("rope.scaling.yarn_attn_factor"), hp->yarn_attn_factor);
+#undef KEY
+}
+
+/* expert biases of a layer as one [n, E] tensor (llama.cpp's ffn_*_exps.bias) */
+static void add_expert_bias_(writer_ctx *c, const char *name, const pg_layer *Lr, int E, int which, int n) {
+    const float *b0 = which == 0 ? Lr->experts[0].b_gate : which == 1 ? Lr->experts[0].b_up : Lr->experts[0].b_down;
+    if (!b0) return;
+    float *dst = keep_(c, (size_t)E * n * sizeof(float));
+    for (int e = 0; e < E; e++) {
+        const float *b = which == 0 ? Lr->experts[e].b_gate : which == 1 ? Lr->experts[e].b_up : Lr->experts[e].b_down;
+        memcpy(dst + (size_t)e * n, b, (size_t)n * sizeof(float));
+    }
+    int64_t ne[2] = {n, E};
+    gguf_writer_add_tensor(c->w, name, PG_TYPE_F32, 2, ne, dst, (size_t)E * n * sizeof(float));
+}
+
+/* YaRN (llama.cpp's keys; model.c reads them back). llama.cpp implies the
+ * cos/sin factor (1 with DeepSeek's yarn_log_multiplier, mscale(factor, 1)
+ * without): yarn_attn_factor states a model's own as a multiple of that,
+ * and the pregate key yarn_truncate = false a ramp that is not truncated
+ * (transformers' gpt-oss). */
+static void yarn_keys_(gguf_writer *w, const char *a, const pg_yarn *y) {
+    char key[128];
+#define KEY(k) (snprintf(key, sizeof key, "%s." k, a), key)
+    gguf_writer_set_str(w, KEY("rope.scaling.type"), "yarn");
+    gguf_writer_set_f32(w, KEY("rope.scaling.factor"), y->factor);
+    gguf_writer_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)y->orig_ctx);
+    gguf_writer_set_f32(w, KEY("rope.scaling.yarn_beta_fast"), y->beta_fast);
+    gguf_writer_set_f32(w, KEY("rope.scaling.yarn_beta_slow"), y->beta_slow);
+    if (y->mscale_all_dim != 0) /* llama.cpp's converter stores 0.1 * mscale_all_dim */
+        gguf_writer_set_f32(w, KEY("rope.scaling.yarn_log_multiplier"), 0.1f * y->mscale_all_dim);
+    float implied = y->mscale_all_dim != 0 ? 1.0f : pg_yarn_mscale(y->factor, 1.0f);
+    if (y->attn_factor != implied) gguf_writer_set_f32(w, KEY("rope.scaling.yarn_attn_factor"), y->attn_factor / implied);
+    if (!y->truncate) gguf_writer_set_bool(w, KEY("rope.scaling.yarn_truncate"), false);
+#undef KEY
+}
+
+/* gpt-oss's keys: the sliding window (llama.cpp's names); swiglu_alpha and
+ * swiglu_limit are pregate's, written only where the model differs from
+ * what llama.cpp assumes */
+static void gptoss_keys_(gguf_writer *w, const char *a, const pg_hparams *hp) {
+    char key[128];
+#define KEY(k) (snprintf(key, sizeof key, "%s." k, a), key)
+    if (hp->n_swa > 0) {
+        gguf_writer_set_u32(w, KEY("attention.sliding_window"), (uint32_t)hp->n_swa);
+        if (hp->swa_period != 2) gguf_writer_set_u32(w, KEY("attention.sliding_window_pattern"), (uint32_t)hp->swa_period);
+    }
+    if (hp->swiglu_limit > 0 && (hp->swiglu_alpha != 1.702f || hp->swiglu_limit != 7.0f)) {
+        gguf_writer_set_f32(w, KEY("swiglu_alpha"), hp->swiglu_alpha);
+        gguf_writer_set_f32(w, KEY("swiglu_limit"), hp->swiglu_limit);
     }
 #undef KEY
 }
@@ -385,6 +422,8 @@ int pg_model_write_gguf(const pg_model *m, const char *out, pg_error *e) {
         }
         mla_keys_(w, m, a);
     }
+    if (hp->arch == PG_ARCH_GPTOSS) gptoss_keys_(w, a, hp);
+    if (hp->yarn.factor > 0) yarn_keys_(w, a, &hp->yarn);
     if (m->gguf) /* carry the tokenizer over */
         for (uint64_t i = 0; i < m->gguf->n_kv; i++)
             if (strncmp(m->gguf->kv[i].key, "tokenizer.", 10) == 0) gguf_writer_copy_kv(w, &m->gguf->kv[i]);
@@ -408,8 +447,11 @@ int pg_model_write_gguf(const pg_model *m, const char *out, pg_error *e) {
         add_vec_(&c, N("attn_v.bias"), L->bv, hp->n_head_kv * hp->head_dim);
         add_vec_(&c, N("attn_q_norm.weight"), L->q_norm, qn);
         add_vec_(&c, N("attn_k_norm.weight"), L->k_norm, kn);
-        add_vec_(&c, N("ffn_norm.weight"), L->ffn_norm, hp->dim);
+        add_vec_(&c, hp->arch == PG_ARCH_GPTOSS ? N("post_attention_norm.weight") : N("ffn_norm.weight"), L->ffn_norm,
+                 hp->dim);
         if (hp->mla) add_mla_layer_(&c, m, l);
+        add_vec_(&c, N("attn_output.bias"), L->bo, hp->dim);
+        add_vec_(&c, N("attn_sinks.weight"), L->sinks, hp->n_head);
         if (!L->is_moe) {
             add_mat_(&c, N("ffn_gate.weight"), &L->ffn_gate, 0);
             add_mat_(&c, N("ffn_up.weight"), &L->ffn_up, 0);
@@ -420,6 +462,10 @@ int pg_model_write_gguf(const pg_model *m, const char *out, pg_error *e) {
         add_experts_(&c, N("ffn_gate_exps.weight"), L, hp->n_expert, 0);
         add_experts_(&c, N("ffn_up_exps.weight"), L, hp->n_expert, 1);
         add_experts_(&c, N("ffn_down_exps.weight"), L, hp->n_expert, 2);
+        add_vec_(&c, N("ffn_gate_inp.bias"), L->router_b, hp->n_expert);
+        add_expert_bias_(&c, N("ffn_gate_exps.bias"), L, hp->n_expert, 0, hp->expert_ffn_dim);
+        add_expert_bias_(&c, N("ffn_up_exps.bias"), L, hp->n_expert, 1, hp->expert_ffn_dim);
+        add_expert_bias_(&c, N("ffn_down_exps.bias"), L, hp->n_expert, 2, hp->dim);
         if (L->has_shared) {
             add_mat_(&c, N("ffn_gate_shexp.weight"), &L->shared.gate, 0);
             add_mat_(&c, N("ffn_up_shexp.weight"), &L->shared.up, 0);

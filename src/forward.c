@@ -16,7 +16,6 @@
 #include "forward_internal.h"
 
 #include "mla.h"
-#include "yarn.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -86,7 +85,8 @@ pg_session *pg_session_new_seqs(pg_model *m, int n_ctx, int n_seq, int n_threads
     if (hp->mla) s->mla = xcalloc(pg_mla_scratch_floats(hp, B), sizeof(float));
     int widest = max_i_(max_i_(max_i_(D, qd), F), pg_mla_max_cols(hp));
     s->mm_scratch = xmalloc(pg_matmul_scratch_max_bytes(widest, B) + 64);
-    s->att_scratch = xcalloc((size_t)pg_pool_size(s->pool) * n_ctx, sizeof(float));
+    /* one more float per thread: an attention sink's logit (pg_attention_ext) */
+    s->att_scratch = xcalloc((size_t)pg_pool_size(s->pool) * (n_ctx + 1), sizeof(float));
     if (hp->n_enc_layer > 0) { /* encoder-decoder: encoder output and cross-attention K/V */
         if (n_seq != 1) {
             pg_fail(e, "encoder-decoder models take one sequence per session, not %d", n_seq);
@@ -187,11 +187,15 @@ static void attention_(pg_session *s, int l, int T) {
         memcpy(kc + (size_t)s->row_pos[t] * kvd, s->k + (size_t)t * kvd, kvd * sizeof(float));
         memcpy(vc + (size_t)s->row_pos[t] * kvd, s->v + (size_t)t * kvd, kvd * sizeof(float));
     }
-    for (int t = 0; t < T; t++)
-        pg_attention(s->pool, s->q + (size_t)t * qd, kv_rows_(s, s->k_cache, l, s->row_seq[t]),
-                     kv_rows_(s, s->v_cache, l, s->row_seq[t]), kvd, s->row_pos[t] + 1, H, KV, hd,
-                     s->att_scratch, s->att + (size_t)t * qd);
+    /* a sliding layer sees the last n_swa positions (the cache keeps them all) */
+    for (int t = 0; t < T; t++) {
+        int n_kv = s->row_pos[t] + 1, first = L->swa && n_kv > hp->n_swa ? n_kv - hp->n_swa : 0;
+        pg_attention_ext(s->pool, s->q + (size_t)t * qd, kv_rows_(s, s->k_cache, l, s->row_seq[t]),
+                         kv_rows_(s, s->v_cache, l, s->row_seq[t]), kvd, first, n_kv, H, KV, hd, L->sinks,
+                         s->att_scratch, s->att + (size_t)t * qd);
+    }
     matmul_(s, &L->wo, T, s->att, qd, s->acc, D);
+    add_bias_(T, D, s->acc, L->bo);
     for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->acc[i];
 }
 
@@ -203,18 +207,26 @@ static void relu_ffn_(pg_session *s, const pg_expert *w, int T, const float *X, 
     matmul_(s, &w->down, T, s->ffn_u, F, out, D);
 }
 
-/* out[T][D] = down(silu(gate X) * up X) for one expert (or a dense FFN). */
+/* out[T][D] = down(silu(gate X) * up X) for one expert (or a dense FFN);
+ * gpt-oss: with biases, and the clamped SwiGLU (pgk.swiglu_oai). */
 static void swiglu_(pg_session *s, const pg_expert *w, int T, const float *X, float *out) {
-    if (s->m->hp.ffn_act == PG_FFN_RELU) {
+    const pg_hparams *hp = &s->m->hp;
+    if (hp->ffn_act == PG_FFN_RELU) {
         relu_ffn_(s, w, T, X, out);
         return;
     }
     int F = w->gate.rows, D = w->gate.cols;
     matmul_(s, &w->gate, T, X, D, s->ffn_g, F);
     matmul_(s, &w->up, T, X, D, s->ffn_u, F);
-    for (int t = 0; t < T; t++)
-        pgk.silu_mul(F, s->ffn_g + (size_t)t * F, s->ffn_u + (size_t)t * F, s->ffn_g + (size_t)t * F);
+    add_bias_(T, F, s->ffn_g, w->b_gate);
+    add_bias_(T, F, s->ffn_u, w->b_up);
+    for (int t = 0; t < T; t++) {
+        float *g = s->ffn_g + (size_t)t * F, *u = s->ffn_u + (size_t)t * F;
+        if (hp->swiglu_limit > 0) pgk.swiglu_oai(F, g, u, hp->swiglu_alpha, hp->swiglu_limit, g);
+        else pgk.silu_mul(F, g, u, g);
+    }
     matmul_(s, &w->down, T, s->ffn_g, F, out, D);
+    add_bias_(T, D, out, w->b_down);
 }
 
 /* Records the residual stream of the chunk as the predictor input for
@@ -264,6 +276,7 @@ static void predict_(pg_session *s, int from, int T) {
             pg_route_cfg rc = pg_hparams_route(hp);
             rmsnorm_rows_(T, D, s->x, L->ffn_norm, hp->norm_eps, o->xn);
             matmul_(s, &L->router, T, o->xn, D, o->logits, E);
+            add_bias_(T, E, o->logits, L->router_b);
             for (int t = 0; t < T; t++) {
                 /* the routing rule's own choice (groups, bias), widened to k */
                 pg_route_select(&rc, o->logits + (size_t)t * E, L->exp_probs_b, E, k, o->probs, o->idx);
@@ -322,6 +335,7 @@ static void predict_native_(pg_session *s, int l, int T) {
     int target = l + 1, D = hp->dim, E = hp->n_expert, K = hp->n_expert_used;
     if (target >= hp->n_layer || !s->m->layers[target].is_moe) return;
     matmul_(s, &s->m->layers[target].router, T, s->xn, D, o->logits, E);
+    add_bias_(T, E, o->logits, s->m->layers[target].router_b);
     int *pred = o->pred + (size_t)target * E, n = 0;
     pg_route_cfg rc = pg_hparams_route(hp);
     memset(o->mark, 0, (size_t)E);
@@ -389,6 +403,7 @@ static int moe_(pg_session *s, int l, const pg_layer *L, int T, pg_error *e) {
     /* a pre-gated model's layer l routes on layer l-1's FFN input */
     const float *route_in = hp->expert_pregated && l > 0 ? s->route_in : s->xn;
     matmul_(s, &L->router, T, route_in, D, s->router, E);
+    add_bias_(T, E, s->router, L->router_b);
     memset(s->exp_count, 0, (size_t)E * sizeof(int));
     pg_route_cfg rc = pg_hparams_route(hp);
     for (int t = 0; t < T; t++) {
@@ -448,7 +463,7 @@ static int ffn_(pg_session *s, int l, int T, pg_error *e) {
         if (s->off) pg_cache_end_layer(s->off->cache, l);
         if (rc) return -1;
     } else {
-        pg_expert dense = {L->ffn_gate, L->ffn_up, L->ffn_down};
+        pg_expert dense = {L->ffn_gate, L->ffn_up, L->ffn_down, NULL, NULL, NULL};
         swiglu_(s, &dense, T, s->xn, s->acc);
     }
     for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->acc[i];
@@ -467,7 +482,7 @@ static int forward_chunk_(pg_session *s, const int32_t *tokens, int T, const boo
     for (int t = 0; t < T; t++) {
         pg_mat_row_f32(&m->tok_embd, tokens[t], s->x + (size_t)t * D);
         if (m->rope_inv_freq) /* YaRN */
-            pg_rope_cache_freqs(s->row_pos[t], hp->n_rot, m->rope_inv_freq, hp->yarn_attn_factor,
+            pg_rope_cache_freqs(s->row_pos[t], hp->n_rot, m->rope_inv_freq, hp->yarn.attn_factor,
                                 s->rope_cs + (size_t)t * hp->n_rot);
         else
             pg_rope_cache(s->row_pos[t], hp->n_rot, hp->rope_theta, s->rope_cs + (size_t)t * hp->n_rot);

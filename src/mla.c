@@ -4,7 +4,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "yarn.h"
 
 /* q_a_layernorm and kv_a_layernorm use the reference code's default
  * epsilon, not config.json's rms_norm_eps (the released models have 1e-6
@@ -44,8 +43,8 @@ static pg_mat head_(const pg_mat *W, int h, int rows) {
 
 static float softmax_scale_(const pg_hparams *hp) {
     float s = 1.0f / sqrtf((float)hp->head_dim);
-    if (hp->yarn_factor != 0 && hp->yarn_mscale_all_dim != 0) {
-        float m = pg_yarn_mscale(hp->yarn_factor, hp->yarn_mscale_all_dim);
+    if (hp->yarn.factor != 0 && hp->yarn.mscale_all_dim != 0) {
+        float m = pg_yarn_mscale(hp->yarn.factor, hp->yarn.mscale_all_dim);
         s *= m * m;
     }
     return s;

@@ -8,7 +8,6 @@
 #include "model.h"
 
 #include "kernels/quants.h"
-#include "yarn.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -34,6 +33,9 @@ static const pg_arch_info archs_[PG_ARCH_COUNT] = {
     /* top-1 of the softmax over all experts, weighted by its probability */
     [PG_ARCH_SWITCH] = {PG_ARCH_SWITCH, "switch", "switch", "switch_transformers", PG_QKNORM_NONE,
                         PG_GATING_SOFTMAX_TOPK, false, false, true, false},
+    /* routing: top-k of (logits + router bias), softmax over the k */
+    [PG_ARCH_GPTOSS] = {PG_ARCH_GPTOSS, "gpt-oss", "gpt-oss", "gpt_oss", PG_QKNORM_NONE,
+                        PG_GATING_TOPK_SOFTMAX, false, true, true, false},
 };
 
 const pg_arch_info *pg_arch_get(pg_arch a) {
@@ -61,6 +63,7 @@ typedef enum {
     W_FFN_NORM, W_FFN_GATE, W_FFN_UP, W_FFN_DOWN,
     W_ROUTER, W_SH_GATE, W_SH_UP, W_SH_DOWN, W_SH_GATE_INP,
     W_Q_A, W_Q_A_NORM, W_Q_B, W_KV_A, W_KV_A_NORM, W_KV_B, W_K_B, W_V_B, W_EXP_PROBS_B,
+    W_BO, W_SINKS, W_ROUTER_B,
     W_COUNT
 } wkind;
 
@@ -76,6 +79,7 @@ static const char *gguf_names_[W_COUNT] = {
     "blk.%d.attn_q_a.weight", "blk.%d.attn_q_a_norm.weight", "blk.%d.attn_q_b.weight",
     "blk.%d.attn_kv_a_mqa.weight", "blk.%d.attn_kv_a_norm.weight", "blk.%d.attn_kv_b.weight",
     "blk.%d.attn_k_b.weight", "blk.%d.attn_v_b.weight", "blk.%d.exp_probs_b.bias",
+    "blk.%d.attn_output.bias", "blk.%d.attn_sinks.weight", "blk.%d.ffn_gate_inp.bias",
 };
 
 static const char *hf_names_[W_COUNT] = {
@@ -96,6 +100,8 @@ static const char *hf_names_[W_COUNT] = {
     "model.layers.%d.self_attn.kv_a_layernorm.weight", "model.layers.%d.self_attn.kv_b_proj.weight",
     "", "", /* k_b/v_b: GGUF only (split from kv_b_proj by llama.cpp's converter) */
     "model.layers.%d.mlp.gate.e_score_correction_bias",
+    "model.layers.%d.self_attn.o_proj.bias", "model.layers.%d.self_attn.sinks",
+    "model.layers.%d.mlp.router.bias",
 };
 
 typedef struct {
@@ -127,8 +133,18 @@ static const pg_tensor *find_(loader *ld, const char *name) {
     return t;
 }
 
+/* Names a family spells its own way; NULL: the table's. gpt-oss: llama.cpp
+ * calls the FFN norm post_attention_norm, transformers the router
+ * mlp.router. */
+static const char *arch_name_(const loader *ld, wkind k) {
+    if (ld->m->hp.arch != PG_ARCH_GPTOSS) return NULL;
+    if (ld->m->gguf) return k == W_FFN_NORM ? "blk.%d.post_attention_norm.weight" : NULL;
+    return k == W_ROUTER ? "model.layers.%d.mlp.router.weight" : NULL;
+}
+
 static void kind_name_(loader *ld, wkind k, int layer, char *out, size_t cap) {
-    const char *fmt = ld->m->gguf ? gguf_names_[k] : hf_names_[k];
+    const char *fmt = arch_name_(ld, k);
+    if (!fmt) fmt = ld->m->gguf ? gguf_names_[k] : hf_names_[k];
     snprintf(out, cap, fmt, layer);
 }
 
@@ -235,6 +251,177 @@ static int mat_(loader *ld, wkind k, int layer, int rows, int cols, bool require
     return mat_at_(ld, t, t->data, rows, cols, out);
 }
 
+/* Element i of a float tensor's data (F32, F16 or BF16) as float32. */
+static float elem_f32_(pg_type t, const uint8_t *p, size_t i) {
+    if (t == PG_TYPE_F32) {
+        float f;
+        memcpy(&f, p + 4 * i, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, p + 2 * i, 2);
+    return t == PG_TYPE_F16 ? pg_f16_to_f32(h) : pg_bf16_to_f32(h);
+}
+
+static int float_type_(loader *ld, const pg_tensor *t) {
+    if (t->type == PG_TYPE_F32 || t->type == PG_TYPE_F16 || t->type == PG_TYPE_BF16) return 0;
+    return pg_fail(ld->e, "%s: tensor '%s' has type %s; expected F32, F16 or BF16", ld->path, t->name,
+                   pg_type_name(t->type));
+}
+
+/* Expert biases of a layer as float32 [E][n]: a tensor of ne [n, E], or, with
+ * stride 2, every other element of one of ne [2n, E] from `offset` (the
+ * interleaved gate/up bias of transformers' gpt-oss). Sets the three
+ * pointers `which` (0 gate, 1 up, 2 down) of every expert. Absent and not
+ * required: NULL biases. */
+static int expert_bias_(loader *ld, const char *name, int n, int stride, int offset, bool required, int which,
+                        pg_layer *L) {
+    int E = ld->m->hp.n_expert;
+    const pg_tensor *t = find_(ld, name);
+    if (!t) return required ? pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name) : 0;
+    int64_t ne[2] = {(int64_t)n * stride, E};
+    if (check_shape_(ld, t, 2, ne) || float_type_(ld, t)) return -1;
+    float *b = own_(ld->m, (size_t)E * n * sizeof(float));
+    for (size_t i = 0; i < (size_t)E * n; i++) {
+        b[i] = elem_f32_(t->type, t->data, (i / n) * n * stride + (i % n) * stride + offset);
+        if (!isfinite(b[i])) return pg_fail(ld->e, "%s: tensor '%s' holds a non-finite value", ld->path, name);
+    }
+    for (int e = 0; e < E; e++) {
+        const float **dst = which == 0 ? &L->experts[e].b_gate : which == 1 ? &L->experts[e].b_up : &L->experts[e].b_down;
+        *dst = b + (size_t)e * n;
+    }
+    return 0;
+}
+
+/* transformers' MXFP4 experts (as openai ships gpt-oss): <name>_blocks, U8
+ * [E, rows, cols/32, 16], byte j of a block holding element 2j in its low
+ * nibble and 2j+1 in its high one, and <name>_scales, U8 [E, rows, cols/32],
+ * E8M0 exponents; rows are output features (not transposed, unlike the
+ * unquantized layout). Finds and checks the pair. */
+static int mxfp4_pair_(loader *ld, int l, const char *proj, int rows, int cols, const uint8_t **blocks,
+                       const uint8_t **scales) {
+    int E = ld->m->hp.n_expert;
+    char name[256];
+    if (cols % PG_QK_MXFP4)
+        return pg_fail(ld->e, "%s: MXFP4 experts need rows of a multiple of %d values, not %d", ld->path,
+                       PG_QK_MXFP4, cols);
+    int64_t ne_b[4] = {16, cols / PG_QK_MXFP4, rows, E}, ne_s[3] = {cols / PG_QK_MXFP4, rows, E};
+    for (int k = 0; k < 2; k++) {
+        snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%s_%s", l, proj, k ? "scales" : "blocks");
+        const pg_tensor *t = find_(ld, name);
+        if (!t) return pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name);
+        if (t->type != PG_TYPE_I8)
+            return pg_fail(ld->e, "%s: tensor '%s' has type %s; expected U8", ld->path, name, pg_type_name(t->type));
+        if (check_shape_(ld, t, k ? 3 : 4, k ? ne_s : ne_b)) return -1;
+        *(k ? scales : blocks) = t->data;
+    }
+    return 0;
+}
+
+/* One row of transformers' MXFP4 blocks as GGML's (element j in the low
+ * nibble of byte j, element j + 16 in its high one; the same E8M0 scale). */
+static void mxfp4_row_(const uint8_t *blocks, const uint8_t *scales, int n_blocks, block_mxfp4 *out) {
+    for (int b = 0; b < n_blocks; b++) {
+        const uint8_t *in = blocks + (size_t)b * 16;
+        uint8_t v[PG_QK_MXFP4];
+        for (int j = 0; j < 16; j++) {
+            v[2 * j] = in[j] & 15;
+            v[2 * j + 1] = in[j] >> 4;
+        }
+        out[b].e = scales[b];
+        for (int j = 0; j < 16; j++) out[b].qs[j] = (uint8_t)(v[j] | v[j + 16] << 4);
+    }
+}
+
+static int experts_gptoss_mxfp4_hf_(loader *ld, int l, pg_layer *L) {
+    const pg_hparams *hp = &ld->m->hp;
+    int E = hp->n_expert, F = hp->expert_ffn_dim, D = hp->dim;
+    const uint8_t *gub, *gus, *dnb, *dns;
+    if (mxfp4_pair_(ld, l, "gate_up_proj", 2 * F, D, &gub, &gus) || mxfp4_pair_(ld, l, "down_proj", D, F, &dnb, &dns))
+        return -1;
+    int gD = D / PG_QK_MXFP4, gF = F / PG_QK_MXFP4;
+    size_t rb_g = pg_row_bytes(PG_TYPE_MXFP4, D), rb_d = pg_row_bytes(PG_TYPE_MXFP4, F);
+    size_t per = 2 * (size_t)F * rb_g + (size_t)D * rb_d;
+    uint8_t *buf = own_(ld->m, (size_t)E * per);
+    for (int e = 0; e < E; e++) {
+        uint8_t *g = buf + (size_t)e * per, *u = g + (size_t)F * rb_g, *d = u + (size_t)F * rb_g;
+        for (int f = 0; f < F; f++) /* gate: even rows, up: odd rows */
+            for (int k = 0; k < 2; k++) {
+                size_t src = (size_t)e * 2 * F + 2 * f + k;
+                mxfp4_row_(gub + src * gD * 16, gus + src * gD, gD, (block_mxfp4 *)((k ? u : g) + (size_t)f * rb_g));
+            }
+        for (int r = 0; r < D; r++) {
+            size_t src = (size_t)e * D + r;
+            mxfp4_row_(dnb + src * gF * 16, dns + src * gF, gF, (block_mxfp4 *)(d + (size_t)r * rb_d));
+        }
+        L->experts[e].gate = (pg_mat){PG_TYPE_MXFP4, F, D, rb_g, g};
+        L->experts[e].up = (pg_mat){PG_TYPE_MXFP4, F, D, rb_g, u};
+        L->experts[e].down = (pg_mat){PG_TYPE_MXFP4, D, F, rb_d, d};
+    }
+    return 0;
+}
+
+static int experts_gptoss_float_hf_(loader *ld, int l, pg_layer *L);
+
+/* transformers' gpt-oss experts (unquantized): gate_up_proj [E, D, 2F] with
+ * gate and up interleaved along the last dim (gate = columns 0, 2, 4, ...),
+ * down_proj [E, F, D], i.e. transposed against nn.Linear, plus biases
+ * gate_up_proj_bias [E, 2F] (interleaved too) and down_proj_bias [E, D].
+ * The weights are repacked once into row-major [F x D] / [D x F] matrices
+ * of the same type. */
+static int experts_gptoss_hf_(loader *ld, int l, pg_layer *L) {
+    const pg_hparams *hp = &ld->m->hp;
+    int F = hp->expert_ffn_dim, D = hp->dim;
+    char name[256], bname[256];
+    snprintf(name, sizeof name, "model.layers.%d.mlp.experts.gate_up_proj_blocks", l);
+    if (find_(ld, name)) {
+        if (experts_gptoss_mxfp4_hf_(ld, l, L)) return -1;
+    } else if (experts_gptoss_float_hf_(ld, l, L)) {
+        return -1;
+    }
+    snprintf(bname, sizeof bname, "model.layers.%d.mlp.experts.gate_up_proj_bias", l);
+    if (expert_bias_(ld, bname, F, 2, 0, true, 0, L) || expert_bias_(ld, bname, F, 2, 1, true, 1, L)) return -1;
+    snprintf(bname, sizeof bname, "model.layers.%d.mlp.experts.down_proj_bias", l);
+    return expert_bias_(ld, bname, D, 1, 0, true, 2, L);
+}
+
+/* The unquantized weights: [E, D, 2F] and [E, F, D] of F32/F16/BF16. */
+static int experts_gptoss_float_hf_(loader *ld, int l, pg_layer *L) {
+    const pg_hparams *hp = &ld->m->hp;
+    int E = hp->n_expert, F = hp->expert_ffn_dim, D = hp->dim;
+    char name[256];
+    snprintf(name, sizeof name, "model.layers.%d.mlp.experts.gate_up_proj", l);
+    const pg_tensor *gu = find_(ld, name);
+    if (!gu) return pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name);
+    snprintf(name, sizeof name, "model.layers.%d.mlp.experts.down_proj", l);
+    const pg_tensor *dn = find_(ld, name);
+    if (!dn) return pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name);
+    int64_t ne_gu[3] = {2 * F, D, E}, ne_dn[3] = {D, F, E};
+    if (check_shape_(ld, gu, 3, ne_gu) || check_shape_(ld, dn, 3, ne_dn) || float_type_(ld, gu) ||
+        float_type_(ld, dn))
+        return -1;
+    size_t es_gu = pg_type_info(gu->type)->type_size, es_dn = pg_type_info(dn->type)->type_size;
+    size_t one = (size_t)F * D;
+    uint8_t *buf = own_(ld->m, (size_t)E * one * (2 * es_gu + es_dn));
+    for (int e = 0; e < E; e++) {
+        uint8_t *g = buf + (size_t)e * one * (2 * es_gu + es_dn), *u = g + one * es_gu, *d = u + one * es_gu;
+        const uint8_t *src = (const uint8_t *)gu->data + (size_t)e * D * 2 * F * es_gu;
+        for (int f = 0; f < F; f++)
+            for (int c = 0; c < D; c++) {
+                memcpy(g + ((size_t)f * D + c) * es_gu, src + ((size_t)c * 2 * F + 2 * f) * es_gu, es_gu);
+                memcpy(u + ((size_t)f * D + c) * es_gu, src + ((size_t)c * 2 * F + 2 * f + 1) * es_gu, es_gu);
+            }
+        src = (const uint8_t *)dn->data + (size_t)e * F * D * es_dn;
+        for (int r = 0; r < D; r++)
+            for (int f = 0; f < F; f++)
+                memcpy(d + ((size_t)r * F + f) * es_dn, src + ((size_t)f * D + r) * es_dn, es_dn);
+        L->experts[e].gate = (pg_mat){gu->type, F, D, (size_t)D * es_gu, g};
+        L->experts[e].up = (pg_mat){gu->type, F, D, (size_t)D * es_gu, u};
+        L->experts[e].down = (pg_mat){dn->type, D, F, (size_t)F * es_dn, d};
+    }
+    return 0;
+}
+
 /* Experts of one layer: GGUF stacks them in 3-D tensors (ffn_*_exps, ne =
  * [cols, rows, E]); Hugging Face names each expert (experts.E.gate_proj /
  * Mixtral's w1,w3,w2) or, in transformers 5, fuses them (experts.gate_up_proj
@@ -260,8 +447,16 @@ static int experts_(loader *ld, int l, pg_layer *L) {
                 if (mat_at_(ld, t, (const uint8_t *)t->data + stride * e, rows, cols, dst)) return -1;
             }
         }
+        /* biases (gpt-oss): ne [F, E] / [D, E] */
+        static const char *bfmts[3] = {"blk.%d.ffn_gate_exps.bias", "blk.%d.ffn_up_exps.bias",
+                                       "blk.%d.ffn_down_exps.bias"};
+        for (int p = 0; p < 3; p++) {
+            snprintf(name, sizeof name, bfmts[p], l);
+            if (expert_bias_(ld, name, p < 2 ? F : D, 1, 0, hp->arch == PG_ARCH_GPTOSS, p, L)) return -1;
+        }
         return 0;
     }
+    if (hp->arch == PG_ARCH_GPTOSS) return experts_gptoss_hf_(ld, l, L);
     /* Hugging Face, fused */
     snprintf(name, sizeof name, "model.layers.%d.mlp.experts.gate_up_proj", l);
     const pg_tensor *gu = find_(ld, name);
@@ -402,8 +597,10 @@ static int bind_weights_(loader *ld) {
             mat_(ld, W_V, l, KV * hd, D, true, &L->wv) || mat_(ld, W_O, l, D, H * hd, true, &L->wo) ||
             vec_(ld, W_BQ, l, H * hd, false, &L->bq) || vec_(ld, W_BK, l, KV * hd, false, &L->bk) ||
             vec_(ld, W_BV, l, KV * hd, false, &L->bv) || vec_(ld, W_QNORM, l, qn, qk, &L->q_norm) ||
-            vec_(ld, W_KNORM, l, kn, qk, &L->k_norm) || vec_(ld, W_FFN_NORM, l, D, true, &L->ffn_norm))
+            vec_(ld, W_KNORM, l, kn, qk, &L->k_norm) || vec_(ld, W_FFN_NORM, l, D, true, &L->ffn_norm) ||
+            vec_(ld, W_BO, l, D, false, &L->bo) || vec_(ld, W_SINKS, l, H, hp->arch == PG_ARCH_GPTOSS, &L->sinks))
             return -1;
+        L->swa = hp->n_swa > 0 && l % hp->swa_period < hp->swa_period - 1;
         if (!hp->mla) m->bytes_dense += mat_bytes_(&L->wq) + mat_bytes_(&L->wk) + mat_bytes_(&L->wv) + mat_bytes_(&L->wo);
         char name[256];
         kind_name_(ld, W_ROUTER, l, name, sizeof name);
@@ -419,7 +616,8 @@ static int bind_weights_(loader *ld) {
             m->bytes_dense += mat_bytes_(&L->ffn_gate) + mat_bytes_(&L->ffn_up) + mat_bytes_(&L->ffn_down);
             continue;
         }
-        if (mat_(ld, W_ROUTER, l, hp->n_expert, D, true, &L->router) || experts_(ld, l, L) ||
+        if (mat_(ld, W_ROUTER, l, hp->n_expert, D, true, &L->router) ||
+            vec_(ld, W_ROUTER_B, l, hp->n_expert, hp->arch == PG_ARCH_GPTOSS, &L->router_b) || experts_(ld, l, L) ||
             vec_(ld, W_EXP_PROBS_B, l, hp->n_expert, false, &L->exp_probs_b))
             return -1;
         m->bytes_dense += mat_bytes_(&L->router);
@@ -496,23 +694,26 @@ static int check_hparams_(loader *ld) {
     }
     if (!(hp->expert_weights_scale >= 0) || !isfinite(hp->expert_weights_scale))
         return pg_fail(ld->e, "%s: bad expert weights scale %g", p, hp->expert_weights_scale);
-    if (hp->yarn_factor != 0) {
-        if (!(hp->yarn_factor > 0) || !isfinite(hp->yarn_factor) || hp->yarn_orig_ctx < 1 || !isfinite(hp->yarn_attn_factor) ||
-            !isfinite(hp->yarn_beta_fast) || !isfinite(hp->yarn_beta_slow) || !isfinite(hp->yarn_mscale_all_dim) ||
-            !(hp->yarn_beta_fast > 0) || !(hp->yarn_beta_slow > 0))
-            return pg_fail(ld->e, "%s: bad YaRN parameters (factor %g, original context %d)", p, hp->yarn_factor,
-                           hp->yarn_orig_ctx);
-    }
+    if (hp->n_swa < 0 || (hp->n_swa > 0 && (hp->swa_period < 1 || hp->swa_period > (1 << 20))))
+        return pg_fail(ld->e, "%s: bad sliding window %d (layer period %d)", p, hp->n_swa, hp->swa_period);
+    const pg_yarn *y = &hp->yarn;
+    if (y->factor != 0 && !(y->factor > 0 && isfinite(y->factor) && y->orig_ctx > 0 && isfinite(y->beta_fast) &&
+                            isfinite(y->beta_slow) && y->beta_fast > 0 && y->beta_slow > 0 &&
+                            y->attn_factor > 0 && isfinite(y->attn_factor)))
+        return pg_fail(ld->e, "%s: bad YaRN parameters (factor %g, original context %d, beta %g/%g, attention factor %g)",
+                       p, y->factor, y->orig_ctx, y->beta_fast, y->beta_slow, y->attn_factor);
+    if (hp->swiglu_limit < 0 || !isfinite(hp->swiglu_limit) || !isfinite(hp->swiglu_alpha))
+        return pg_fail(ld->e, "%s: bad SwiGLU limit %g / alpha %g", p, hp->swiglu_limit, hp->swiglu_alpha);
+    if (!isfinite(hp->yarn.mscale_all_dim)) return pg_fail(ld->e, "%s: bad YaRN mscale_all_dim", p);
     return 0;
 }
 
 /* YaRN: the frequencies, once per model. */
 static int rope_setup_(loader *ld) {
     pg_hparams *hp = &ld->m->hp;
-    if (hp->yarn_factor == 0) return 0;
+    if (hp->yarn.factor == 0) return 0;
     float *f = own_(ld->m, (size_t)(hp->n_rot / 2 + 1) * sizeof(float));
-    pg_yarn_inv_freq(hp->n_rot, hp->rope_theta, hp->yarn_factor, hp->yarn_orig_ctx, hp->yarn_beta_fast,
-                     hp->yarn_beta_slow, f);
+    pg_yarn_inv_freq(hp->n_rot, hp->rope_theta, &hp->yarn, f);
     ld->m->rope_inv_freq = f;
     return 0;
 }
@@ -581,35 +782,57 @@ static int hparams_gguf_deepseek_(loader *ld, const gguf_file *g, const char *ar
      * the group's best score, V3's sigmoid routers the sum of its best two */
     hp->expert_group_rule = hp->n_expert_group > 1 ? (gating == 2 ? PG_GROUP_TOP2_SUM : PG_GROUP_MAX) : PG_GROUP_NONE;
     hp->expert_weights_scale = gguf_float_(g, arch, "expert_weights_scale", 1.0);
+    return 0;
+}
+
+/* `<arch>.rope.scaling.*` (llama.cpp's keys). YaRN's ramp bounds are
+ * floored/ceiled unless the pregate key rope.scaling.yarn_truncate is
+ * false: llama.cpp always truncates, transformers' gpt-oss does not. The
+ * cos/sin factor is what llama.cpp implies (1 with DeepSeek's
+ * yarn_log_multiplier = 0.1 mscale_all_dim, else mscale(factor, 1)) times
+ * rope.scaling.yarn_attn_factor (default 1). */
+static int rope_scaling_gguf_(loader *ld, const char *arch) {
+    const gguf_file *g = ld->m->gguf;
+    pg_hparams *hp = &ld->m->hp;
     char key[160];
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
     char *type = gguf_get_str(g, key);
-    if (type && strcmp(type, "yarn") == 0) {
-        double v;
-        hp->yarn_factor = gguf_float_(g, arch, "rope.scaling.factor", 0.0);
-        if (gguf_int_(g, arch, "rope.scaling.original_context_length", 0, true, &hp->yarn_orig_ctx, ld)) {
-            free(type);
-            return -1;
-        }
-        hp->yarn_beta_fast = gguf_float_(g, arch, "rope.scaling.yarn_beta_fast", 32.0);
-        hp->yarn_beta_slow = gguf_float_(g, arch, "rope.scaling.yarn_beta_slow", 1.0);
-        /* the converter writes 0.1 * mscale_all_dim */
-        snprintf(key, sizeof key, "%s.rope.scaling.yarn_log_multiplier", arch);
-        bool has_log_mul = gguf_get_float(g, key, &v);
-        hp->yarn_mscale_all_dim = has_log_mul ? (float)(v / 0.1) : 0.0f;
-        /* the cos/sin factor: as llama.cpp derives it for deepseek2 (1 when the
-         * multiplier is given: the released models have mscale == mscale_all_dim),
-         * unless the file states it */
-        hp->yarn_attn_factor = has_log_mul ? 1.0f : pg_yarn_mscale(hp->yarn_factor, 1.0f);
-        snprintf(key, sizeof key, "%s.rope.scaling.yarn_attn_factor", arch);
-        if (gguf_get_float(g, key, &v)) hp->yarn_attn_factor = (float)v;
-    } else if (type && strcmp(type, "none") != 0) {
-        int rc = pg_fail(ld->e, "%s: RoPE scaling '%s' is not supported (only yarn)", ld->path, type);
+    if (!type || strcmp(type, "none") == 0) { free(type); return 0; }
+    if (strcmp(type, "yarn") != 0) {
+        int rc = pg_fail(ld->e, "%s: RoPE scaling '%s' is not supported yet (supported: none, yarn)", ld->path, type);
         free(type);
         return rc;
     }
     free(type);
+    float factor = gguf_float_(g, arch, "rope.scaling.factor", 0);
+    if (!(factor > 0) || !isfinite(factor)) return pg_fail(ld->e, "%s: bad YaRN factor %g", ld->path, factor);
+    int orig;
+    if (gguf_int_(g, arch, "rope.scaling.original_context_length", 0, true, &orig, ld)) return -1;
+    bool truncate = true;
+    snprintf(key, sizeof key, "%s.rope.scaling.yarn_truncate", arch);
+    gguf_get_bool(g, key, &truncate);
+    double log_mul = 0;
+    snprintf(key, sizeof key, "%s.rope.scaling.yarn_log_multiplier", arch);
+    bool has_log_mul = gguf_get_float(g, key, &log_mul);
+    float implied = has_log_mul ? 1.0f : pg_yarn_mscale(factor, 1.0f);
+    hp->yarn = (pg_yarn){.factor = factor, .beta_fast = gguf_float_(g, arch, "rope.scaling.yarn_beta_fast", 32),
+                         .beta_slow = gguf_float_(g, arch, "rope.scaling.yarn_beta_slow", 1), .orig_ctx = orig,
+                         .truncate = truncate,
+                         .attn_factor = gguf_float_(g, arch, "rope.scaling.yarn_attn_factor", 1) * implied,
+                         .mscale_all_dim = has_log_mul ? (float)(log_mul / 0.1) : 0.0f};
     return 0;
+}
+
+/* gpt-oss: the sliding window and its layer period (llama.cpp's default 2),
+ * and the SwiGLU constants llama.cpp hard-codes (pregate keys
+ * swiglu_alpha / swiglu_limit override them). */
+static int hparams_gptoss_gguf_(loader *ld, const char *arch) {
+    pg_hparams *hp = &ld->m->hp;
+    hp->ffn_dim = 0;
+    hp->swiglu_alpha = gguf_float_(ld->m->gguf, arch, "swiglu_alpha", 1.702);
+    hp->swiglu_limit = gguf_float_(ld->m->gguf, arch, "swiglu_limit", 7.0);
+    return gguf_int_(ld->m->gguf, arch, "attention.sliding_window", 0, false, &hp->n_swa, ld) ||
+           gguf_int_(ld->m->gguf, arch, "attention.sliding_window_pattern", 2, false, &hp->swa_period, ld);
 }
 
 static int hparams_gguf_(loader *ld) {
@@ -622,7 +845,7 @@ static int hparams_gguf_(loader *ld) {
         if (strcmp(archs_[i].gguf_arch, arch) == 0) { ai = &archs_[i]; break; }
     if (!ai) {
         int rc = pg_fail(ld->e, "%s: unsupported architecture '%s' (supported: llama, mixtral, "
-                                "qwen2moe, qwen3moe, olmoe, deepseek2, switch)", ld->path, arch);
+                                "qwen2moe, qwen3moe, olmoe, deepseek2, switch, gpt-oss)", ld->path, arch);
         free(arch);
         return rc;
     }
@@ -660,6 +883,7 @@ static int hparams_gguf_(loader *ld) {
     gguf_get_bool(g, key, &hp->norm_topk);
     snprintf(key, sizeof key, "%s.expert_pregated", arch);
     gguf_get_bool(g, key, &hp->expert_pregated);
+    if (rope_scaling_gguf_(ld, arch) || (ai->arch == PG_ARCH_GPTOSS && hparams_gptoss_gguf_(ld, arch))) goto done;
     const pg_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
     if (!emb || emb->n_dims != 2) { pg_fail(ld->e, "%s: missing 2-D tensor 'token_embd.weight'", ld->path); goto done; }
     if (emb->ne[1] > INT32_MAX) { pg_fail(ld->e, "%s: vocabulary too large", ld->path); goto done; }
@@ -735,34 +959,84 @@ static int hparams_hf_deepseek_(loader *ld, json_t *cfg, bool v3) {
     else return pg_fail(ld->e, "%s/config.json: topk_method '%s' is not supported", ld->path, method);
     json_t *ri = json_object_get(cfg, "rope_interleave"); /* V3 only; default true */
     hp->rope_neox_hf = v3 && json_is_boolean(ri) && !json_is_true(ri);
-    json_t *rp = json_object_get(cfg, "rope_parameters");
-    if (!json_is_object(rp)) rp = json_object_get(cfg, "rope_scaling");
-    if (!json_is_object(rp)) return 0;
-    json_t *ty = json_object_get(rp, "rope_type");
-    if (!ty) ty = json_object_get(rp, "type");
-    if (!ty || json_is_null(ty) || json_str_is_(rp, json_object_get(rp, "rope_type") ? "rope_type" : "type", "default"))
-        return 0;
-    if (!json_str_is_(rp, json_object_get(rp, "rope_type") ? "rope_type" : "type", "yarn"))
-        return pg_fail(ld->e, "%s/config.json: RoPE scaling '%s' is not supported (only yarn)", ld->path,
-                       json_is_string(ty) ? json_string_value(ty) : "?");
-    double factor, beta_fast, beta_slow, mscale, mad, attn;
-    int orig;
-    if (json_num_(ld, rp, "factor", 0.0, &factor) || json_int_(ld, rp, "original_max_position_embeddings", 0, true, &orig) ||
-        json_num_(ld, rp, "beta_fast", 32.0, &beta_fast) || json_num_(ld, rp, "beta_slow", 1.0, &beta_slow) ||
-        json_num_(ld, rp, "mscale", 0.0, &mscale) || json_num_(ld, rp, "mscale_all_dim", 0.0, &mad) ||
-        json_num_(ld, rp, "attention_factor", -1.0, &attn))
-        return -1;
-    if (factor == 0) factor = (double)hp->n_ctx_train / orig; /* as transformers does */
-    hp->yarn_factor = (float)factor;
-    hp->yarn_orig_ctx = orig;
-    hp->yarn_beta_fast = (float)(beta_fast ? beta_fast : 32.0);
-    hp->yarn_beta_slow = (float)(beta_slow ? beta_slow : 1.0);
-    hp->yarn_mscale_all_dim = (float)mad;
-    if (attn >= 0) hp->yarn_attn_factor = (float)attn;
-    else if (mscale != 0 && mad != 0)
-        hp->yarn_attn_factor = pg_yarn_mscale((float)factor, (float)mscale) / pg_yarn_mscale((float)factor, (float)mad);
-    else hp->yarn_attn_factor = pg_yarn_mscale((float)factor, 1.0f);
     return 0;
+}
+
+/* RoPE scaling of config.json: `rope_scaling` (transformers 4) or
+ * `rope_parameters` (5). None or "default": plain RoPE; "yarn": hp->yarn;
+ * anything else is refused. */
+static int rope_scaling_hf_(loader *ld, json_t *cfg) {
+    pg_hparams *hp = &ld->m->hp;
+    json_t *rs = json_object_get(cfg, "rope_scaling");
+    if (!rs || json_is_null(rs)) rs = json_object_get(cfg, "rope_parameters");
+    if (!json_is_object(rs)) return 0;
+    json_t *ty = json_object_get(rs, "rope_type");
+    if (!ty) ty = json_object_get(rs, "type");
+    if (!ty || (json_is_string(ty) && strcmp(json_string_value(ty), "default") == 0)) return 0;
+    if (!json_is_string(ty) || strcmp(json_string_value(ty), "yarn") != 0)
+        return pg_fail(ld->e, "%s/config.json: RoPE scaling '%s' is not supported yet (supported: default, yarn)",
+                       ld->path, json_is_string(ty) ? json_string_value(ty) : "?");
+    double factor, fast, slow, attn, mscale, mscale_all;
+    int orig;
+    if (json_num_(ld, rs, "factor", 0, &factor) || json_num_(ld, rs, "beta_fast", 32, &fast) ||
+        json_num_(ld, rs, "beta_slow", 1, &slow) || json_num_(ld, rs, "attention_factor", 0, &attn) ||
+        json_num_(ld, rs, "mscale", 0, &mscale) || json_num_(ld, rs, "mscale_all_dim", 0, &mscale_all) ||
+        json_int_(ld, rs, "original_max_position_embeddings", 0, true, &orig))
+        return -1;
+    if (!(factor > 0)) factor = (double)hp->n_ctx_train / (orig ? orig : 1); /* as transformers does */
+    /* transformers' attention_factor default (DeepSeek's configs give mscale and mscale_all_dim) */
+    if (!(attn > 0))
+        attn = mscale != 0 && mscale_all != 0 ? pg_yarn_mscale((float)factor, (float)mscale) /
+                                                    pg_yarn_mscale((float)factor, (float)mscale_all)
+                                              : pg_yarn_mscale((float)factor, 1.0f);
+    json_t *tr = json_object_get(rs, "truncate");
+    hp->yarn = (pg_yarn){.factor = (float)factor, .beta_fast = (float)(fast ? fast : 32),
+                         .beta_slow = (float)(slow ? slow : 1), .orig_ctx = orig,
+                         .truncate = json_is_boolean(tr) ? json_is_true(tr) : 1, .attn_factor = (float)attn,
+                         .mscale_all_dim = (float)mscale_all};
+    return 0;
+}
+
+/* gpt-oss: which layers slide (`layer_types`, as llama.cpp's period) and
+ * the clamped SwiGLU; there are no dense FFN layers (intermediate_size is
+ * the experts' width). */
+static int hparams_gptoss_hf_(loader *ld, json_t *cfg) {
+    pg_hparams *hp = &ld->m->hp;
+    double alpha, limit;
+    hp->ffn_dim = 0;
+    if (json_int_(ld, cfg, "sliding_window", 0, false, &hp->n_swa) ||
+        json_num_(ld, cfg, "swiglu_alpha", 1.702, &alpha) || json_num_(ld, cfg, "swiglu_limit", 7.0, &limit))
+        return -1;
+    hp->swiglu_alpha = (float)alpha;
+    hp->swiglu_limit = (float)limit;
+    json_t *lt = json_object_get(cfg, "layer_types");
+    hp->swa_period = 2; /* transformers' default: sliding, full, sliding, ... */
+    if (!lt || json_is_null(lt)) return 0;
+    if (!json_is_array(lt) || (int)json_array_size(lt) != hp->n_layer)
+        return pg_fail(ld->e, "%s/config.json: 'layer_types' must be an array of %d strings", ld->path, hp->n_layer);
+    bool any = false;
+    for (int l = 0; l < hp->n_layer; l++) {
+        const char *t = json_string_value(json_array_get(lt, l));
+        if (!t || (strcmp(t, "sliding_attention") && strcmp(t, "full_attention")))
+            return pg_fail(ld->e, "%s/config.json: layer_types[%d] must be \"sliding_attention\" or "
+                                  "\"full_attention\"", ld->path, l);
+        any |= strcmp(t, "sliding_attention") == 0;
+    }
+    if (!any) {
+        hp->n_swa = 0;
+        return 0;
+    }
+    for (int p = 1; p <= hp->n_layer + 1; p++) {
+        bool ok = true;
+        for (int l = 0; l < hp->n_layer && ok; l++)
+            ok = (strcmp(json_string_value(json_array_get(lt, l)), "sliding_attention") == 0) == (l % p < p - 1);
+        if (ok) {
+            hp->swa_period = p;
+            return 0;
+        }
+    }
+    return pg_fail(ld->e, "%s/config.json: layer_types is not a periodic pattern of sliding layers then one full "
+                          "layer, which is all GGUF can say", ld->path);
 }
 
 static int hparams_hf_(loader *ld) {
@@ -777,7 +1051,7 @@ static int hparams_hf_(loader *ld) {
     const pg_arch_info *ai = pg_arch_by_hf_type(json_string_value(mt));
     if (!ai) {
         pg_fail(ld->e, "%s/config.json: unsupported model_type '%s' (supported: llama, mixtral, qwen2_moe, "
-                       "qwen3_moe, olmoe, deepseek_v2, deepseek_v3, switch_transformers)", ld->path, json_string_value(mt));
+                       "qwen3_moe, olmoe, deepseek_v2, deepseek_v3, switch_transformers, gpt_oss)", ld->path, json_string_value(mt));
         goto done;
     }
     hp->arch = ai->arch;
@@ -816,15 +1090,7 @@ static int hparams_hf_(loader *ld) {
     if (json_num_(ld, cfg, "rms_norm_eps", 1e-6, &eps) || json_num_(ld, cfg, "rope_theta", theta_default, &theta) ||
         json_num_(ld, cfg, "clip_qkv", 0.0, &clip))
         goto done;
-    json_t *rs = json_object_get(cfg, "rope_scaling");
-    if (rs && !json_is_null(rs) && ai->arch != PG_ARCH_DEEPSEEK2) { /* DeepSeek's YaRN: hparams_hf_deepseek_ */
-        json_t *ty = json_object_get(rs, "rope_type");
-        if (!ty) ty = json_object_get(rs, "type");
-        if (!json_is_string(ty) || strcmp(json_string_value(ty), "default") != 0) {
-            pg_fail(ld->e, "%s/config.json: rope_scaling is not supported yet", ld->path);
-            goto done;
-        }
-    }
+    if (rope_scaling_hf_(ld, cfg) || (ai->arch == PG_ARCH_GPTOSS && hparams_gptoss_hf_(ld, cfg))) goto done;
     hp->norm_eps = (float)eps;
     hp->rope_theta = (float)theta;
     hp->clip_qkv = (float)clip;
@@ -1278,6 +1544,19 @@ void pg_model_print(const pg_model *m, FILE *out) {
     fprintf(out, "vocabulary:      %d%s\n", hp->vocab, m->tok ? "" : " (no tokenizer in the file)");
     fprintf(out, "context (train): %d\n", hp->n_ctx_train);
     fprintf(out, "RoPE base:       %g\n", hp->rope_theta);
+    if (hp->yarn.factor > 0)
+        fprintf(out, "RoPE scaling:    YaRN factor %g, original context %d, beta %g/%g, attention factor %g%s\n",
+                hp->yarn.factor, hp->yarn.orig_ctx, hp->yarn.beta_fast, hp->yarn.beta_slow, hp->yarn.attn_factor,
+                hp->yarn.truncate ? "" : ", not truncated");
+    if (hp->yarn.factor > 0 && hp->yarn.mscale_all_dim != 0)
+        fprintf(out, "                 softmax scale x mscale(factor, %g)^2\n", hp->yarn.mscale_all_dim);
+    if (hp->n_swa > 0) {
+        int n_swa_layers = 0;
+        for (int l = 0; l < hp->n_layer; l++) n_swa_layers += m->layers[l].swa;
+        fprintf(out, "sliding window:  %d positions on %d of %d layers (period %d)\n", hp->n_swa, n_swa_layers,
+                hp->n_layer, hp->swa_period);
+    }
+    if (m->layers[0].sinks) fprintf(out, "attention sinks: yes\n");
     fprintf(out, "RMSNorm eps:     %g\n", hp->norm_eps);
     if (hp->ffn_dim) fprintf(out, "dense FFN:       %d\n", hp->ffn_dim);
     if (hp->n_expert) {
@@ -1294,15 +1573,14 @@ void pg_model_print(const pg_model *m, FILE *out) {
         bool bias = false;
         for (int l = 0; l < hp->n_layer; l++) bias |= m->layers[l].exp_probs_b != NULL;
         if (bias) fprintf(out, "selection bias:  yes (score correction, for the choice only)\n");
+        if (hp->swiglu_limit > 0)
+            fprintf(out, "expert MLP:      clamped SwiGLU (alpha %g, limit %g)%s\n", hp->swiglu_alpha, hp->swiglu_limit,
+                    m->layers[0].router_b ? ", router bias" : "");
     }
     if (hp->mla)
         fprintf(out, "MLA:             q rank %d, KV latent %d, q/k head %d (nope %d + rope %d), v head %d; "
                      "KV cache %d floats per token and layer\n", hp->q_lora_rank, hp->kv_lora_rank, hp->head_dim,
                 hp->qk_nope_dim, hp->n_rot, hp->v_head_dim, hp->kv_lora_rank + hp->n_rot);
-    if (hp->yarn_factor != 0)
-        fprintf(out, "YaRN:            factor %g, original context %d, beta %g/%g, mscale_all_dim %g, attention factor %g\n",
-                hp->yarn_factor, hp->yarn_orig_ctx, hp->yarn_beta_fast, hp->yarn_beta_slow, hp->yarn_mscale_all_dim,
-                hp->yarn_attn_factor);
     if (hp->qk_norm) fprintf(out, "q/k norm:        %s\n", hp->qk_norm == PG_QKNORM_HEAD ? "per head" : "full projection");
     if (hp->n_enc_layer)
         fprintf(out, "encoder-decoder: %d encoder + %d decoder blocks, relative position buckets %d up to %d, "

@@ -34,6 +34,7 @@ typedef enum {
     PG_ARCH_OLMOE,
     PG_ARCH_DEEPSEEK2,
     PG_ARCH_SWITCH,  /* encoder-decoder (Switch Transformers, T5 blocks); encdec.h */
+    PG_ARCH_GPTOSS,
     PG_ARCH_COUNT
 } pg_arch;
 
@@ -105,11 +106,6 @@ typedef struct {
     int q_lora_rank;     /* 0: q_proj straight from the hidden state */
     int kv_lora_rank, qk_nope_dim, v_head_dim;
     bool rope_neox_hf;   /* deepseek_v3 rope_interleave=false: rotate_half */
-    /* YaRN RoPE scaling (yarn.h); yarn_factor 0: none */
-    float yarn_factor, yarn_beta_fast, yarn_beta_slow;
-    float yarn_mscale_all_dim; /* 0: not given (no softmax scale correction) */
-    float yarn_attn_factor;    /* cos/sin multiplier */
-    int yarn_orig_ctx;
     pg_ffn_act ffn_act;
     /* Encoder-decoder models (n_enc_layer > 0, encdec.h): layers
      * 0..n_enc_layer-1 are the encoder blocks, the rest the decoder blocks,
@@ -118,6 +114,13 @@ typedef struct {
     int rel_buckets, rel_max_distance; /* T5 relative position buckets */
     int dec_start_token;                /* the decoder's first input token */
     int dec_eos_token;                  /* ends the decoder's output (-1: none) */
+    /* gpt-oss */
+    int n_swa;           /* sliding window: a token of a sliding layer sees itself and the
+                          * n_swa - 1 positions before it; 0: every layer attends to all */
+    int swa_period;      /* layer l slides iff l % swa_period < swa_period - 1 (llama.cpp's
+                          * pattern; 2: 0, 2, 4, ... slide, 1, 3, ... are full) */
+    pg_yarn yarn;        /* YaRN RoPE scaling (kernels.h); yarn.factor 0: none */
+    float swiglu_alpha, swiglu_limit; /* swiglu_limit > 0: clamped SwiGLU experts (pgk.swiglu_oai) */
 } pg_hparams;
 
 /* The routing rule of a model's MoE layers (pg_route_ex). */
@@ -125,6 +128,9 @@ pg_route_cfg pg_hparams_route(const pg_hparams *hp);
 
 typedef struct {
     pg_mat gate, up, down; /* gate, up: [F rows x D cols]; down: [D x F] */
+    /* optional biases [F], [F], [D] (gpt-oss): small, so they stay resident
+     * (model memory) and travel with the struct when the cache copies it */
+    const float *b_gate, *b_up, *b_down;
 } pg_expert;
 
 typedef struct {
@@ -152,6 +158,10 @@ typedef struct {
     const float *rel_bias;                 /* [buckets][H]: first block of each stack, else NULL */
     const float *cross_norm;               /* decoder blocks: [D] */
     pg_mat cq, ck, cv, co;                 /* decoder blocks: cross-attention, as wq, wk, wv, wo */
+    const float *bo;                       /* optional output projection bias [D] (gpt-oss) */
+    const float *sinks;                    /* optional attention sink logit per head [H] (gpt-oss) */
+    const float *router_b;                 /* optional router bias [E] (gpt-oss) */
+    bool swa;                              /* sliding-window attention (hp.n_swa) */
 } pg_layer;
 
 typedef struct pg_model {

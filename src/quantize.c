@@ -115,7 +115,10 @@ static pg_type fallback_(pg_type t, int64_t cols) {
 pg_type pg_quantize_tensor_type(const pg_quantize_params *p, const pg_tensor *t, int n_layer, int n_expert,
                                 bool has_output) {
     const char *name = t->name;
-    const bool weight = t->n_dims >= 2 && !name_has_(name, "_norm") && !name_has_(name, "ffn_gate_inp");
+    /* biases stay float, 2-D ones too (gpt-oss's ffn_*_exps.bias [F, E]), as llama.cpp quantizes only *weight */
+    const size_t len = strlen(name);
+    const bool is_bias = len >= 5 && !strcmp(name + len - 5, ".bias");
+    const bool weight = t->n_dims >= 2 && !is_bias && !name_has_(name, "_norm") && !name_has_(name, "ffn_gate_inp");
     if (!weight) return PG_TYPE_F32;
     const bool expert = name_has_(name, "_exps");
     pg_type ty = p->base;

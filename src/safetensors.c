@@ -31,6 +31,7 @@ static const struct {
 } st_dtypes_[] = {
     {"F32", PG_TYPE_F32}, {"F16", PG_TYPE_F16}, {"BF16", PG_TYPE_BF16}, {"F64", PG_TYPE_F64},
     {"I8", PG_TYPE_I8},   {"I32", PG_TYPE_I32}, {"I64", PG_TYPE_I64},
+    {"U8", PG_TYPE_I8}, /* raw bytes (gpt-oss's MXFP4 blocks and scales): I8 has the size */
 };
 
 /* Name for a message: control characters, quotes and backslashes escaped, cut at ~60 bytes. */

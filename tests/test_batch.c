@@ -132,7 +132,7 @@ static void check_model_(const char *what, const char *path, bool offload) {
 }
 
 static void test_fixture_families(void) {
-    const char *fam[] = {"llama", "mixtral", "qwen2moe", "qwen3moe", "olmoe", "deepseek2", "deepseek3"};
+    const char *fam[] = {"llama", "mixtral", "qwen2moe", "qwen3moe", "olmoe", "deepseek2", "deepseek3", "gptoss"};
     char dir[256];
     for (int i = 0; i < (int)(sizeof fam / sizeof *fam); i++) {
         snprintf(dir, sizeof dir, "tests/fixtures/%s", fam[i]);

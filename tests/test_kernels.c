@@ -552,6 +552,186 @@ static void test_attention(void) {
     pg_pool_free(pools[1]);
 }
 
+/* ---- gpt-oss: windowed attention with sinks, clamped SwiGLU, YaRN -------------------- */
+
+/* attention_double over positions first..n_kv-1, with an optional sink
+ * logit per head in the denominator */
+static void attention_ext_double(const float *q, const float *k, const float *v, int kv_stride, int first,
+                                 int n_kv, int n_head, int n_head_kv, int hd, const float *sinks, double *out) {
+    double att[64];
+    for (int h = 0; h < n_head; h++) {
+        int kvh = h / (n_head / n_head_kv);
+        double mx = sinks ? sinks[h] : -1e300, s = 0;
+        for (int j = first; j < n_kv; j++) {
+            double d = 0;
+            for (int i = 0; i < hd; i++) d += (double)q[h * hd + i] * k[j * kv_stride + kvh * hd + i];
+            att[j] = d / sqrt((double)hd);
+            mx = att[j] > mx ? att[j] : mx;
+        }
+        for (int j = first; j < n_kv; j++) s += att[j] = exp(att[j] - mx);
+        if (sinks) s += exp(sinks[h] - mx);
+        for (int i = 0; i < hd; i++) {
+            double o = 0;
+            for (int j = first; j < n_kv; j++) o += att[j] / s * v[j * kv_stride + kvh * hd + i];
+            out[h * hd + i] = o;
+        }
+    }
+}
+
+static void test_attention_window_sinks(void) {
+    const int n_head = 4, n_head_kv = 2;
+    const int hds[] = {20, 64};
+    pg_pool *pools[2] = {pg_pool_new(1), pg_pool_new(2)};
+    for (int isa = 0; isa < n_isas(); isa++) {
+        pg_kernels_init(isa);
+        for (int hi = 0; hi < 2; hi++) {
+            const int hd = hds[hi], kv_stride = n_head_kv * hd + 3;
+            for (int n_kv = 1; n_kv <= 37; n_kv += 3)
+                for (int wi = 0; wi < 3; wi++)
+                    for (int with_sinks = 0; with_sinks < 2; with_sinks++) {
+                        const int window = wi == 0 ? n_kv : wi == 1 ? 4 : 1; /* window 1: only itself */
+                        const int first = n_kv > window ? n_kv - window : 0;
+                        float q[4 * 64], out[4 * 64], outr[4 * 64], att[65], scratch[2 * 65], sinks[4];
+                        float *k = xmalloc(n_kv * kv_stride * 4), *v = xmalloc(n_kv * kv_stride * 4);
+                        double want[4 * 64];
+                        fill(q, n_head * hd, 2.0f);
+                        fill(k, n_kv * kv_stride, 2.0f);
+                        fill(v, n_kv * kv_stride, 1.0f);
+                        fill(sinks, 4, 3.0f);
+                        const float *sk = with_sinks ? sinks : NULL;
+                        attention_ext_double(q, k, v, kv_stride, first, n_kv, n_head, n_head_kv, hd, sk, want);
+                        pg_attention_ext_ref(q, k, v, kv_stride, first, n_kv, n_head, n_head_kv, hd, sk, att, outr);
+                        int badr = 0;
+                        for (int i = 0; i < n_head * hd; i++) badr += !(fabs(outr[i] - want[i]) <= 1e-5);
+                        CHECK(badr == 0, "attention_ext_ref hd=%d n_kv=%d first=%d sinks=%d: %d bad", hd, n_kv, first,
+                              with_sinks, badr);
+                        for (int pi = 0; pi < 2; pi++) {
+                            pg_attention_ext(pools[pi], q, k, v, kv_stride, first, n_kv, n_head, n_head_kv, hd, sk,
+                                             scratch, out);
+                            int bad = 0;
+                            for (int i = 0; i < n_head * hd; i++) bad += !(fabs(out[i] - want[i]) <= 1e-5);
+                            CHECK(bad == 0, "%s attention_ext hd=%d n_kv=%d first=%d sinks=%d pool=%d: %d bad",
+                                  pg_isa_name(pgk.isa), hd, n_kv, first, with_sinks, pi + 1, bad);
+                        }
+                        /* no window, no sinks: bit for bit what pg_attention computes */
+                        if (first == 0 && !with_sinks) {
+                            float plain[4 * 64];
+                            pg_attention(pools[1], q, k, v, kv_stride, n_kv, n_head, n_head_kv, hd, scratch, plain);
+                            pg_attention_ext(pools[1], q, k, v, kv_stride, 0, n_kv, n_head, n_head_kv, hd, NULL,
+                                             scratch, out);
+                            CHECK(memcmp(plain, out, (size_t)n_head * hd * 4) == 0, "ext differs from plain");
+                        }
+                        free(k);
+                        free(v);
+                    }
+        }
+    }
+    pg_pool_free(pools[0]);
+    pg_pool_free(pools[1]);
+}
+
+/* By hand: one head, hd 4 (scale 1/2), q = (2,0,0,0). Position 0 is outside
+ * the window (first = 1); position 1 scores 0, position 2 scores ln 3, the
+ * sink is 0: weights 1/5, 3/5 and 1/5 for the sink, which has no value. */
+static void test_attention_sinks_by_hand(void) {
+    const float q[4] = {2, 0, 0, 0}, sink = 0.0f;
+    const float k[12] = {50, 50, 50, 50, 0, 0, 0, 0, logf(3.0f), 0, 0, 0};
+    const float v[12] = {100, 100, 100, 100, 1, 0, 0, 0, 0, 1, 0, 0};
+    float att[4], out[4];
+    pg_attention_ext_ref(q, k, v, 4, 1, 3, 1, 1, 4, &sink, att, out);
+    CHECK(fabsf(out[0] - 0.2f) < 1e-6f && fabsf(out[1] - 0.6f) < 1e-6f && out[2] == 0 && out[3] == 0,
+          "got %g %g %g %g, want 0.2 0.6 0 0", out[0], out[1], out[2], out[3]);
+    /* without the sink: 1/4 and 3/4 */
+    pg_attention_ext_ref(q, k, v, 4, 1, 3, 1, 1, 4, NULL, att, out);
+    CHECK(fabsf(out[0] - 0.25f) < 1e-6f && fabsf(out[1] - 0.75f) < 1e-6f, "got %g %g, want 0.25 0.75", out[0], out[1]);
+}
+
+static void test_swiglu_oai(void) {
+    /* by hand, alpha = ln 3 so that sigmoid(alpha) = 3/4 */
+    const float a3 = logf(3.0f);
+    float g[3] = {1, 9, -9}, u[3] = {1, 9, -9}, y[3];
+    pg_swiglu_oai_ref(1, g, u, a3, 7.0f, y);
+    CHECK(fabsf(y[0] - 1.5f) < 1e-6f, "(1+1) * 1 * 3/4: got %g", y[0]);
+    pg_swiglu_oai_ref(3, g, u, a3 / 2, 2.0f, y); /* limit 2: gate 9 -> 2, up 9 -> 2, up -9 -> -2, gate -9 stays */
+    CHECK(fabsf(y[1] - 4.5f) < 1e-5f, "(2+1) * 2 * 3/4: got %g", y[1]);
+    CHECK(fabs(y[2] - 9.0 / (1.0 + pow(3.0, 4.5))) < 1e-7, "(-2+1) * -9 * sigmoid(-9 ln3/2): got %g", y[2]);
+    float *gg = xmalloc(4100 * 4), *uu = xmalloc(4100 * 4), *yy = xmalloc(4100 * 4), *yr = xmalloc(4100 * 4);
+    for (int isa = 0; isa < n_isas(); isa++) {
+        pg_kernels_init(isa);
+        for (int si = 1; si < NSIZES; si++) {
+            const int n = SIZES[si];
+            fill(gg, n, 12.0f);
+            fill(uu, n, 12.0f);
+            if (n > 20) { gg[3] = -100.0f; gg[4] = 100.0f; gg[5] = 0.0f; uu[6] = 7.0f; gg[7] = 7.0f; }
+            pg_swiglu_oai_ref(n, gg, uu, 1.702f, 7.0f, yr);
+            pgk.swiglu_oai(n, gg, uu, 1.702f, 7.0f, yy);
+            int bad = 0, badr = 0;
+            for (int i = 0; i < n; i++) {
+                double gd = gg[i] > 7.0 ? 7.0 : gg[i], ud = uu[i] > 7.0 ? 7.0 : uu[i] < -7.0 ? -7.0 : uu[i];
+                double glu = gd / (1.0 + exp(-(double)1.702f * gd)), e = (ud + 1) * glu;
+                /* u + 1 is rounded in float: near u = -1 the bound is relative to
+                 * (|u| + 1) |glu|; alpha g is rounded too, which exp turns into
+                 * a relative error of |alpha g| eps */
+                badr += fabs(yr[i] - e) > (1e-6 + 4 * fabs(1.702 * gd) * EPS) * (fabs(ud) + 1) * fabs(glu) + 1e-35;
+                bad += fabs(yy[i] - yr[i]) > 1e-5 * fabs(yr[i]) + 1e-35;
+            }
+            CHECK(badr == 0, "swiglu_oai ref n=%d: %d bad", n, badr);
+            CHECK(bad == 0, "%s swiglu_oai n=%d: %d bad", pg_isa_name(pgk.isa), n, bad);
+        }
+        /* a NaN gate or up stays NaN (torch.clamp keeps it), in the vector lanes and the tail */
+        for (int i = 0; i < 35; i++) gg[i] = uu[i] = 0.5f;
+        gg[3] = uu[20] = gg[33] = NAN;
+        pgk.swiglu_oai(35, gg, uu, 1.702f, 7.0f, yy);
+        CHECK(isnan(yy[3]) && isnan(yy[20]) && isnan(yy[33]) && !isnan(yy[4]), "%s swiglu_oai: NaN not kept",
+              pg_isa_name(pgk.isa));
+    }
+    free(gg); free(uu); free(yy); free(yr);
+}
+
+/* YaRN's cos/sin at one position, as the model computes them */
+static void yarn_cs_(int pos, int n_rot, float base, const pg_yarn *y, float *cs) {
+    float inv[64];
+    pg_yarn_inv_freq(n_rot, base, y, inv);
+    pg_rope_cache_freqs(pos, n_rot, inv, y->attn_factor, cs);
+}
+
+static void test_rope_yarn(void) {
+    /* factor 1 and attention factor 1: the plain RoPE angles (up to the
+     * frequencies' float32 rounding, as transformers keeps them) */
+    float a[128], b[128];
+    pg_yarn y1 = {.factor = 1, .beta_fast = 32, .beta_slow = 1, .orig_ctx = 4096, .truncate = 0, .attn_factor = 1};
+    for (int pos = 0; pos < 300; pos += 37) {
+        pg_rope_cache(pos, 64, 150000.0f, a);
+        yarn_cs_(pos, 64, 150000.0f, &y1, b);
+        int bad = 0;
+        for (int i = 0; i < 64; i++) bad += !(fabsf(a[i] - b[i]) <= 5e-5f);
+        CHECK(bad == 0, "yarn factor 1 pos %d: %d differ", pos, bad);
+    }
+    /* by hand: n_rot 4, base 1e4, 628 positions: beta_fast 100 puts lo below
+     * 0 (clipped), beta_slow 1 at 0.9999 (ceiled to 1), so pair 0 keeps its
+     * frequency 1 and pair 1 takes 0.01 / 4 */
+    pg_yarn y = {.factor = 4, .beta_fast = 100, .beta_slow = 1, .orig_ctx = 628, .truncate = 1, .attn_factor = 1};
+    yarn_cs_(3, 4, 10000.0f, &y, a);
+    CHECK(fabsf(a[0] - cosf(3)) < 1e-6f && fabsf(a[1] - sinf(3)) < 1e-6f, "pair 0: %g %g", a[0], a[1]);
+    CHECK(fabsf(a[2] - cosf(0.0075f)) < 1e-6f && fabsf(a[3] - sinf(0.0075f)) < 1e-6f, "pair 1: %g %g", a[2], a[3]);
+    /* the attention factor scales cos and sin; its default is 0.1 ln f + 1 */
+    y.attn_factor = pg_yarn_mscale(4, 1);
+    CHECK(fabsf(y.attn_factor - (float)(0.1 * log(4.0) + 1)) < 1e-7f, "default attn factor %g", y.attn_factor);
+    yarn_cs_(3, 4, 10000.0f, &y, b);
+    CHECK(fabsf(b[0] - a[0] * y.attn_factor) < 1e-6f && fabsf(b[3] - a[3] * y.attn_factor) < 1e-6f, "scaled");
+    CHECK(pg_yarn_mscale(1, 1) == 1 && pg_yarn_mscale(0.5f, 1) == 1, "no scaling at factor <= 1");
+    /* not truncated (transformers' gpt-oss): the ramp runs from the exact
+     * bounds; 16 dims, 64 positions: lo = 0 (clipped), hi = 2.0155 */
+    pg_yarn nt = {.factor = 4, .beta_fast = 32, .beta_slow = 1, .orig_ctx = 64, .truncate = 0, .attn_factor = 1};
+    float inv[8];
+    pg_yarn_inv_freq(16, 10000.0f, &nt, inv);
+    double hi = 16 * log(64 / (2 * M_PI)) / (2 * log(10000.0));
+    for (int i = 0; i < 8; i++) {
+        double r = i / hi > 1 ? 1 : i / hi, base = pow(10000.0, -2.0 * i / 16);
+        CHECK(fabs(inv[i] - base * (r / 4 + 1 - r)) <= 1e-6 * base, "untruncated inv_freq[%d] = %g", i, inv[i]);
+    }
+}
+
 static void test_init(void) {
     pg_isa best = pg_cpu_isa();
     fprintf(stderr, "cpu isa: %s\n", pg_isa_name(best));
@@ -579,6 +759,10 @@ int main(void) {
     TEST_RUN(test_matmul);
     TEST_RUN(test_rope);
     TEST_RUN(test_attention);
+    TEST_RUN(test_attention_window_sinks);
+    TEST_RUN(test_attention_sinks_by_hand);
+    TEST_RUN(test_swiglu_oai);
+    TEST_RUN(test_rope_yarn);
     pg_kernels_init(-1);
     return test_summary("test_kernels");
 }

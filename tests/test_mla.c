@@ -20,7 +20,6 @@
 #include "forward.h"
 #include "mla.h"
 #include "test.h"
-#include "yarn.h"
 
 static const char *ds_[] = {"deepseek2", "deepseek2-lora", "deepseek3", "deepseek2-yarn"};
 
@@ -92,7 +91,9 @@ static void test_yarn(void) {
      * beta_fast 32 -> dim -0.99 (floor, clamped: 0), beta_slow 1 -> 2.02
      * (ceil: 3); ramp i/3: i = 0 kept, 1 and 2 mixed, 3.. divided by 4 */
     float f[8];
-    pg_yarn_inv_freq(16, 10000.0f, 4.0f, 64, 32.0f, 1.0f, f);
+    const pg_yarn y4 = {.factor = 4, .beta_fast = 32, .beta_slow = 1, .orig_ctx = 64, .truncate = 1, .attn_factor = 1};
+    const pg_yarn y1 = {.factor = 1, .beta_fast = 32, .beta_slow = 1, .orig_ctx = 64, .truncate = 1, .attn_factor = 1};
+    pg_yarn_inv_freq(16, 10000.0f, &y4, f);
     for (int i = 0; i < 8; i++) {
         double base = pow(10000.0, -2.0 * i / 16), r = i < 3 ? i / 3.0 : 1.0;
         double want = base * (r / 4 + (1 - r));
@@ -100,12 +101,12 @@ static void test_yarn(void) {
     }
     CHECK(fabsf(f[1] - 0.75f * powf(10000.0f, -2.0f / 16)) < 1e-6f, "inv_freq[1]: three quarters of theta_1");
     /* factor 1: the plain frequencies */
-    pg_yarn_inv_freq(16, 10000.0f, 1.0f, 64, 32.0f, 1.0f, f);
+    pg_yarn_inv_freq(16, 10000.0f, &y1, f);
     for (int i = 0; i < 8; i++) CHECK(fabs(f[i] - pow(10000.0, -2.0 * i / 16)) < 1e-7, "factor 1: inv_freq[%d]", i);
     CHECK(fabsf(pg_yarn_mscale(4.0f, 1.0f) - (1.0f + 0.1f * logf(4.0f))) < 1e-7f, "mscale(4, 1)");
     CHECK(pg_yarn_mscale(1.0f, 0.7f) == 1.0f && pg_yarn_mscale(0.5f, 1.0f) == 1.0f, "mscale of no scaling");
     float cs[16];
-    pg_yarn_inv_freq(16, 10000.0f, 4.0f, 64, 32.0f, 1.0f, f);
+    pg_yarn_inv_freq(16, 10000.0f, &y4, f);
     pg_rope_cache_freqs(5, 16, f, 0.5f, cs);
     CHECK(fabsf(cs[2] - 0.5f * cosf(5 * f[1])) < 1e-6f && fabsf(cs[3] - 0.5f * sinf(5 * f[1])) < 1e-6f,
           "cos/sin carry the attention factor");
@@ -216,7 +217,7 @@ static void test_cli(void) {
     size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
     out[n] = 0;
     int st = p ? pclose(p) : -1;
-    CHECK(st == 0 && strstr(out, "architecture:    deepseek2") && strstr(out, "MLA:") && strstr(out, "YaRN:") &&
+    CHECK(st == 0 && strstr(out, "architecture:    deepseek2") && strstr(out, "MLA:") && strstr(out, "RoPE scaling:    YaRN") &&
               strstr(out, "group top-2 sum"),
           "inspect:\n%s", out);
     /* the fixture's prompt, and its first 8 greedy tokens */

@@ -282,10 +282,83 @@ static void test_bad_configs(void) {
           "good config: %s", e.msg);
 }
 
+/* gpt-oss: the tensors and keys it adds are required and checked (a GGUF
+ * damaged from the converted fixture), and config.json's layer_types and
+ * RoPE scaling are refused where pregate cannot follow them. */
+static void test_damaged_gptoss(void) {
+    snprintf(dir_, sizeof dir_, "/tmp/pregate-badoss-%d", (int)getpid());
+    mkdir(dir_, 0700);
+    snprintf(valid_, sizeof valid_, "%s/valid.gguf", dir_);
+    pg_error e = {{0}};
+    pg_model *m = pg_model_open("tests/fixtures/gptoss", &e);
+    CHECK(m && pg_model_write_gguf(m, valid_, &e) == 0, "%s", e.msg);
+    pg_model_free(m);
+    const bad_case cases[] = {
+        {"missing sinks", EDIT_DROP_TENSOR, "blk.1.attn_sinks.weight", -1, "missing tensor 'blk.1.attn_sinks.weight'"},
+        {"missing router bias", EDIT_DROP_TENSOR, "blk.2.ffn_gate_inp.bias", -1, "missing tensor 'blk.2.ffn_gate_inp.bias'"},
+        {"missing expert bias", EDIT_DROP_TENSOR, "blk.0.ffn_up_exps.bias", -1, "missing tensor 'blk.0.ffn_up_exps.bias'"},
+        {"expert bias shape", EDIT_SHAPE, "blk.2.ffn_down_exps.bias", -1, "has shape"},
+        {"NaN sink", EDIT_NAN, "blk.0.attn_sinks.weight", -1, "non-finite"},
+        {"NaN expert bias", EDIT_NAN, "blk.1.ffn_gate_exps.bias", -1, "non-finite"},
+        {"YaRN without context", EDIT_KV_DROP, "gpt-oss.rope.scaling.original_context_length", -1,
+         "missing metadata key 'gpt-oss.rope.scaling.original_context_length'"},
+        {"YaRN factor 0", EDIT_KV_BAD, "gpt-oss.rope.scaling.factor", -1, "YaRN factor"},
+    };
+    char path[400];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const bad_case *c = &cases[i];
+        snprintf(path, sizeof path, "%s/bad-%zu.gguf", dir_, i);
+        CHECK(rewrite_(path, c->kind, c->target) == 0, "%s: could not write the damaged file", c->name);
+        e.msg[0] = 0;
+        m = pg_model_open(path, &e);
+        CHECK(m == NULL, "%s: a damaged file loaded", c->name);
+        pg_model_free(m);
+        CHECK(strstr(e.msg, path) && strstr(e.msg, c->expect), "%s: message lacks '%s': %s", c->name, c->expect,
+              e.msg);
+        unlink(path);
+    }
+    unlink(valid_);
+    /* config.json: a layer pattern GGUF cannot say, an unknown RoPE scaling */
+    char cfg[300], link[300], cwd[256], target[600], *text = NULL;
+    size_t len = 0;
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir_);
+    snprintf(link, sizeof link, "%s/model.safetensors", dir_);
+    CHECK(getcwd(cwd, sizeof cwd) != NULL, "getcwd");
+    snprintf(target, sizeof target, "%s/tests/fixtures/gptoss/model.safetensors", cwd);
+    CHECK(symlink(target, link) == 0, "symlink");
+    CHECK(pg_read_file("tests/fixtures/gptoss/config.json", &text, &len, &e) == 0, "%s", e.msg);
+    struct { const char *from, *to, *expect; } edits[] = {
+        {"\"sliding_attention\",\n    \"full_attention\"", "\"full_attention\",\n    \"sliding_attention\"",
+         "periodic pattern"},
+        {"\"rope_type\": \"yarn\"", "\"rope_type\": \"longrope\"", "RoPE scaling 'longrope'"},
+        {"\"original_max_position_embeddings\": 4096", "\"original_max_position_embeddings\": 0", "YaRN"},
+    };
+    for (size_t i = 0; text && i < sizeof edits / sizeof *edits; i++) {
+        const char *at = strstr(text, edits[i].from);
+        CHECK(at != NULL, "edit %zu: '%s' not in the fixture's config.json", i, edits[i].from);
+        if (!at) continue;
+        char *mod = xmalloc(len + 64);
+        size_t pre = (size_t)(at - text);
+        memcpy(mod, text, pre);
+        strcpy(mod + pre, edits[i].to);
+        strcat(mod, at + strlen(edits[i].from));
+        write_bytes_(cfg, mod, strlen(mod));
+        free(mod);
+        m = pg_model_open(dir_, &e);
+        CHECK(m == NULL && strstr(e.msg, edits[i].expect), "edit %zu: %s", i, m ? "loaded" : e.msg);
+        pg_model_free(m);
+    }
+    free(text);
+    unlink(cfg);
+    unlink(link);
+    rmdir(dir_);
+}
+
 int main(void) {
     TEST_RUN(test_damaged_models);
     TEST_RUN(test_bad_hf_dirs);
     TEST_RUN(test_bad_configs);
     TEST_RUN(test_check_tensors);
+    TEST_RUN(test_damaged_gptoss);
     return test_summary("test_model_errors");
 }

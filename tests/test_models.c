@@ -17,6 +17,7 @@
 
 #include "convert.h"
 #include "forward.h"
+#include "quantize.h"
 #include "safetensors.h"
 #include "sampler.h"
 #include "test.h"
@@ -74,7 +75,7 @@ static void check_model_(const char *what, const char *model_path, const char *r
 
 static const char *families_[] = {"llama", "mixtral", "mixtral-fused", "qwen2moe", "qwen3moe",
                                   "qwen3moe-fused", "qwen3moe-sharded", "olmoe", "deepseek2",
-                                  "deepseek2-lora", "deepseek3", "deepseek2-yarn"};
+                                  "deepseek2-lora", "deepseek3", "deepseek2-yarn", "gptoss"};
 
 static void test_hf_fixtures(void) {
     char dir[256], ref[300];
@@ -103,6 +104,125 @@ static void test_hf_fixtures_as_gguf(void) {
         if (rc == 0) check_model_(what, out, ref);
         unlink(out);
     }
+}
+
+/* gpt-oss experts as MXFP4 (as the released checkpoints ship them): the
+ * fixture converted to GGUF, its expert weights quantized with `pregate
+ * quantize`'s machinery (everything else stays F32, biases included), loads
+ * and runs; agreement of the top-1 token with transformers' F32 logits is
+ * reported, not asserted (4-bit experts change the numbers). */
+static void test_gptoss_mxfp4(void) {
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char f32[300], q[300];
+    snprintf(f32, sizeof f32, "%s/pregate-test-%d-gptoss-f32.gguf", tmp, (int)getpid());
+    snprintf(q, sizeof q, "%s/pregate-test-%d-gptoss-mxfp4.gguf", tmp, (int)getpid());
+    pg_error e = {{0}};
+    pg_model *m = pg_model_open("tests/fixtures/gptoss", &e);
+    CHECK(m && pg_model_write_gguf(m, f32, &e) == 0, "%s", e.msg);
+    pg_model_free(m);
+    pg_quantize_params p = {.base = PG_TYPE_F32, .mix = PG_MIX_NONE, .expert_type = PG_TYPE_MXFP4, .ftype = 0};
+    CHECK(pg_quantize_file(f32, q, &p, &e) == 0, "%s", e.msg);
+    unlink(f32);
+    m = pg_model_open(q, &e);
+    CHECK(m != NULL, "%s", e.msg);
+    st_file ref;
+    if (!m || st_open(&ref, "tests/fixtures/gptoss/reference.safetensors", &e)) { pg_model_free(m); unlink(q); return; }
+    CHECK(m->layers[0].experts[0].gate.type == PG_TYPE_MXFP4 && m->layers[2].experts[3].down.type == PG_TYPE_MXFP4 &&
+          m->layers[0].wq.type == PG_TYPE_F32 && m->layers[1].experts[1].b_down != NULL,
+          "expected MXFP4 experts, F32 attention, float expert biases");
+    const pg_tensor *tt = ref_tensor_(&ref, "tokens", PG_TYPE_I32), *tl = ref_tensor_(&ref, "logits", PG_TYPE_F32);
+    int T = (int)tt->ne[0], V = m->hp.vocab, agree = 0;
+    float *got = xmalloc((size_t)T * V * sizeof(float)), maxdiff = 0;
+    pg_session *s = pg_session_new(m, T, 1, &e);
+    CHECK(s && pg_session_eval(s, tt->data, T, got, &e) == 0, "%s", e.msg);
+    const float *want = tl->data;
+    bool finite = true;
+    for (int t = 0; t < T; t++) {
+        agree += pg_argmax(got + (size_t)t * V, V) == pg_argmax(want + (size_t)t * V, V);
+        for (int i = 0; i < V; i++) {
+            float d = fabsf(got[(size_t)t * V + i] - want[(size_t)t * V + i]);
+            finite &= isfinite(got[(size_t)t * V + i]);
+            maxdiff = d > maxdiff ? d : maxdiff;
+        }
+    }
+    CHECK(finite, "non-finite logits");
+    fprintf(stderr, "  gptoss MXFP4 experts: top-1 agrees with F32 transformers at %d of %d positions, "
+                    "max |logit diff| %.3g\n", agree, T, maxdiff);
+    /* the same experts dequantized back to F32: what is left is the
+     * activation's quantization inside the MXFP4 dot products */
+    pg_session_free(s);
+    s = NULL;
+    snprintf(f32, sizeof f32, "%s/pregate-test-%d-gptoss-deq.gguf", tmp, (int)getpid());
+    pg_quantize_params pd = {.base = PG_TYPE_F32, .mix = PG_MIX_NONE, .expert_type = -1, .ftype = 0};
+    pg_model *md = NULL;
+    CHECK(pg_quantize_file(q, f32, &pd, &e) == 0 && (md = pg_model_open(f32, &e)) != NULL, "%s", e.msg);
+    float *deq = xmalloc((size_t)T * V * sizeof(float)), dd = 0;
+    s = md ? pg_session_new(md, T, 1, &e) : NULL;
+    if (s && pg_session_eval(s, tt->data, T, deq, &e) == 0) {
+        for (size_t i = 0; i < (size_t)T * V; i++) dd = fabsf(deq[i] - got[i]) > dd ? fabsf(deq[i] - got[i]) : dd;
+        fprintf(stderr, "  gptoss MXFP4 experts vs the same dequantized to F32: max |logit diff| %.3g\n", dd);
+        CHECK(dd < 0.1f * maxdiff + 1e-3f, "MXFP4 compute differs from its own dequantization by %g", dd);
+    } else {
+        CHECK(0, "dequantized model: %s", e.msg);
+    }
+    free(deq);
+    pg_model_free(md);
+    unlink(f32);
+    free(got);
+    pg_session_free(s);
+    st_close(&ref);
+    pg_model_free(m);
+    unlink(q);
+}
+
+/* transformers' MXFP4 layout (tests/fixtures/gptoss-mxfp4: *_blocks /
+ * *_scales, as openai ships gpt-oss), whose reference logits come from
+ * transformers dequantizing the experts exactly. The blocks are repacked to
+ * GGML's MXFP4 at load: converted to GGUF and dequantized to F32 by
+ * `pregate quantize`, the model must match transformers to 1e-4 with the
+ * same greedy tokens (the repacking is exact); run as MXFP4 (8-bit
+ * activations in the dot products) the top-1 agreement is reported. */
+static void test_gptoss_mxfp4_hf(void) {
+    const char *dir = "tests/fixtures/gptoss-mxfp4", *ref = "tests/fixtures/gptoss-mxfp4/reference.safetensors";
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char mx[300], deq[300];
+    snprintf(mx, sizeof mx, "%s/pregate-test-%d-gptoss-hfmx.gguf", tmp, (int)getpid());
+    snprintf(deq, sizeof deq, "%s/pregate-test-%d-gptoss-hfmx-f32.gguf", tmp, (int)getpid());
+    pg_error e = {{0}};
+    pg_model *m = pg_model_open(dir, &e);
+    CHECK(m != NULL, "%s", e.msg);
+    if (!m) return;
+    CHECK(m->layers[1].experts[2].gate.type == PG_TYPE_MXFP4 && m->layers[1].experts[2].down.type == PG_TYPE_MXFP4,
+          "experts are not MXFP4");
+    st_file rf;
+    if (st_open(&rf, ref, &e) == 0) {
+        const pg_tensor *tt = ref_tensor_(&rf, "tokens", PG_TYPE_I32), *tl = ref_tensor_(&rf, "logits", PG_TYPE_F32);
+        int T = (int)tt->ne[0], V = m->hp.vocab, agree = 0;
+        float *got = xmalloc((size_t)T * V * sizeof(float)), maxdiff = 0;
+        pg_session *s = pg_session_new(m, T, 1, &e);
+        CHECK(s && pg_session_eval(s, tt->data, T, got, &e) == 0, "%s", e.msg);
+        const float *want = tl->data;
+        for (int t = 0; t < T; t++) {
+            agree += pg_argmax(got + (size_t)t * V, V) == pg_argmax(want + (size_t)t * V, V);
+            for (int i = 0; i < V; i++) {
+                float d = fabsf(got[(size_t)t * V + i] - want[(size_t)t * V + i]);
+                maxdiff = d > maxdiff || isnan(d) ? d : maxdiff;
+            }
+        }
+        CHECK(isfinite(maxdiff), "non-finite logits");
+        fprintf(stderr, "  gptoss-mxfp4 (MXFP4 dots): top-1 agrees with transformers at %d of %d positions, "
+                        "max |logit diff| %.3g\n", agree, T, maxdiff);
+        free(got);
+        pg_session_free(s);
+        st_close(&rf);
+    }
+    CHECK(pg_model_write_gguf(m, mx, &e) == 0, "%s", e.msg);
+    pg_model_free(m);
+    pg_quantize_params p = {.base = PG_TYPE_F32, .mix = PG_MIX_NONE, .expert_type = -1, .ftype = 0};
+    CHECK(pg_quantize_file(mx, deq, &p, &e) == 0, "%s", e.msg);
+    check_model_("gptoss-mxfp4 dequantized", deq, ref);
+    unlink(mx);
+    unlink(deq);
 }
 
 static void test_demo_moe(void) {
@@ -226,6 +346,8 @@ static void test_llama_tiny_random_gguf(void) {
 int main(void) {
     TEST_RUN(test_hf_fixtures);
     TEST_RUN(test_hf_fixtures_as_gguf);
+    TEST_RUN(test_gptoss_mxfp4);
+    TEST_RUN(test_gptoss_mxfp4_hf);
     TEST_RUN(test_demo_moe);
     TEST_RUN(test_pregated_tiny);
     TEST_RUN(test_stories260k);

@@ -140,7 +140,7 @@ static void check_modes_(const char *what, const char *gguf_path) {
 
 static void test_fixture_families(void) {
     const char *fam[] = {"mixtral", "qwen2moe", "qwen3moe", "olmoe", "deepseek2", "deepseek2-lora", "deepseek3",
-                         "deepseek2-yarn"};
+                         "deepseek2-yarn", "gptoss", "gptoss-mxfp4"};
     char dir[256], out[256];
     for (int i = 0; i < (int)(sizeof fam / sizeof *fam); i++) {
         snprintf(dir, sizeof dir, "tests/fixtures/%s", fam[i]);

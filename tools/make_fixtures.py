@@ -54,6 +54,7 @@ from transformers import (
     Qwen2MoeConfig, Qwen2MoeForCausalLM,
     Qwen3MoeConfig, Qwen3MoeForCausalLM,
     SwitchTransformersConfig, SwitchTransformersForConditionalGeneration,
+    GptOssConfig, GptOssForCausalLM,
 )
 
 T_PROMPT = 16
@@ -155,6 +156,19 @@ MODELS = {
                          "original_max_position_embeddings": 32, "beta_fast": 32.0, "beta_slow": 1.0,
                          "mscale": 1.0, "mscale_all_dim": 0.707},
         tie_word_embeddings=False), 900),
+    # gpt-oss: attention sinks, sliding (layers 0, 2; window 4) / full (layer 1)
+    # attention, q/k/v/o biases, router bias, clamped SwiGLU experts with
+    # biases (limit lowered to 3 so the clamps are exercised), YaRN RoPE.
+    "gptoss": (GptOssForCausalLM, GptOssConfig, dict(
+        head_dim=24,                         # != hidden/heads (16)
+        intermediate_size=32, num_hidden_layers=3, num_local_experts=4,
+        num_experts_per_tok=2, sliding_window=4, max_position_embeddings=32768,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        attention_bias=True, rms_norm_eps=1e-5, swiglu_limit=3.0,
+        rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 8.0,
+                         "beta_fast": 32.0, "beta_slow": 1.0, "truncate": False,
+                         "original_max_position_embeddings": 4096},
+        tie_word_embeddings=False), 600),
 }
 
 # Routing decisions of these are checked by their own rule (deepseek_route_gaps),
@@ -164,6 +178,12 @@ MIN_SCORE_GAP = 2e-3
 MIN_LOGIT_MARGIN_DEEPSEEK = 1e-2   # still 100x the 1e-4 tolerance; 5e-2 found no seed in 300
 
 FUSED_VARIANTS = ["mixtral", "qwen3moe"]     # -> <name>-fused
+MXFP4_VARIANTS = ["gptoss"]                  # -> <name>-mxfp4: experts as openai ships them
+# Seeds whose float32 transformers logits stray this far from the float64
+# numpy re-implementation are rejected: gpt-oss (sinks, YaRN's sharper
+# attention) amplifies rounding more than the others, and a float32 engine
+# must stay within 1e-4 of transformers on every ISA.
+NUMPY_GAP = {"gptoss": 3e-5}
 SHARDED_VARIANTS = {"qwen3moe": "200KB"}     # -> <name>-sharded
 
 
@@ -321,7 +341,7 @@ def np_reference_logits(d, tokens):
     mt = c["model_type"]
     if mt in ("deepseek_v2", "deepseek_v3"):
         return np_deepseek_logits(d, c, tokens)
-    W = {k: v.double().numpy() for k, v in read_all(d).items()}
+    W = {k: v.double().numpy() for k, v in mxfp4_unpack(read_all(d)).items()}
     D, H, KV = c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]
     hd = c.get("head_dim") or D // H
     eps = c["rms_norm_eps"]
@@ -344,8 +364,22 @@ def np_reference_logits(d, tokens):
         return y + W[name + ".bias"] if name + ".bias" in W else y
 
     inv = 1.0 / theta ** (np.arange(0, hd, 2) / hd)
+    mscale = 1.0
+    rp = c.get("rope_parameters") or {}
+    if rp.get("rope_type") == "yarn":       # YaRN: blend interpolated and original frequencies
+        f, orig = rp["factor"], rp["original_max_position_embeddings"]
+        def corr(rot):
+            return hd * np.log(orig / (rot * 2 * np.pi)) / (2 * np.log(theta))
+        lo, hi = corr(rp.get("beta_fast", 32)), corr(rp.get("beta_slow", 1))
+        if rp.get("truncate", True):
+            lo, hi = np.floor(lo), np.ceil(hi)
+        lo, hi = max(lo, 0), min(hi, hd - 1)
+        ramp = np.clip((np.arange(hd // 2) - lo) / ((hi - lo) if hi != lo else 0.001), 0, 1)
+        inv = inv / f * ramp + inv * (1 - ramp)
+        mscale = 0.1 * np.log(f) + 1.0
     ang = np.arange(T)[:, None] * inv[None, :]
     cos, sin = np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
+    cos, sin = cos * mscale, sin * mscale
 
     def rope(x):  # x [T, nh, hd], rotate_half (NeoX) style
         x1, x2 = x[..., : hd // 2], x[..., hd // 2:]
@@ -382,16 +416,39 @@ def np_reference_logits(d, tokens):
         k, v = np.repeat(k, H // KV, axis=1), np.repeat(v, H // KV, axis=1)  # head h uses kv head h // (H/KV)
         s = np.einsum("thd,shd->hts", q, k) / np.sqrt(hd)
         s = s + np.triu(np.full((T, T), -np.inf), 1)
+        if mt == "gpt_oss" and c["layer_types"][li] == "sliding_attention":
+            s = s + np.tril(np.full((T, T), -np.inf), -c["sliding_window"])  # sees itself + window-1 before
+        if mt == "gpt_oss":                  # a per-head sink joins the softmax denominator
+            sink = W[L + "self_attn.sinks"][:, None, None] * np.ones((1, T, 1))
+            s = np.concatenate([s, sink], -1)
         p = np.exp(s - s.max(-1, keepdims=True))
         p /= p.sum(-1, keepdims=True)
+        if mt == "gpt_oss":
+            p = p[..., :-1]
         o = np.einsum("hts,shd->thd", p, v).reshape(T, H * hd)
         x = x + lin(o, L + "self_attn.o_proj")
 
         h = rms(x, W[L + "post_attention_layernorm.weight"])
         moe_pre = L + ("block_sparse_moe." if L + "block_sparse_moe.gate.weight" in W else "mlp.")
         is_moe = mt != "llama" and li not in mlp_only and n_exp > 0 and (li + 1) % step == 0
-        assert is_moe == (moe_pre + "gate.weight" in W)
-        if not is_moe:
+        assert is_moe == (moe_pre + "gate.weight" in W) or mt == "gpt_oss"
+        if mt == "gpt_oss":                  # top-k of (logits + bias), softmax over the k
+            logits = lin(h, moe_pre + "router")
+            idx = np.argsort(-logits, -1, kind="stable")[:, :topk]
+            wts = np.take_along_axis(logits, idx, -1)
+            wts = np.exp(wts - wts.max(-1, keepdims=True))
+            wts /= wts.sum(-1, keepdims=True)
+            lim, alpha = c["swiglu_limit"], c["swiglu_alpha"]
+            y = np.zeros_like(h)
+            for t in range(T):
+                for j in range(topk):
+                    e = idx[t, j]
+                    # [D, 2F] with gate and up interleaved along the last dim
+                    gu = h[t] @ W[moe_pre + "experts.gate_up_proj"][e] + W[moe_pre + "experts.gate_up_proj_bias"][e]
+                    g, u = np.minimum(gu[::2], lim), np.clip(gu[1::2], -lim, lim)
+                    a = (u + 1) * g / (1 + np.exp(-alpha * g))
+                    y[t] += wts[t, j] * (a @ W[moe_pre + "experts.down_proj"][e] + W[moe_pre + "experts.down_proj_bias"][e])
+        elif not is_moe:
             y = lin(silu(lin(h, L + "mlp.gate_proj")) * lin(h, L + "mlp.up_proj"), L + "mlp.down_proj")
         else:
             logits = h @ W[moe_pre + "gate.weight"].T              # [T, E]
@@ -577,6 +634,94 @@ def split_back(name, fused):
     return out
 
 
+# --- MXFP4 experts as openai's gpt-oss checkpoints store them, by hand -----
+
+FP4_VALUES = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0]
+
+
+def mxfp4_pack(w):
+    """w [..., rows, cols] (rows = output features, cols % 32 == 0) ->
+    blocks uint8 [..., rows, cols/32, 16] (element 2j in the low nibble of byte
+    j, 2j+1 in the high one) and scales uint8 [..., rows, cols/32] (E8M0,
+    bias 127): per 32 values the largest power of two with amax / 2^e <= 6...8,
+    each value rounded to the nearest FP4 value."""
+    *pre, R, C = w.shape
+    b = w.reshape(*pre, R, C // 32, 32)
+    amax = b.abs().amax(-1)
+    e = torch.where(amax > 0, torch.floor(torch.log2(amax.clamp_min(1e-30))) - 2, torch.zeros_like(amax))
+    e = e.clamp(-127, 127)
+    idx = ((b / torch.pow(2.0, e)[..., None])[..., None] - torch.tensor(FP4_VALUES)).abs().argmin(-1)
+    blocks = (idx[..., 0::2] | (idx[..., 1::2] << 4)).to(torch.uint8)
+    return blocks.contiguous(), (e + 127).to(torch.uint8).contiguous()
+
+
+def mxfp4_state(sd):
+    """The fused gpt-oss state with its expert weights as *_blocks/*_scales
+    (gate_up_proj [E, D, 2F] -> rows 2F; down_proj [E, F, D] -> rows D)."""
+    out = {}
+    for k, v in sd.items():
+        if k.endswith("mlp.experts.gate_up_proj") or k.endswith("mlp.experts.down_proj"):
+            out[k + "_blocks"], out[k + "_scales"] = mxfp4_pack(v.transpose(1, 2))
+        else:
+            out[k] = v
+    return out
+
+
+def mxfp4_unpack(sd):
+    """Inverse for the numpy reference: *_blocks/*_scales back to the
+    unquantized layout ([E, cols, rows])."""
+    out = {}
+    lut = torch.tensor(FP4_VALUES, dtype=torch.float64)
+    for k, v in sd.items():
+        if k.endswith("_scales"):
+            continue
+        if k.endswith("_blocks"):
+            base = k[: -len("_blocks")]
+            sc = sd[base + "_scales"].to(torch.float64) - 127
+            vals = torch.stack([lut[(v & 15).long()], lut[(v >> 4).long()]], -1).flatten(-2)  # [..., G, 32]
+            vals = vals * torch.pow(2.0, sc)[..., None]
+            out[base] = vals.flatten(-2).transpose(-1, -2).contiguous()
+        else:
+            out[k] = v
+    return out
+
+
+def check_numpy_gap(name, d, tokens, logits, greedy):
+    """AssertionError if the float64 re-implementation differs from the
+    float32 logits of directory d by more than NUMPY_GAP[name]."""
+    if name not in NUMPY_GAP:
+        return
+    full = torch.cat([tokens, greedy]).numpy()
+    gap = (torch.from_numpy(np_reference_logits(d, full))[:T_PROMPT].float() - logits).abs().max().item()
+    assert gap < NUMPY_GAP[name], f"float32 vs float64 gap {gap}"
+
+
+def write_mxfp4(name, model, md, tokens):
+    """Writes the MXFP4 variant of a gpt-oss model to md, with the logits and
+    greedy tokens of transformers' own MXFP4 loader (which dequantizes on the
+    CPU, exactly: FP4 times a power of two); AssertionError if they fail the
+    margin checks."""
+    os.makedirs(md)
+    with tempfile.TemporaryDirectory() as td:
+        model.save_pretrained(td)
+        native = read_all(td)
+        shutil.copy(os.path.join(td, "generation_config.json"), md)
+        with open(os.path.join(td, "config.json")) as f:
+            c = json.load(f)
+    save_file(mxfp4_state(native), os.path.join(md, "model.safetensors"), metadata={"format": "pt"})
+    c["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
+        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
+    with open(os.path.join(md, "config.json"), "w") as f:
+        json.dump(c, f, indent=2)
+        f.write("\n")
+    mq = MODELS[name][0].from_pretrained(md, quantization_config=transformers.Mxfp4Config(dequantize=True),
+                                         dtype=torch.float32, attn_implementation="eager").eval()
+    logits, greedy, stats = evaluate(mq, tokens)
+    write_reference(md, tokens, logits, greedy)
+    check_numpy_gap(name, md, tokens, logits, greedy)
+    return logits, greedy, stats
+
+
 def same_state(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -739,6 +884,10 @@ def main():
             model = build(name, seed)
             try:
                 logits, greedy, stats = evaluate(model, tokens)
+                if name in NUMPY_GAP:
+                    with tempfile.TemporaryDirectory() as td:
+                        model.save_pretrained(td)
+                        check_numpy_gap(name, td, tokens, logits, greedy)
                 break
             except AssertionError as e:
                 log(f"{name}: seed {seed} rejected: {e}")
@@ -771,6 +920,19 @@ def main():
             write_reference(fd, tokens, logits, greedy)
             check_reload(name, fd, tokens, logits)
             log(f"{name}-fused: ok")
+
+        if name in MXFP4_VARIANTS:           # its own seed: the quantized model must pass the checks
+            md = os.path.join(out_root, name + "-mxfp4")
+            for seed in range(base_seed, base_seed + MAX_SEED_TRIES):
+                shutil.rmtree(md, ignore_errors=True)
+                try:
+                    mq_stats = write_mxfp4(name, build(name, seed), md, tokens)[2]
+                    break
+                except AssertionError as e:
+                    log(f"{name}-mxfp4: seed {seed} rejected: {e}")
+            else:
+                raise SystemExit(f"{name}-mxfp4: no acceptable seed")
+            log(f"{name}-mxfp4: seed {seed} {mq_stats}")
 
         if name in SHARDED_VARIANTS:
             sd_dir = os.path.join(out_root, name + "-sharded")
@@ -809,12 +971,12 @@ def main():
         p = os.path.join(out_root, sub)
         # only model fixtures (chat/, tokenizer/, quant/ are other scripts'); with --only, only those
         if not os.path.exists(os.path.join(p, "config.json")) or \
-                (args.only and not any(sub == n or sub.startswith(n + "-") and sub[len(n) + 1:] in ("fused", "sharded")
+                (args.only and not any(sub == n or sub.startswith(n + "-") and sub[len(n) + 1:] in ("fused", "sharded", "mxfp4")
                                        for n in args.only)):
             continue
         if sub in SWITCH_VARIANTS:  # encoder-decoder: checked against transformers in make_switch
             continue
-        if os.path.isdir(p):
+        if os.path.isdir(p) and os.path.exists(os.path.join(p, "reference.safetensors")):
             ref = load_file(os.path.join(p, "reference.safetensors"))
             toks = ref["tokens"].long()
             full = torch.cat([toks, ref["greedy"].long()]).numpy()

@@ -93,13 +93,13 @@ static int fit_layer_(const pg_model *m, const pg_trace *tr, int t, const pg_fit
         normalize_(h, D, 1e-6f, X + (size_t)n * D);
         memcpy(Y + (size_t)n * k, tr->experts + ((size_t)n * tr->n_layer + t) * k, (size_t)k * sizeof(int16_t));
     }
-    /* start from the borrowed router: router_t * diag(ffn_norm_t) */
+    /* start from the borrowed router: router_t * diag(ffn_norm_t), its bias */
     const pg_layer *Lr = &m->layers[t];
     float *W = out->w + (size_t)t * E * D, *b = out->b + (size_t)t * E, *row = xmalloc((size_t)D * sizeof(float));
     for (int e = 0; e < E; e++) {
         pg_mat_row_f32(&Lr->router, e, row);
         for (int i = 0; i < D; i++) W[(size_t)e * D + i] = row[i] * Lr->ffn_norm[i];
-        b[e] = 0;
+        b[e] = Lr->router_b ? Lr->router_b[e] : 0; /* gpt-oss routers have a bias */
     }
     eval_(X, Y, n_tr, N, E, D, k, W, b, &rep->loss_borrowed, &rep->recall_borrowed);
     /* Adam on full-batch gradients of the training split */

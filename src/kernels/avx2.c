@@ -248,6 +248,21 @@ static void silu_mul(int n, const float *gate, const float *up, float *y) {
     }
 }
 
+/* pg_swiglu_oai_ref's operations in the same order; min/max take the
+ * limit first so that a NaN input stays NaN, as in the reference */
+static void swiglu_oai(int n, const float *gate, const float *up, float alpha, float limit, float *y) {
+    const __m256 one = _mm256_set1_ps(1.0f), lim = _mm256_set1_ps(limit), nlim = _mm256_set1_ps(-limit);
+    const __m256 nalpha = _mm256_set1_ps(-alpha);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_min_ps(lim, _mm256_loadu_ps(gate + i));
+        __m256 u = _mm256_max_ps(nlim, _mm256_min_ps(lim, _mm256_loadu_ps(up + i)));
+        __m256 glu = _mm256_div_ps(g, _mm256_add_ps(one, exp8(_mm256_mul_ps(nalpha, g))));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_add_ps(u, one), glu));
+    }
+    pg_swiglu_oai_ref(n - i, gate + i, up + i, alpha, limit, y + i);
+}
+
 static void axpy(int n, float a, const float *x, float *y) {
     const __m256 va = _mm256_set1_ps(a);
     int i = 0;
@@ -270,4 +285,5 @@ void pg_kernels_fill_avx2(pg_kernel_table *t) {
     t->softmax = softmax;
     t->silu_mul = silu_mul;
     t->axpy = axpy;
+    t->swiglu_oai = swiglu_oai;
 }

@@ -195,6 +195,21 @@ static void silu_mul(int n, const float *gate, const float *up, float *y) {
     }
 }
 
+/* pg_swiglu_oai_ref's operations in the same order; min/max take the
+ * limit first so that a NaN input stays NaN, as in the reference */
+static void swiglu_oai(int n, const float *gate, const float *up, float alpha, float limit, float *y) {
+    const __m512 one = _mm512_set1_ps(1.0f), lim = _mm512_set1_ps(limit), nlim = _mm512_set1_ps(-limit);
+    const __m512 nalpha = _mm512_set1_ps(-alpha);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 g = _mm512_min_ps(lim, _mm512_loadu_ps(gate + i));
+        __m512 u = _mm512_max_ps(nlim, _mm512_min_ps(lim, _mm512_loadu_ps(up + i)));
+        __m512 glu = _mm512_div_ps(g, _mm512_add_ps(one, exp16(_mm512_mul_ps(nalpha, g))));
+        _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_add_ps(u, one), glu));
+    }
+    pg_swiglu_oai_ref(n - i, gate + i, up + i, alpha, limit, y + i);
+}
+
 static void axpy(int n, float a, const float *x, float *y) {
     const __m512 va = _mm512_set1_ps(a);
     int i = 0;
@@ -222,4 +237,5 @@ void pg_kernels_fill_avx512(pg_kernel_table *t) {
     t->softmax = softmax;
     t->silu_mul = silu_mul;
     t->axpy = axpy;
+    t->swiglu_oai = swiglu_oai;
 }

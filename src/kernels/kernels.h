@@ -51,6 +51,8 @@ typedef struct {
     void (*softmax)(int n, float *x);       /* in place, max-subtracted */
     void (*silu_mul)(int n, const float *gate, const float *up, float *y); /* y = silu(gate)*up */
     void (*axpy)(int n, float a, const float *x, float *y);               /* y += a*x */
+    /* gpt-oss's clamped SwiGLU (pg_swiglu_oai_ref) */
+    void (*swiglu_oai)(int n, const float *gate, const float *up, float alpha, float limit, float *y);
 } pg_kernel_table;
 
 extern pg_kernel_table pgk;
@@ -93,6 +95,9 @@ void pg_silu_mul_ref(int n, const float *gate, const float *up, float *y);
  * the compiler's vectoriser: no SIMD version in the table. */
 void pg_relu_ref(int n, const float *x, float *y);
 void pg_axpy_ref(int n, float a, const float *x, float *y);
+/* gpt-oss experts: g = min(gate, limit), u = clamp(up, -limit, limit),
+ * y = (u + 1) * g * sigmoid(alpha * g). */
+void pg_swiglu_oai_ref(int n, const float *gate, const float *up, float alpha, float limit, float *y);
 
 /* Row r of W as float32 (dequantised) into y[cols]: embedding lookups. */
 void pg_mat_row_f32(const pg_mat *W, int r, float *y);
@@ -127,6 +132,16 @@ void pg_attention_ref(const float *q, const float *k, const float *v, int kv_str
  * pool_size * n_kv floats. */
 void pg_attention(pg_pool *pool, const float *q, const float *k, const float *v, int kv_stride,
                   int n_kv, int n_head, int n_head_kv, int hd, float *scratch, float *out);
+/* The same over the window first..n_kv-1 of the cache rows (0 <= first <
+ * n_kv; sliding-window layers), with an optional sink per head: sinks
+ * (NULL: none) holds n_head logits that join each head's softmax
+ * denominator and carry no value (gpt-oss). `att` holds n_kv + 1 floats;
+ * the pool version's scratch pool_size * (n_kv + 1). With first = 0 and no
+ * sinks they compute exactly what pg_attention_ref / pg_attention do. */
+void pg_attention_ext_ref(const float *q, const float *k, const float *v, int kv_stride, int first, int n_kv,
+                          int n_head, int n_head_kv, int hd, const float *sinks, float *att, float *out);
+void pg_attention_ext(pg_pool *pool, const float *q, const float *k, const float *v, int kv_stride, int first,
+                      int n_kv, int n_head, int n_head_kv, int hd, const float *sinks, float *scratch, float *out);
 
 
 
@@ -134,5 +149,33 @@ void pg_attention(pg_pool *pool, const float *q, const float *k, const float *v,
  * pairs for one position; pg_rope_apply rotates like pg_rope_ref. */
 void pg_rope_cache(int pos, int n_rot, float base, float *cs);
 void pg_rope_apply(float *x, int n_heads, int head_dim, int n_rot, const float *cs, int neox);
+
+/* YaRN (Peng et al., "YaRN: Efficient Context Window Extension of Large
+ * Language Models", 2023; transformers' "yarn" rope type, ggml's rope with
+ * ext_factor 1). Frequencies: dimension pair i keeps its original frequency
+ * base^(-2i/n_rot) below the ramp [lo, hi], takes it divided by `factor`
+ * above it, and blends linearly between; lo and hi are the pair indices
+ * that turn beta_fast and beta_slow times over orig_ctx positions (floored
+ * and ceiled if truncate, as llama.cpp always does), clipped to [0, n_rot -
+ * 1]. Magnitudes: mscale(s, m) = 0.1 m ln(s) + 1 (1 when s <= 1); cos and
+ * sin are multiplied by attn_factor (transformers' attention_factor: by
+ * default mscale(factor, 1), mscale(factor, mscale) / mscale(factor,
+ * mscale_all_dim) when DeepSeek's config gives both), which scales every
+ * q.k by its square; DeepSeek's softmax scale is multiplied by
+ * mscale(factor, mscale_all_dim)^2 as well (mla.c). */
+typedef struct {
+    float factor;               /* > 0; 0: no YaRN */
+    float beta_fast, beta_slow; /* ramp bounds in rotations (32, 1) */
+    int orig_ctx;               /* original_max_position_embeddings */
+    int truncate;               /* floor/ceil the ramp bounds */
+    float attn_factor;          /* multiplies cos and sin */
+    float mscale_all_dim;       /* DeepSeek's softmax scale correction; 0: none */
+} pg_yarn;
+float pg_yarn_mscale(float scale, float m);
+/* inv_freq[n_rot/2] of YaRN (the model computes them once). */
+void pg_yarn_inv_freq(int n_rot, float base, const pg_yarn *y, float *inv_freq);
+/* cs[2i], cs[2i+1] = attn_factor * (cos, sin)(pos * inv_freq[i]) for i <
+ * n_rot/2: pg_rope_cache's layout from given frequencies. */
+void pg_rope_cache_freqs(int pos, int n_rot, const float *inv_freq, float attn_factor, float *cs);
 
 #endif

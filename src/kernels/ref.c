@@ -113,6 +113,14 @@ void pg_relu_ref(int n, const float *x, float *y) {
     for (int i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
+void pg_swiglu_oai_ref(int n, const float *gate, const float *up, float alpha, float limit, float *y) {
+    for (int i = 0; i < n; i++) {
+        const float g = gate[i] > limit ? limit : gate[i]; /* a NaN stays NaN, as torch.clamp */
+        const float u = up[i] > limit ? limit : up[i] < -limit ? -limit : up[i];
+        y[i] = (u + 1.0f) * (g / (1.0f + expf(-alpha * g)));
+    }
+}
+
 void pg_axpy_ref(int n, float a, const float *x, float *y) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
@@ -157,6 +165,7 @@ static void fill_scalar(pg_kernel_table *t) {
     t->softmax = pg_softmax_ref;
     t->silu_mul = pg_silu_mul_ref;
     t->axpy = pg_axpy_ref;
+    t->swiglu_oai = pg_swiglu_oai_ref;
 }
 
 /* Usable before pg_kernels_init: the scalar kernels. */
@@ -172,6 +181,7 @@ pg_kernel_table pgk = {
     .softmax = pg_softmax_ref,
     .silu_mul = pg_silu_mul_ref,
     .axpy = pg_axpy_ref,
+    .swiglu_oai = pg_swiglu_oai_ref,
 };
 
 /* F16C by CPUID: clang before 15 does not know __builtin_cpu_supports("f16c"),
@@ -383,32 +393,45 @@ void pg_rope_ref(float *x, int n_heads, int head_dim, int n_rot, int pos, float 
 
 /* ---- attention ----------------------------------------------------------------- */
 
-static void attention_head(const float *q, const float *k, const float *v, int kv_stride, int n_kv,
-                           int n_head, int n_head_kv, int hd, int h, float *att, float *out,
+/* One head over the visible positions first..n_kv-1. A sink (gpt-oss) is
+ * one more logit in the softmax that carries no value: it takes its share
+ * of the probability mass away from the positions. */
+static void attention_head(const float *q, const float *k, const float *v, int kv_stride, int first, int n_kv,
+                           int n_head, int n_head_kv, int hd, const float *sinks, int h, float *att, float *out,
                            pg_dot_fn dot, void (*softmax)(int, float *),
                            void (*axpy)(int, float, const float *, float *)) {
-    const int kvh = h / (n_head / n_head_kv);
+    const int kvh = h / (n_head / n_head_kv), n = n_kv - first;
     const float scale = 1.0f / sqrtf((float)hd);
     const float *qh = q + (size_t)h * hd;
-    for (int j = 0; j < n_kv; j++)
-        att[j] = dot(hd, k + (size_t)j * kv_stride + (size_t)kvh * hd, qh) * scale;
-    softmax(n_kv, att);
+    const float *kh = k + (size_t)first * kv_stride + (size_t)kvh * hd;
+    const float *vh = v + (size_t)first * kv_stride + (size_t)kvh * hd;
+    for (int j = 0; j < n; j++) att[j] = dot(hd, kh + (size_t)j * kv_stride, qh) * scale;
+    if (sinks) att[n] = sinks[h];
+    softmax(n + (sinks != NULL), att);
     float *oh = out + (size_t)h * hd;
     memset(oh, 0, (size_t)hd * sizeof(float));
-    for (int j = 0; j < n_kv; j++) axpy(hd, att[j], v + (size_t)j * kv_stride + (size_t)kvh * hd, oh);
+    for (int j = 0; j < n; j++) axpy(hd, att[j], vh + (size_t)j * kv_stride, oh);
 }
 
 void pg_attention_ref(const float *q, const float *k, const float *v, int kv_stride, int n_kv,
                       int n_head, int n_head_kv, int hd, float *att, float *out) {
+    pg_attention_ext_ref(q, k, v, kv_stride, 0, n_kv, n_head, n_head_kv, hd, NULL, att, out);
+}
+
+void pg_attention_ext_ref(const float *q, const float *k, const float *v, int kv_stride, int first, int n_kv,
+                          int n_head, int n_head_kv, int hd, const float *sinks, float *att, float *out) {
     PG_ASSERT(n_head_kv > 0 && n_head % n_head_kv == 0);
+    PG_ASSERT(first >= 0 && first < n_kv);
     for (int h = 0; h < n_head; h++)
-        attention_head(q, k, v, kv_stride, n_kv, n_head, n_head_kv, hd, h, att, out,
+        attention_head(q, k, v, kv_stride, first, n_kv, n_head, n_head_kv, hd, sinks, h, att, out,
                        pg_dot_f32_ref, pg_softmax_ref, pg_axpy_ref);
 }
 
 typedef struct {
     const float *q, *k, *v;
-    int kv_stride, n_kv, n_head, n_head_kv, hd;
+    int kv_stride, first, n_kv, n_head, n_head_kv, hd;
+    const float *sinks;
+    size_t att_stride; /* scratch floats per thread */
     float *scratch, *out;
 } attention_task;
 
@@ -416,16 +439,28 @@ static void attention_task_fn(void *p, int ith, int nth) {
     attention_task *a = p;
     long lo, hi;
     pg_split(a->n_head, ith, nth, &lo, &hi);
-    float *att = a->scratch + (size_t)ith * a->n_kv;
+    float *att = a->scratch + (size_t)ith * a->att_stride;
     for (long h = lo; h < hi; h++)
-        attention_head(a->q, a->k, a->v, a->kv_stride, a->n_kv, a->n_head, a->n_head_kv, a->hd,
-                       (int)h, att, a->out, pgk.dot[PG_TYPE_F32], pgk.softmax, pgk.axpy);
+        attention_head(a->q, a->k, a->v, a->kv_stride, a->first, a->n_kv, a->n_head, a->n_head_kv, a->hd,
+                       a->sinks, (int)h, att, a->out, pgk.dot[PG_TYPE_F32], pgk.softmax, pgk.axpy);
+}
+
+static void attention_run_(pg_pool *pool, attention_task *a) {
+    PG_ASSERT(a->n_head_kv > 0 && a->n_head % a->n_head_kv == 0);
+    PG_ASSERT(a->first >= 0 && a->first < a->n_kv);
+    if (pg_pool_size(pool) > 1 && a->n_head > 1) pg_pool_run(pool, attention_task_fn, a);
+    else attention_task_fn(a, 0, 1);
 }
 
 void pg_attention(pg_pool *pool, const float *q, const float *k, const float *v, int kv_stride,
                   int n_kv, int n_head, int n_head_kv, int hd, float *scratch, float *out) {
-    PG_ASSERT(n_head_kv > 0 && n_head % n_head_kv == 0);
-    attention_task a = {q, k, v, kv_stride, n_kv, n_head, n_head_kv, hd, scratch, out};
-    if (pg_pool_size(pool) > 1 && n_head > 1) pg_pool_run(pool, attention_task_fn, &a);
-    else attention_task_fn(&a, 0, 1);
+    attention_task a = {q, k, v, kv_stride, 0, n_kv, n_head, n_head_kv, hd, NULL, (size_t)n_kv, scratch, out};
+    attention_run_(pool, &a);
+}
+
+void pg_attention_ext(pg_pool *pool, const float *q, const float *k, const float *v, int kv_stride, int first,
+                      int n_kv, int n_head, int n_head_kv, int hd, const float *sinks, float *scratch, float *out) {
+    attention_task a = {q, k, v, kv_stride, first, n_kv, n_head, n_head_kv, hd, sinks, (size_t)n_kv + 1,
+                        scratch, out};
+    attention_run_(pool, &a);
 }
