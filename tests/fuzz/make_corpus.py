@@ -118,7 +118,8 @@ out("fuzz_safetensors", "types.safetensors", st([
 ]))
 
 # ---- config.json (the hyperparameters of a Hugging Face directory) ----
-for fam in ("llama", "mixtral", "qwen2moe", "qwen3moe", "qwen3moe-sharded", "olmoe"):
+for fam in ("llama", "mixtral", "qwen2moe", "qwen3moe", "qwen3moe-sharded", "olmoe", "deepseek2", "deepseek2-lora",
+            "deepseek3", "deepseek2-yarn", "gptoss", "switch"):
     with open(os.path.join(ROOT, "tests", "fixtures", fam, "config.json"), "rb") as f:
         out("fuzz_config", fam + ".json", f.read())
 out("fuzz_config", "rope_scaling.json", json.dumps(
