@@ -164,6 +164,15 @@ static void *keep_(writer_ctx *c, size_t n) {
     return c->bufs[c->n_bufs++] = xmalloc(n);
 }
 
+/* Writes the file and frees the writer and the buffers it kept. */
+static int finish_(writer_ctx *c, const char *out, pg_error *e) {
+    int rc = gguf_writer_write(c->w, out, e);
+    gguf_writer_free(c->w);
+    for (int i = 0; i < c->n_bufs; i++) free(c->bufs[i]);
+    free(c->bufs);
+    return rc;
+}
+
 static void add_vec_(writer_ctx *c, const char *name, const float *v, int n) {
     if (!v) return;
     int64_t ne[1] = {n};
@@ -374,11 +383,7 @@ static int write_switch_gguf_(const pg_model *m, const char *out, pg_error *e) {
         }
 #undef N
     }
-    int rc = gguf_writer_write(w, out, e);
-    gguf_writer_free(w);
-    for (int i = 0; i < c.n_bufs; i++) free(c.bufs[i]);
-    free(c.bufs);
-    return rc;
+    return finish_(&c, out, e);
 }
 
 int pg_model_write_gguf(const pg_model *m, const char *out, pg_error *e) {
@@ -478,9 +483,5 @@ int pg_model_write_gguf(const pg_model *m, const char *out, pg_error *e) {
         }
 #undef N
     }
-    int rc = gguf_writer_write(w, out, e);
-    gguf_writer_free(w);
-    for (int i = 0; i < c.n_bufs; i++) free(c.bufs[i]);
-    free(c.bufs);
-    return rc;
+    return finish_(&c, out, e);
 }

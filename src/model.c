@@ -240,15 +240,20 @@ static int mat_at_(loader *ld, const pg_tensor *t, const uint8_t *data, int rows
     return 0;
 }
 
-static int mat_(loader *ld, wkind k, int layer, int rows, int cols, bool required, pg_mat *out) {
-    char name[256];
-    kind_name_(ld, k, layer, name, sizeof name);
+/* The rows x cols matrix tensor `name` (absent and not required: zeroed). */
+static int mat_named_(loader *ld, const char *name, int rows, int cols, bool required, pg_mat *out) {
     memset(out, 0, sizeof *out);
     const pg_tensor *t = find_(ld, name);
     if (!t) return required ? pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name) : 0;
     int64_t ne[2] = {cols, rows};
     if (computable_(ld, t) || check_shape_(ld, t, 2, ne)) return -1;
     return mat_at_(ld, t, t->data, rows, cols, out);
+}
+
+static int mat_(loader *ld, wkind k, int layer, int rows, int cols, bool required, pg_mat *out) {
+    char name[256];
+    kind_name_(ld, k, layer, name, sizeof name);
+    return mat_named_(ld, name, rows, cols, required, out);
 }
 
 /* Element i of a float tensor's data (F32, F16 or BF16) as float32. */
@@ -1215,19 +1220,10 @@ static int sw_vec_(loader *ld, sw_kind k, int layer, int n, bool required, const
     return sw_floats_(ld, name, 1, ne, required, out);
 }
 
-static int sw_mat_named_(loader *ld, const char *name, int rows, int cols, bool required, pg_mat *out) {
-    memset(out, 0, sizeof *out);
-    const pg_tensor *t = find_(ld, name);
-    if (!t) return required ? pg_fail(ld->e, "%s: missing tensor '%s'", ld->path, name) : 0;
-    int64_t ne[2] = {cols, rows};
-    if (computable_(ld, t) || check_shape_(ld, t, 2, ne)) return -1;
-    return mat_at_(ld, t, t->data, rows, cols, out);
-}
-
 static int sw_mat_(loader *ld, sw_kind k, int layer, int rows, int cols, pg_mat *out) {
     char name[256];
     sw_name_(ld, k, layer, 0, name, sizeof name);
-    return sw_mat_named_(ld, name, rows, cols, true, out);
+    return mat_named_(ld, name, rows, cols, true, out);
 }
 
 /* Experts: wi -> up [F x D], wo -> down [D x F]; no gate (ReLU FFN). */
@@ -1253,7 +1249,7 @@ static int sw_experts_(loader *ld, int l, pg_layer *L) {
         } else {
             for (int e = 0; e < E; e++) {
                 sw_name_(ld, k, l, e, name, sizeof name);
-                if (sw_mat_named_(ld, name, rows, cols, true, p == 0 ? &L->experts[e].up : &L->experts[e].down))
+                if (mat_named_(ld, name, rows, cols, true, p == 0 ? &L->experts[e].up : &L->experts[e].down))
                     return -1;
             }
         }
@@ -1266,9 +1262,9 @@ static int switch_bind_(loader *ld) {
     pg_hparams *hp = &m->hp;
     int D = hp->dim, H = hp->n_head, qd = hp->n_head * hp->head_dim, n_enc = hp->n_enc_layer;
     bool gg = m->gguf != NULL;
-    if (sw_mat_named_(ld, gg ? "token_embd.weight" : "shared.weight", hp->vocab, D, false, &m->tok_embd)) return -1;
+    if (mat_named_(ld, gg ? "token_embd.weight" : "shared.weight", hp->vocab, D, false, &m->tok_embd)) return -1;
     if (!m->tok_embd.data &&
-        sw_mat_named_(ld, gg ? "token_embd.weight" : "encoder.embed_tokens.weight", hp->vocab, D, true, &m->tok_embd))
+        mat_named_(ld, gg ? "token_embd.weight" : "encoder.embed_tokens.weight", hp->vocab, D, true, &m->tok_embd))
         return -1;
     /* one embedding for both stacks: refuse checkpoints whose stacks have their own */
     static const char *stacks[2] = {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"};
@@ -1289,7 +1285,7 @@ static int switch_bind_(loader *ld) {
     /* tied (the config's tie_word_embeddings; GGUF: no output tensor): the
      * decoder output is scaled by D^-1/2 before the shared embedding */
     if (!hp->tied_output) {
-        if (sw_mat_named_(ld, gg ? "output.weight" : "lm_head.weight", hp->vocab, D, gg ? false : true, &m->output))
+        if (mat_named_(ld, gg ? "output.weight" : "lm_head.weight", hp->vocab, D, gg ? false : true, &m->output))
             return -1;
         if (!m->output.data) hp->tied_output = true;
     }
