@@ -9,9 +9,11 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 typedef enum { SLOT_EMPTY = 0, SLOT_LOADING, SLOT_READY } slot_state;
@@ -267,6 +269,25 @@ static void *io_main_(void *arg) {
     return NULL;
 }
 
+/* A slot's memory, touched once here. The first write to fresh anonymous
+ * memory faults and zeroes every page, which costs more than the copy of
+ * an expert into it (a 9 MiB expert: about 6 ms against 1.5 ms here), so
+ * without this the first loads of every run pay it. Slots of 2 MiB or more
+ * ask for transparent huge pages (used where the kernel's setting is
+ * `madvise` or `always`): fewer faults, and fewer TLB misses while the
+ * expert is computed (PREGATE_NO_THP=1 leaves them out, for comparisons). */
+static void *slot_alloc_(size_t bytes) {
+    const size_t huge = (size_t)2 << 20;
+    bool big = bytes >= huge && !getenv("PREGATE_NO_THP");
+    size_t size = big ? (bytes + huge - 1) / huge * huge : bytes;
+    void *p = xmalloc_aligned(big ? huge : 4096, size);
+#ifdef MADV_HUGEPAGE
+    if (big) (void)madvise(p, size, MADV_HUGEPAGE); /* advice: refused is fine */
+#endif
+    memset(p, 0, size);
+    return p;
+}
+
 pg_cache *pg_cache_new(pg_model *m, pg_store *store, size_t budget, pg_evict policy, int n_io, pg_error *e) {
     if (!m->gguf) {
         pg_fail(e, "%s: expert offloading needs a GGUF file (convert it with `pregate convert --from hf`)", m->path);
@@ -293,7 +314,7 @@ pg_cache *pg_cache_new(pg_model *m, pg_store *store, size_t budget, pg_evict pol
     for (int l = 0; l < c->L; l++) total += m->layers[l].is_moe ? c->E : 0;
     c->n_slots = (int)(budget / sb) < total ? (int)(budget / sb) : total;
     c->slots = xcalloc((size_t)c->n_slots, sizeof(slot));
-    for (int i = 0; i < c->n_slots; i++) c->slots[i].data = xmalloc_aligned(4096, sb);
+    for (int i = 0; i < c->n_slots; i++) c->slots[i].data = slot_alloc_(sb);
     c->pt = xcalloc((size_t)c->L * c->E, sizeof(entry));
     c->loc = xcalloc((size_t)c->L * c->E, sizeof(pg_expert_loc));
     const uint8_t *base = m->gguf->map;
