@@ -768,6 +768,8 @@ static int hparams_gguf_deepseek_(loader *ld, const gguf_file *g, const char *ar
     hp->qk_nope_dim = hp->head_dim - hp->n_rot;
     hp->n_head_kv = hp->n_head; /* the file says 1: the latent is one shared "KV head" */
     if (n_shared < 0 || n_shared > 64) return pg_fail(ld->e, "%s: bad shared expert count %d", ld->path, n_shared);
+    if ((int64_t)n_shared * hp->expert_ffn_dim > (1 << 20)) /* before the product can overflow */
+        return pg_fail(ld->e, "%s: bad shared experts: %d of width %d", ld->path, n_shared, hp->expert_ffn_dim);
     hp->shared_ffn_dim = n_shared * hp->expert_ffn_dim;
     if (gating == 0) {
         /* no key (llama.cpp's converter writes it only when config.json has
@@ -946,6 +948,11 @@ static int hparams_hf_deepseek_(loader *ld, json_t *cfg, bool v3) {
         json_int_(ld, cfg, "topk_group", 1, false, &hp->n_expert_group_used) ||
         json_num_(ld, cfg, "routed_scaling_factor", 1.0, &scale))
         return -1;
+    /* bounded before the sum and the product can overflow (check_hparams_ has the same limits) */
+    if ((int64_t)hp->qk_nope_dim + rope > 4096)
+        return pg_fail(ld->e, "%s/config.json: bad MLA head size %d + %d", ld->path, hp->qk_nope_dim, rope);
+    if ((int64_t)n_shared * moe_ffn > (1 << 20))
+        return pg_fail(ld->e, "%s/config.json: bad shared experts: %d of width %d", ld->path, n_shared, moe_ffn);
     hp->head_dim = hp->qk_nope_dim + rope;
     hp->n_rot = rope;
     hp->n_head_kv = hp->n_head;

@@ -151,6 +151,8 @@ static void test_bad_files(void) {
         {"deepseek2.attention.key_length_mla", 30, NULL, NULL, "shape"},
         {"deepseek2.rope.scaling.type", 0, "longrope", NULL, "not supported"},
         {"deepseek2.rope.scaling.original_context_length", 0, NULL, NULL, "YaRN"},
+        /* found by mutating the converted fixtures: the shared width overflowed int */
+        {"deepseek2.expert_feed_forward_length", 1258291216, NULL, NULL, "bad shared experts: 1 of width 1258291216"},
         {NULL, 0, NULL, "blk.1.attn_v_b.weight", "attn_v_b"},
         {NULL, 0, NULL, "blk.2.attn_q_a_norm.weight", "attn_q_a_norm"},
     };
@@ -188,6 +190,8 @@ static void test_bad_configs(void) {
         {"\"rope_type\": \"default\"", "\"rope_type\": \"linear\", \"factor\": 2.0", "'linear' is not supported"},
         {"\"rope_type\": \"default\"", "\"rope_type\": \"yarn\", \"factor\": 2.0", "original_max_position_embeddings"},
         {"\"v_head_dim\": 24", "\"v_head_dim\": 20", "shape"},
+        {"\"n_shared_experts\": 2", "\"n_shared_experts\": 2000000", "bad shared experts: 2000000 of width 16"},
+        {"\"qk_nope_head_dim\": 16", "\"qk_nope_head_dim\": 2147483647", "bad MLA head size 2147483647 + 8"},
     };
     for (size_t i = 0; orig && i < sizeof cases / sizeof *cases; i++) {
         const char *at = strstr(orig, cases[i].from);
