@@ -246,14 +246,7 @@ static int decoder_chunk_(pg_session *s, const int32_t *tokens, int T, float *ou
 int pg_encdec_eval(pg_session *s, const int32_t *tokens, int n, float *logits_all, pg_error *e) {
     const pg_hparams *hp = &s->m->hp;
     if (!s->ed || s->ed->n_enc == 0) return pg_fail(e, "no encoder input: call pg_session_encode first");
-    if (n <= 0) return pg_fail(e, "nothing to evaluate");
-    if (n > s->n_ctx - s->n_past)
-        return pg_fail(e, "context is full: %d positions used of %d, %d more asked", s->n_past, s->n_ctx, n);
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= hp->vocab)
-            return pg_fail(e, "token id %d at position %d is outside the vocabulary (0..%d)", tokens[i], i, hp->vocab - 1);
-    if (s->trace && (s->trace->n_layer != hp->n_layer || (s->trace->with_hidden && s->trace->dim != hp->dim)))
-        return pg_fail(e, "trace is for another model");
+    if (pg_fwd_check_eval(s, tokens, n, e)) return -1;
     for (int i = 0; i < n; i += PG_MAX_BATCH) {
         int T = n - i < PG_MAX_BATCH ? n - i : PG_MAX_BATCH;
         for (int t = 0; t < T; t++) {

@@ -512,9 +512,8 @@ static int forward_chunk_(pg_session *s, const int32_t *tokens, int T, const boo
     return 0;
 }
 
-int pg_session_eval(pg_session *s, const int32_t *tokens, int n, float *logits_all, pg_error *e) {
+int pg_fwd_check_eval(const pg_session *s, const int32_t *tokens, int n, pg_error *e) {
     const pg_hparams *hp = &s->m->hp;
-    if (s->ed) return pg_encdec_eval(s, tokens, n, logits_all, e); /* decoder tokens */
     if (n <= 0) return pg_fail(e, "nothing to evaluate");
     if (n > s->n_ctx - s->n_past)
         return pg_fail(e, "context is full: %d positions used of %d, %d more asked", s->n_past, s->n_ctx, n);
@@ -523,6 +522,13 @@ int pg_session_eval(pg_session *s, const int32_t *tokens, int n, float *logits_a
             return pg_fail(e, "token id %d at position %d is outside the vocabulary (0..%d)", tokens[i], i, hp->vocab - 1);
     if (s->trace && (s->trace->n_layer != hp->n_layer || (s->trace->with_hidden && s->trace->dim != hp->dim)))
         return pg_fail(e, "trace is for another model");
+    return 0;
+}
+
+int pg_session_eval(pg_session *s, const int32_t *tokens, int n, float *logits_all, pg_error *e) {
+    const pg_hparams *hp = &s->m->hp;
+    if (s->ed) return pg_encdec_eval(s, tokens, n, logits_all, e); /* decoder tokens */
+    if (pg_fwd_check_eval(s, tokens, n, e)) return -1;
     bool all[PG_MAX_BATCH];
     for (int t = 0; t < PG_MAX_BATCH; t++) all[t] = true;
     for (int i = 0; i < n; i += PG_MAX_BATCH) {

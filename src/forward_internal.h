@@ -18,5 +18,8 @@ void pg_fwd_predict(pg_session *s, int from, int T);
  * cache when offloaded), with prediction of the next layers and tracing;
  * rows are at s->row_pos / s->row_seq. */
 int pg_fwd_ffn(pg_session *s, int l, int T, pg_error *e);
+/* pg_session_eval's argument checks: n tokens in the vocabulary that fit
+ * the context after n_past, and a trace (if any) of this model's shape. */
+int pg_fwd_check_eval(const pg_session *s, const int32_t *tokens, int n, pg_error *e);
 
 #endif

@@ -341,7 +341,10 @@ def test_completion():
             parts.append(ch2.text)
             finish = ch2.finish_reason or finish
     assert "".join(parts) == ch.text, f"stream {''.join(parts)!r} != {ch.text!r}"
-    assert len([p for p in parts if p]) > 1, f"streamed in {len(parts)} pieces"
+    # each event carries the text generated since the last one, so how many
+    # pieces there are depends on timing (on a busy machine all 12 tokens can
+    # come at once): only that the text came as events is certain
+    assert len([p for p in parts if p]) >= 1, f"streamed in {len(parts)} pieces"
     assert finish == "length" and usage and usage.completion_tokens == 12, (finish, usage)
 
 
