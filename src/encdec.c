@@ -243,19 +243,7 @@ static int decoder_chunk_(pg_session *s, const int32_t *tokens, int T, float *ou
     return 0;
 }
 
-int pg_encdec_eval(pg_session *s, const int32_t *tokens, int n, float *logits_all, pg_error *e) {
-    const pg_hparams *hp = &s->m->hp;
+int pg_encdec_chunk(pg_session *s, const int32_t *tokens, int T, float *out, pg_error *e) {
     if (!s->ed || s->ed->n_enc == 0) return pg_fail(e, "no encoder input: call pg_session_encode first");
-    if (pg_fwd_check_eval(s, tokens, n, e)) return -1;
-    for (int i = 0; i < n; i += PG_MAX_BATCH) {
-        int T = n - i < PG_MAX_BATCH ? n - i : PG_MAX_BATCH;
-        for (int t = 0; t < T; t++) {
-            s->row_seq[t] = 0;
-            s->row_pos[t] = s->n_past + t;
-        }
-        if (s->trace) pg_trace_reserve(s->trace, s->n_past + T);
-        if (decoder_chunk_(s, tokens + i, T, logits_all ? logits_all + (size_t)i * hp->vocab : NULL, e)) return -1;
-        s->n_past += T;
-    }
-    return 0;
+    return decoder_chunk_(s, tokens, T, out, e);
 }

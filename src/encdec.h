@@ -50,9 +50,10 @@ void pg_encdec_state_free(pg_encdec_state *st); /* NULL-safe */
  * not be read (then the session has no encoder input until the next call). */
 int pg_session_encode(pg_session *s, const int32_t *tokens, int n, pg_error *e);
 
-/* pg_session_eval for an encoder-decoder session: n decoder tokens at
- * positions n_past.. . Fails (e set) before pg_session_encode. */
-int pg_encdec_eval(pg_session *s, const int32_t *tokens, int n, float *logits_all, pg_error *e);
+/* pg_session_eval's pass for an encoder-decoder session: T <= PG_MAX_BATCH
+ * decoder tokens at s->row_pos, logits of every row to out (NULL: the last
+ * row's to s->logits). Fails (e set) before pg_session_encode. */
+int pg_encdec_chunk(pg_session *s, const int32_t *tokens, int T, float *out, pg_error *e);
 
 /* The T5 relative position bucket of rel = key position - query position. */
 int pg_t5_bucket(int rel, bool bidirectional, int n_buckets, int max_distance);

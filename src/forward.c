@@ -527,7 +527,6 @@ int pg_fwd_check_eval(const pg_session *s, const int32_t *tokens, int n, pg_erro
 
 int pg_session_eval(pg_session *s, const int32_t *tokens, int n, float *logits_all, pg_error *e) {
     const pg_hparams *hp = &s->m->hp;
-    if (s->ed) return pg_encdec_eval(s, tokens, n, logits_all, e); /* decoder tokens */
     if (pg_fwd_check_eval(s, tokens, n, e)) return -1;
     bool all[PG_MAX_BATCH];
     for (int t = 0; t < PG_MAX_BATCH; t++) all[t] = true;
@@ -538,8 +537,9 @@ int pg_session_eval(pg_session *s, const int32_t *tokens, int n, float *logits_a
             s->row_pos[t] = s->n_past + t;
         }
         if (s->trace) pg_trace_reserve(s->trace, s->n_past + T);
-        if (forward_chunk_(s, tokens + i, T, logits_all ? all : NULL,
-                           logits_all ? logits_all + (size_t)i * hp->vocab : NULL, e))
+        float *out = logits_all ? logits_all + (size_t)i * hp->vocab : NULL;
+        /* an encoder-decoder session evaluates decoder tokens */
+        if (s->ed ? pg_encdec_chunk(s, tokens + i, T, out, e) : forward_chunk_(s, tokens + i, T, logits_all ? all : NULL, out, e))
             return -1;
         s->n_past += T;
     }
