@@ -16,6 +16,7 @@
 #include "forward_internal.h"
 
 #include "mla.h"
+#include "dev/devfwd.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -109,6 +110,7 @@ void pg_session_free(pg_session *s) {
     free(s->row_seq); free(s->row_pos); free(s->seq_last); free(s->route_in); free(s->mla);
     pg_offload_free(s->off);
     pg_encdec_state_free(s->ed);
+    pg_devfwd_free(s->dev);
     free(s);
 }
 
@@ -116,6 +118,7 @@ void pg_session_free(pg_session *s) {
 void pg_session_reset(pg_session *s) { s->n_past = 0; }
 
 void pg_session_set_offload(pg_session *s, pg_offload *off) {
+    PG_ASSERT(!s->dev); /* the device pass has copied the experts, or not, already */
     pg_offload_free(s->off);
     s->off = off;
 }
@@ -243,6 +246,34 @@ static void trace_hidden_(pg_session *s, int target, int T) {
 
 /* ---- pre-gating: name the experts of coming layers before they run ---- */
 
+/* o->logits[T][E]: what a predictor names layer `target`'s experts from
+ * (pg_pred_input), computed where the session computes (host or device). */
+static void pred_logits_(pg_session *s, pg_pred_input in, int target, int T) {
+    pg_offload *o = s->off;
+    const pg_hparams *hp = &s->m->hp;
+    const pg_layer *L = &s->m->layers[target];
+    int D = hp->dim, E = hp->n_expert;
+    if (s->dev) {
+        pg_devfwd_pred_logits(s, in, target, T, o->logits);
+        return;
+    }
+    if (in == PG_PRED_HEAD) {
+        const pg_predictor *pr = o->p.predictor;
+        pg_mat head = {.type = PG_TYPE_F32, .rows = E, .cols = D, .row_bytes = (size_t)D * sizeof(float),
+                       .data = pr->w + (size_t)target * E * D};
+        rmsnorm_rows_(T, D, s->x, o->ones, 1e-6f, o->xn);
+        matmul_(s, &head, T, o->xn, D, o->logits, E);
+        return;
+    }
+    const float *xn = s->xn; /* PG_PRED_NATIVE: this layer's FFN input */
+    if (in == PG_PRED_ROUTER) {
+        rmsnorm_rows_(T, D, s->x, L->ffn_norm, hp->norm_eps, o->xn);
+        xn = o->xn;
+    }
+    matmul_(s, &L->router, T, xn, D, o->logits, E);
+    add_bias_(T, E, o->logits, L->router_b);
+}
+
 /* Predicts, from the residual stream x of the chunk (before layer `from`'s
  * FFN; from = -1 at the start of a step), the experts of the next
  * layer(s), and tells the cache to start loading them. */
@@ -250,7 +281,7 @@ static void predict_(pg_session *s, int from, int T) {
     pg_offload *o = s->off;
     const pg_model *m = s->m;
     const pg_hparams *hp = &m->hp;
-    int D = hp->dim, E = hp->n_expert, K = hp->n_expert_used;
+    int E = hp->n_expert, K = hp->n_expert_used;
     bool predicted = o->p.mode == PG_PREFETCH_PREGATE || o->p.mode == PG_PREFETCH_LEARNED;
     int depth = o->p.mode == PG_PREFETCH_PREGATE ? o->p.depth
                 : o->p.mode == PG_PREFETCH_LEARNED ? o->p.predictor->depth
@@ -274,9 +305,7 @@ static void predict_(pg_session *s, int from, int T) {
         case PG_PREFETCH_PREGATE: {
             int k = K + o->p.extra < E ? K + o->p.extra : E;
             pg_route_cfg rc = pg_hparams_route(hp);
-            rmsnorm_rows_(T, D, s->x, L->ffn_norm, hp->norm_eps, o->xn);
-            matmul_(s, &L->router, T, o->xn, D, o->logits, E);
-            add_bias_(T, E, o->logits, L->router_b);
+            pred_logits_(s, PG_PRED_ROUTER, target, T);
             for (int t = 0; t < T; t++) {
                 /* the routing rule's own choice (groups, bias), widened to k */
                 pg_route_select(&rc, o->logits + (size_t)t * E, L->exp_probs_b, E, k, o->probs, o->idx);
@@ -288,10 +317,7 @@ static void predict_(pg_session *s, int from, int T) {
             const pg_predictor *pr = o->p.predictor;
             if (!pr->has[target]) break;
             int k = K + o->p.extra < E ? K + o->p.extra : E;
-            pg_mat head = {.type = PG_TYPE_F32, .rows = E, .cols = D, .row_bytes = (size_t)D * sizeof(float),
-                           .data = pr->w + (size_t)target * E * D};
-            rmsnorm_rows_(T, D, s->x, o->ones, 1e-6f, o->xn);
-            matmul_(s, &head, T, o->xn, D, o->logits, E);
+            pred_logits_(s, PG_PRED_HEAD, target, T);
             for (int t = 0; t < T; t++) {
                 float *z = o->logits + (size_t)t * E;
                 for (int x = 0; x < E; x++) z[x] += pr->b[(size_t)target * E + x];
@@ -332,10 +358,9 @@ static void predict_(pg_session *s, int from, int T) {
 static void predict_native_(pg_session *s, int l, int T) {
     pg_offload *o = s->off;
     const pg_hparams *hp = &s->m->hp;
-    int target = l + 1, D = hp->dim, E = hp->n_expert, K = hp->n_expert_used;
+    int target = l + 1, E = hp->n_expert, K = hp->n_expert_used;
     if (target >= hp->n_layer || !s->m->layers[target].is_moe) return;
-    matmul_(s, &s->m->layers[target].router, T, s->xn, D, o->logits, E);
-    add_bias_(T, E, o->logits, s->m->layers[target].router_b);
+    pred_logits_(s, PG_PRED_NATIVE, target, T);
     int *pred = o->pred + (size_t)target * E, n = 0;
     pg_route_cfg rc = pg_hparams_route(hp);
     memset(o->mark, 0, (size_t)E);
@@ -352,7 +377,7 @@ static void predict_native_(pg_session *s, int l, int T) {
 
 /* Runs expert weights w over the rows of xn routed to expert x; each row's
  * output goes to its (token, slot) place in exp_out. */
-static void run_expert_(pg_session *s, const pg_expert *w, int x, int K) {
+static void run_expert_(pg_session *s, int l, const pg_expert *w, int x, int K) {
     int D = s->m->hp.dim, n = s->exp_count[x];
     const int *rows = s->exp_rows + (size_t)x * PG_MAX_BATCH * K;
     for (int i = 0; i < n; i++) memcpy(s->exp_in + (size_t)i * D, s->xn + (size_t)(rows[i] / K) * D, D * sizeof(float));
@@ -363,7 +388,7 @@ static void run_expert_(pg_session *s, const pg_expert *w, int x, int K) {
 /* The experts the chunk routes to, from the fast-tier cache: all are
  * requested at once (a window at a time if the cache is smaller), and each
  * is computed as soon as it is ready, whatever the order. */
-static int moe_experts_offloaded_(pg_session *s, int l, int K, pg_error *e) {
+static int moe_experts_offloaded_(pg_session *s, int l, int K, pg_fwd_run_expert run, pg_error *e) {
     pg_offload *o = s->off;
     int E = s->m->hp.n_expert, n = 0;
     for (int x = 0; x < E; x++)
@@ -389,21 +414,17 @@ static int moe_experts_offloaded_(pg_session *s, int l, int K, pg_error *e) {
                 pg_cache_cancel(o->cache, l, pending, w);
                 return -1;
             }
-            run_expert_(s, ex, x, K);
+            run(s, l, ex, x, K);
             pg_cache_release(o->cache, l, x);
         }
     }
     return 0;
 }
 
-/* acc[T][D] = MoE block output for the normed rows xn[T][D]. */
-static int moe_(pg_session *s, int l, const pg_layer *L, int T, pg_error *e) {
+int pg_fwd_experts(pg_session *s, int l, int T, const pg_expert *resident, pg_fwd_run_expert run, pg_error *e) {
     const pg_hparams *hp = &s->m->hp;
-    int D = hp->dim, E = hp->n_expert, K = hp->n_expert_used;
-    /* a pre-gated model's layer l routes on layer l-1's FFN input */
-    const float *route_in = hp->expert_pregated && l > 0 ? s->route_in : s->xn;
-    matmul_(s, &L->router, T, route_in, D, s->router, E);
-    add_bias_(T, E, s->router, L->router_b);
+    const pg_layer *L = &s->m->layers[l];
+    int E = hp->n_expert, K = hp->n_expert_used;
     memset(s->exp_count, 0, (size_t)E * sizeof(int));
     pg_route_cfg rc = pg_hparams_route(hp);
     for (int t = 0; t < T; t++) {
@@ -420,12 +441,21 @@ static int moe_(pg_session *s, int l, const pg_layer *L, int T, pg_error *e) {
         }
     }
     /* each expert runs once over all the rows routed to it */
-    if (s->off) {
-        if (moe_experts_offloaded_(s, l, K, e)) return -1;
-    } else {
-        for (int x = 0; x < E; x++)
-            if (s->exp_count[x]) run_expert_(s, &L->experts[x], x, K);
-    }
+    if (s->off) return moe_experts_offloaded_(s, l, K, run, e);
+    for (int x = 0; x < E; x++)
+        if (s->exp_count[x]) run(s, l, &resident[x], x, K);
+    return 0;
+}
+
+/* acc[T][D] = MoE block output for the normed rows xn[T][D]. */
+static int moe_(pg_session *s, int l, const pg_layer *L, int T, pg_error *e) {
+    const pg_hparams *hp = &s->m->hp;
+    int D = hp->dim, E = hp->n_expert, K = hp->n_expert_used;
+    /* a pre-gated model's layer l routes on layer l-1's FFN input */
+    const float *route_in = hp->expert_pregated && l > 0 ? s->route_in : s->xn;
+    matmul_(s, &L->router, T, route_in, D, s->router, E);
+    add_bias_(T, E, s->router, L->router_b);
+    if (pg_fwd_experts(s, l, T, L->experts, run_expert_, e)) return -1;
     /* combine in slot order, so the sum never depends on the order experts ran in */
     memset(s->acc, 0, (size_t)T * D * sizeof(float));
     for (int t = 0; t < T; t++)
@@ -539,7 +569,10 @@ int pg_session_eval(pg_session *s, const int32_t *tokens, int n, float *logits_a
         if (s->trace) pg_trace_reserve(s->trace, s->n_past + T);
         float *out = logits_all ? logits_all + (size_t)i * hp->vocab : NULL;
         /* an encoder-decoder session evaluates decoder tokens */
-        if (s->ed ? pg_encdec_chunk(s, tokens + i, T, out, e) : forward_chunk_(s, tokens + i, T, logits_all ? all : NULL, out, e))
+        const bool *want = logits_all ? all : NULL;
+        if (s->ed ? pg_encdec_chunk(s, tokens + i, T, out, e)
+            : s->dev ? pg_devfwd_chunk(s, tokens + i, T, want, out, e)
+                     : forward_chunk_(s, tokens + i, T, want, out, e))
             return -1;
         s->n_past += T;
     }
@@ -550,6 +583,7 @@ int pg_session_eval_batch(pg_session *s, int n, const int32_t *tokens, const int
                           const bool *want, float *logits_out, pg_error *e) {
     const pg_hparams *hp = &s->m->hp;
     if (s->ed) return pg_fail(e, "batched evaluation of encoder-decoder models is not supported");
+    if (s->dev) return pg_fail(e, "batched evaluation is not supported on a device backend yet");
     if (n <= 0) return pg_fail(e, "nothing to evaluate");
     for (int q = 0; q < s->n_seq; q++) s->seq_last[q] = -1;
     for (int i = 0; i < n; i++) {
@@ -604,3 +638,7 @@ void pg_fwd_rmsnorm_rows(int T, int n, const float *x, const float *w, float eps
 void pg_fwd_predict(pg_session *s, int from, int T) { predict_(s, from, T); }
 
 int pg_fwd_ffn(pg_session *s, int l, int T, pg_error *e) { return ffn_(s, l, T, e); }
+
+void pg_fwd_trace_hidden(pg_session *s, int target, int T) { trace_hidden_(s, target, T); }
+
+void pg_fwd_predict_native(pg_session *s, int l, int T) { predict_native_(s, l, T); }

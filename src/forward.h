@@ -59,6 +59,7 @@ typedef struct pg_session {
     size_t kv_floats;  /* floats in k_cache and v_cache together (per-architecture widths, mla.h) */
     float *mla;        /* MLA activations (mla.c), NULL for other families */
     struct pg_encdec_state *ed; /* encoder-decoder models (encdec.h); NULL otherwise */
+    struct pg_devfwd *dev; /* the pass runs on a device (devfwd.h: pg_session_set_device); NULL: here */
 } pg_session;
 
 /* n_ctx <= 0: the model's training context (capped at 4096). */
@@ -67,7 +68,8 @@ pg_session *pg_session_new(pg_model *m, int n_ctx, int n_threads, pg_error *e);
 pg_session *pg_session_new_seqs(pg_model *m, int n_ctx, int n_seq, int n_threads, pg_error *e);
 void pg_session_free(pg_session *s); /* NULL-safe */
 void pg_session_reset(pg_session *s); /* forget the context */
-/* Gives the session an offloading state (owned from then on; NULL: resident). */
+/* Gives the session an offloading state (owned from then on; NULL: resident).
+ * On a device, before pg_session_set_device (devfwd.h). */
 void pg_session_set_offload(pg_session *s, pg_offload *off);
 
 /* Evaluates n tokens; afterwards s->logits holds the last token's logits.

@@ -97,6 +97,28 @@ static double active_bytes_(const pg_model *m) {
     return b;
 }
 
+/* Host-to-device copy bandwidth from pinned memory: the median of 5
+ * copies of 64 MiB (0 if the memory cannot be had). */
+static double h2d_bandwidth_(pg_dev *d) {
+    const size_t n = (size_t)64 << 20;
+    void *h = d->ops->host_alloc(d, n), *g = d->ops->alloc(d, n);
+    double t[5], bw = 0;
+    if (h && g) {
+        pg_error e = {{0}};
+        memset(h, 1, n);
+        d->ops->upload(d, g, h, n, &e); /* warm-up */
+        for (int i = 0; i < 5; i++) {
+            double t0 = pg_time_s();
+            d->ops->upload(d, g, h, n, &e);
+            t[i] = pg_time_s() - t0;
+        }
+        bw = n / median_(t, 5);
+    }
+    if (h) d->ops->host_free(d, h);
+    d->ops->free(d, g);
+    return bw;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *json_path = NULL, *modes_spec = "resident,none,next-layer-all,pregate,oracle";
     long n_gen = 32, n_prompt = 16, repeat = 3, n_threads = 0;
@@ -186,8 +208,13 @@ int cmd_bench(int argc, char **argv) {
     s = pg_session_new(m, P + N + 1, (int)n_threads, &e);
     if (!s) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
 
-    /* measured limits and the reference run */
+    /* measured limits and the reference run (on the device, if one is used) */
+    if (off.dev && cli_offload_attach(&off, PG_PREFETCH_RESIDENT, NULL, s, &e)) {
+        fprintf(stderr, "pregate: %s\n", e.msg);
+        goto done;
+    }
     double mem_bw = bench_read_bandwidth(s->pool, (size_t)256 << 20, 3);
+    double h2d_bw = off.dev ? h2d_bandwidth_(off.dev) : 0;
     double active = active_bytes_(m);
     s->trace = &trace;
     if (eval_prompt_(s, tokens, P, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
@@ -266,14 +293,16 @@ int cmd_bench(int argc, char **argv) {
     double resident_tok_s = 0;
     for (int mi = 0; mi < n_modes; mi++)
         if (modes[mi] == PG_PREFETCH_RESIDENT) resident_tok_s = med[mi].tok_s;
+    /* on a device, experts also cross the host-to-device link, whichever is slower */
     double link_bw = off.p.link.bandwidth;
+    if (h2d_bw > 0 && (link_bw <= 0 || h2d_bw < link_bw)) link_bw = h2d_bw;
     printf("%-15s %9s %8s %9s %11s %6s %6s %6s %9s %9s %10s %6s %s\n", "mode", "tok/s", "ratio", "stall ms", "MiB read/t",
            "hit", "prec", "recall", "fast MiB", "RSS MiB", "bound t/s", "%bnd", "logits");
     for (int mi = 0; mi < n_modes; mi++) {
         run_result *x = &med[mi];
         /* overlap bound: compute time (resident) and link time, whichever is longer */
         double bound;
-        if (modes[mi] == PG_PREFETCH_RESIDENT) bound = mem_bw / active;
+        if (modes[mi] == PG_PREFETCH_RESIDENT) bound = off.dev ? x->tok_s : mem_bw / active; /* device: not measured */
         else {
             double t_compute = resident_tok_s > 0 ? 1.0 / resident_tok_s : active / mem_bw;
             double t_link = link_bw > 0 ? x->bytes_tok / link_bw + (x->bytes_tok > 0 ? off.p.link.latency : 0) : 0;
@@ -286,13 +315,20 @@ int cmd_bench(int argc, char **argv) {
                x->peak_fast / 1048576.0, x->peak_rss / 1048576.0, bound, 100.0 * x->tok_s / bound,
                x->mismatches ? "DIFFER" : "identical");
     }
-    printf("limits: memory read bandwidth %.2f GB/s (measured), %.2f MiB read per token with all experts resident -> "
-           "%.2f tok/s at most;\n", mem_bw / 1e9, active / 1048576.0, mem_bw / active);
-    if (link_bw > 0)
-        printf("        link %s: %.2f GB/s, %.0f us per transfer; bound = max(resident time per token, MiB read per "
-               "token / link bandwidth)\n", off.p.link.name, link_bw / 1e9, off.p.link.latency * 1e6);
-    else
-        printf("        link none: real reads from the file; bound for offloaded modes = resident compute time only\n");
+    if (off.dev)
+        printf("limits: %s: device memory bandwidth not measured (resident's bound is itself); host-to-device copies "
+               "%.2f GB/s (measured, pinned, 64 MiB); bound = max(resident time per token, MiB read per token / "
+               "%.2f GB/s)\n", off.dev->name, h2d_bw / 1e9, link_bw / 1e9);
+    else {
+        printf("limits: memory read bandwidth %.2f GB/s (measured), %.2f MiB read per token with all experts resident "
+               "-> %.2f tok/s at most;\n", mem_bw / 1e9, active / 1048576.0, mem_bw / active);
+        if (link_bw > 0)
+            printf("        link %s: %.2f GB/s, %.0f us per transfer; bound = max(resident time per token, MiB read "
+                   "per token / link bandwidth)\n", off.p.link.name, link_bw / 1e9, off.p.link.latency * 1e6);
+        else
+            printf("        link none: real reads from the file; bound for offloaded modes = resident compute time "
+                   "only\n");
+    }
     if (json_path) {
         FILE *f = fopen(json_path, "w");
         if (!f) { fprintf(stderr, "pregate: %s: cannot write: %s\n", json_path, strerror(errno)); goto done; }

@@ -193,7 +193,7 @@ int cmd_run(int argc, char **argv) {
             fprintf(stderr, "pregate: --prefetch oracle needs a recorded trace; use it with `pregate bench`\n");
             goto done;
         }
-        if (cli_offload_attach(&off, off.p.mode, NULL, s, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+        if (cli_offload_attach(&off, cli_offload_mode(&off), NULL, s, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
     }
     if ((long)n_ids + n_predict > s->n_ctx) {
         long room = s->n_ctx - (long)n_ids;

@@ -15,23 +15,33 @@ void cli_offload_init(cli_offload *o) {
 int cli_offload_load(cli_offload *o, const pg_model *m, pg_error *e) {
     if (o->p.mode == PG_PREFETCH_LEARNED && !o->predictor_path)
         return pg_fail(e, "--prefetch learned needs --predictor FILE (made by `pregate calibrate`)");
-    if (!o->predictor_path) return 0;
-    if (pg_predictor_read(&o->predictor, m, o->predictor_path, e)) return -1;
-    o->p.predictor = &o->predictor;
+    if (o->predictor_path) {
+        if (pg_predictor_read(&o->predictor, m, o->predictor_path, e)) return -1;
+        o->p.predictor = &o->predictor;
+    }
+    if (o->backend != PG_BACKEND_CPU && !(o->dev = pg_dev_open(o->backend, e))) return -1;
     return 0;
 }
 
-void cli_offload_free(cli_offload *o) { pg_predictor_free(&o->predictor); }
+void cli_offload_free(cli_offload *o) {
+    pg_predictor_free(&o->predictor);
+    pg_dev_free(o->dev);
+    o->dev = NULL;
+}
+
+pg_prefetch_mode cli_offload_mode(const cli_offload *o) {
+    return o->mem_spec || o->mode_given ? o->p.mode : PG_PREFETCH_RESIDENT;
+}
 
 bool cli_offload_wanted(const cli_offload *o) {
-    return o->mem_spec || (o->mode_given && o->p.mode != PG_PREFETCH_RESIDENT);
+    return o->mem_spec || (o->mode_given && o->p.mode != PG_PREFETCH_RESIDENT) || o->backend != PG_BACKEND_CPU;
 }
 
 int cli_offload_arg(cli_offload *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     static const char *ours[] = {"--expert-mem", "--prefetch", "--prefetch-extra", "--prefetch-depth",
                                  "--prefetch-min-precision", "--predictor", "--link", "--store", "--evict",
-                                 "--io-threads", "--io-timeout"};
+                                 "--io-threads", "--io-timeout", "--backend"};
     bool mine = false;
     for (size_t k = 0; k < sizeof ours / sizeof *ours; k++) mine |= !strcmp(a, ours[k]);
     if (!mine) return 0;
@@ -46,6 +56,7 @@ int cli_offload_arg(cli_offload *o, int argc, char **argv, int *i) {
     int rc = 0;
     if (!strcmp(a, "--expert-mem")) o->mem_spec = v;
     else if (!strcmp(a, "--predictor")) o->predictor_path = v;
+    else if (!strcmp(a, "--backend")) rc = pg_backend_parse(v, &o->backend, &e);
     else if (!strcmp(a, "--prefetch")) { rc = pg_prefetch_parse(v, &o->p.mode, &e); o->mode_given = true; }
     else if (!strcmp(a, "--link")) rc = pg_link_parse(v, &o->p.link, &e);
     else if (!strcmp(a, "--store")) { rc = pg_store_kind_parse(v, &o->p.store, &e); o->store_given = true; }
@@ -65,8 +76,9 @@ int cli_offload_arg(cli_offload *o, int argc, char **argv, int *i) {
     return 1;
 }
 
-int cli_offload_attach(const cli_offload *o, pg_prefetch_mode mode, const pg_trace *oracle, pg_session *s,
-                       pg_error *e) {
+/* The session's offload state for `mode` (with its cache on o->dev). */
+static int attach_offload_(const cli_offload *o, pg_prefetch_mode mode, const pg_trace *oracle, pg_session *s,
+                           pg_error *e) {
     if (mode == PG_PREFETCH_RESIDENT) {
         pg_session_set_offload(s, NULL);
         return 0;
@@ -77,10 +89,21 @@ int cli_offload_attach(const cli_offload *o, pg_prefetch_mode mode, const pg_tra
     if (!o->store_given) p.store = pg_store_default(&p.link);
     if (!o->mem_spec) return pg_fail(e, "offloading needs --expert-mem SIZE (e.g. 25%%, 512MiB)");
     if (pg_parse_mem(o->mem_spec, s->m->bytes_experts, &p.expert_mem, e)) return -1;
+    p.dev = o->dev;
     pg_offload *off = pg_offload_new(s->m, &p, e);
     if (!off) return -1;
     pg_session_set_offload(s, off);
     return 0;
+}
+
+int cli_offload_attach(const cli_offload *o, pg_prefetch_mode mode, const pg_trace *oracle, pg_session *s,
+                       pg_error *e) {
+    /* the device pass is made again for the new mode (experts resident on
+     * the device, or through the cache) */
+    pg_devfwd_free(s->dev);
+    s->dev = NULL;
+    if (attach_offload_(o, mode, oracle, s, e)) return -1;
+    return o->dev ? pg_session_set_device(s, o->dev, e) : 0;
 }
 
 void cli_offload_totals(const pg_session *s, cli_totals *t) {

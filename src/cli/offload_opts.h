@@ -13,12 +13,15 @@
  *   --evict POLICY      lookahead | lru | lfu           (default lookahead)
  *   --io-threads N      loader threads (default 2)
  *   --predictor FILE    learned heads for --prefetch learned (pregate calibrate)
+ *   --backend B         cpu (default) | cuda (make CUDA=1) | standin (the
+ *                       device pass on the CPU stand-in of dev.h, for tests)
  * and the summary printed by --stats / written by --stats-json. */
 #ifndef PG_CLI_OFFLOAD_OPTS_H
 #define PG_CLI_OFFLOAD_OPTS_H
 
 #include <stdio.h>
 
+#include "dev/devfwd.h"
 #include "forward.h"
 
 typedef struct {
@@ -28,6 +31,8 @@ typedef struct {
     bool store_given;
     const char *predictor_path;
     pg_predictor predictor; /* loaded by cli_offload_load */
+    pg_backend backend;
+    pg_dev *dev;            /* opened by cli_offload_load unless backend is cpu */
 } cli_offload;
 
 void cli_offload_init(cli_offload *o);
@@ -35,14 +40,19 @@ void cli_offload_init(cli_offload *o);
  * 0 if not ours; -1 on a bad value (message printed). */
 int cli_offload_arg(cli_offload *o, int argc, char **argv, int *i);
 /* Resolves the budget against the model and gives the session its offload
- * state for `mode` (nothing for resident). Returns 0, or -1 with e set. */
+ * state for `mode` (nothing for resident), then moves it to the device if
+ * one was asked for. Returns 0, or -1 with e set. */
 int cli_offload_attach(const cli_offload *o, pg_prefetch_mode mode, const pg_trace *oracle, pg_session *s,
                        pg_error *e);
-/* Loads what the flags name for this model (the --predictor file). */
+/* Loads what the flags name for this model (the --predictor file) and
+ * opens the device. Free sessions before cli_offload_free. */
 int cli_offload_load(cli_offload *o, const pg_model *m, pg_error *e);
 void cli_offload_free(cli_offload *o);
-/* Whether any flag asked for offloading. */
+/* Whether any flag asked for offloading or a device (then call cli_offload_attach
+ * with cli_offload_mode). */
 bool cli_offload_wanted(const cli_offload *o);
+/* The mode the flags ask for: resident when none asked for offloading. */
+pg_prefetch_mode cli_offload_mode(const cli_offload *o);
 
 /* Totals over layers. */
 typedef struct {

@@ -62,7 +62,7 @@ int cmd_perplexity(int argc, char **argv) {
     }
     s = pg_session_new(m, (int)n_ctx, (int)n_threads, &e);
     if (!s) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
-    if (cli_offload_wanted(&off) && cli_offload_attach(&off, off.p.mode, NULL, s, &e)) {
+    if (cli_offload_wanted(&off) && cli_offload_attach(&off, cli_offload_mode(&off), NULL, s, &e)) {
         fprintf(stderr, "pregate: %s\n", e.msg);
         goto done;
     }

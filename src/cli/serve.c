@@ -117,6 +117,10 @@ int cmd_serve(int argc, char **argv) {
     pg_sched *sc = NULL;
     pg_server *srv = NULL;
     if (!m->tok) { fprintf(stderr, "pregate serve: %s has no tokenizer; the server needs one\n", model_path); goto done; }
+    if (off.backend != PG_BACKEND_CPU) {
+        fprintf(stderr, "pregate serve: the server batches requests, which only the cpu backend does yet\n");
+        goto done;
+    }
     if (cli_offload_load(&off, m, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
     /* the HTTP threads need a core too: compute threads that share every
      * core with them wait on each other at every step */
@@ -128,7 +132,7 @@ int cmd_serve(int argc, char **argv) {
             fprintf(stderr, "pregate serve: --prefetch oracle needs a recorded trace; use it with `pregate bench`\n");
             goto done;
         }
-        if (cli_offload_attach(&off, off.p.mode, NULL, s, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+        if (cli_offload_attach(&off, cli_offload_mode(&off), NULL, s, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
     }
     sc = pg_sched_new(s, &e);
     if (!sc) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }

@@ -295,7 +295,7 @@ int cli_chat(pg_model *m, const pg_sampler_params *sp, const cli_offload *off, c
             pg_chat_family_name(tpl.family));
     pg_session *s = pg_session_new(m, n_ctx, n_threads, &e);
     if (!s) { fprintf(stderr, "pregate: %s\n", e.msg); return 1; }
-    if (cli_offload_wanted(off) && cli_offload_attach(off, off->p.mode, NULL, s, &e)) {
+    if (cli_offload_wanted(off) && cli_offload_attach(off, cli_offload_mode(off), NULL, s, &e)) {
         fprintf(stderr, "pregate: %s\n", e.msg);
         pg_session_free(s);
         return 1;

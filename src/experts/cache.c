@@ -6,6 +6,7 @@
  * pointer updates per expert; the reads themselves run unlocked.
  */
 #include "cache.h"
+#include "../dev/dev.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -66,6 +67,9 @@ struct pg_cache {
     pthread_cond_t work, done;
     pthread_t *io;
     int n_io;
+    struct io_arg { pg_cache *c; int i; } *io_args;
+    pg_dev *dev;              /* slots in a device's memory (NULL: host memory) */
+    void **staging;           /* [n_io] host buffers the reads land in before a device copy */
     bool stop;
     uint64_t tick, step;
     int cur_layer, done_layer;
@@ -203,8 +207,19 @@ static bool stale_(const pg_cache *c, const request *r) {
     return r->step < c->step || (r->step == c->step && r->layer <= c->done_layer);
 }
 
+/* Reads expert r into slot si: straight into host slots, or through I/O
+ * thread io's staging buffer onto the device. */
+static int fill_(pg_cache *c, int io, int si, const request *r, pg_error *e) {
+    const pg_expert_loc *loc = &c->loc[(size_t)r->layer * c->E + r->expert];
+    slot *s = &c->slots[si];
+    if (!c->dev) return pg_store_read(c->store, loc, s->data, e);
+    if (pg_store_read(c->store, loc, c->staging[io], e)) return -1;
+    return c->dev->ops->fill_slot(c->dev, io, si, s->data, c->staging[io], loc->bytes, e);
+}
+
 static void *io_main_(void *arg) {
-    pg_cache *c = arg;
+    pg_cache *c = ((struct io_arg *)arg)->c;
+    int io = ((struct io_arg *)arg)->i;
     /* The link model sleeps until each transfer's end: with Linux's default
      * 50 us timer slack those wake-ups ran late by more than a small
      * expert's whole transfer (the demo model decoded 25-35% slower). */
@@ -247,7 +262,7 @@ static void *io_main_(void *arg) {
         if (++c->filled > c->peak_filled) c->peak_filled = c->filled;
         pthread_mutex_unlock(&c->mu);
         pg_error e = {{0}};
-        int rc = pg_store_read(c->store, &c->loc[(size_t)r.layer * c->E + r.expert], s->data, &e);
+        int rc = fill_(c, io, si, &r, &e);
         pthread_mutex_lock(&c->mu);
         if (rc == 0) {
             bind_slot_(c, s);
@@ -290,6 +305,41 @@ static void *slot_alloc_(size_t bytes) {
 }
 
 pg_cache *pg_cache_new(pg_model *m, pg_store *store, size_t budget, pg_evict policy, int n_io, pg_error *e) {
+    return pg_cache_new_dev(m, store, budget, policy, n_io, NULL, e);
+}
+
+/* The slots' memory and the staging buffers: on the device, or slot_alloc_. */
+static int alloc_slots_(pg_cache *c, pg_error *e) {
+    c->slots = xcalloc((size_t)c->n_slots, sizeof(slot));
+    if (!c->dev) {
+        for (int i = 0; i < c->n_slots; i++) c->slots[i].data = slot_alloc_(c->slot_bytes);
+        return 0;
+    }
+    const pg_dev_ops *d = c->dev->ops;
+    for (int i = 0; i < c->n_slots; i++)
+        if (!(c->slots[i].data = d->alloc(c->dev, c->slot_bytes)))
+            return pg_fail(e, "%s: cannot allocate expert slot %d of %d (%.2f MiB each) in device memory", c->dev->name,
+                           i + 1, c->n_slots, c->slot_bytes / 1048576.0);
+    c->staging = xcalloc((size_t)c->n_io, sizeof(void *));
+    for (int i = 0; i < c->n_io; i++)
+        if (!(c->staging[i] = d->host_alloc(c->dev, c->slot_bytes)))
+            return pg_fail(e, "%s: cannot allocate a %.2f MiB staging buffer in host memory", c->dev->name,
+                           c->slot_bytes / 1048576.0);
+    return d->slots_init(c->dev, c->n_slots, c->n_io, e);
+}
+
+static void free_slots_(pg_cache *c) {
+    for (int i = 0; c->slots && i < c->n_slots; i++) {
+        if (!c->dev) free(c->slots[i].data);
+        else c->dev->ops->free(c->dev, c->slots[i].data);
+    }
+    for (int i = 0; c->staging && i < c->n_io; i++) c->dev->ops->host_free(c->dev, c->staging[i]);
+    free(c->staging);
+    free(c->slots);
+}
+
+pg_cache *pg_cache_new_dev(pg_model *m, pg_store *store, size_t budget, pg_evict policy, int n_io, pg_dev *dev,
+                           pg_error *e) {
     if (!m->gguf) {
         pg_fail(e, "%s: expert offloading needs a GGUF file (convert it with `pregate convert --from hf`)", m->path);
         return NULL;
@@ -314,8 +364,13 @@ pg_cache *pg_cache_new(pg_model *m, pg_store *store, size_t budget, pg_evict pol
     int total = 0;
     for (int l = 0; l < c->L; l++) total += m->layers[l].is_moe ? c->E : 0;
     c->n_slots = (int)(budget / sb) < total ? (int)(budget / sb) : total;
-    c->slots = xcalloc((size_t)c->n_slots, sizeof(slot));
-    for (int i = 0; i < c->n_slots; i++) c->slots[i].data = slot_alloc_(sb);
+    c->dev = dev;
+    c->n_io = n_io < 1 ? 1 : n_io;
+    if (alloc_slots_(c, e)) {
+        free_slots_(c);
+        free(c);
+        return NULL;
+    }
     c->pt = xcalloc((size_t)c->L * c->E, sizeof(entry));
     c->loc = xcalloc((size_t)c->L * c->E, sizeof(pg_expert_loc));
     const uint8_t *base = m->gguf->map;
@@ -346,9 +401,12 @@ pg_cache *pg_cache_new(pg_model *m, pg_store *store, size_t budget, pg_evict pol
     pthread_cond_init(&c->done, &ca);
     pthread_condattr_destroy(&ca);
     c->timeout_s = PG_CACHE_DEFAULT_TIMEOUT_S;
-    c->n_io = n_io < 1 ? 1 : n_io;
     c->io = xcalloc((size_t)c->n_io, sizeof(pthread_t));
-    for (int i = 0; i < c->n_io; i++) PG_ASSERT(pthread_create(&c->io[i], NULL, io_main_, c) == 0);
+    c->io_args = xcalloc((size_t)c->n_io, sizeof *c->io_args);
+    for (int i = 0; i < c->n_io; i++) {
+        c->io_args[i] = (struct io_arg){c, i};
+        PG_ASSERT(pthread_create(&c->io[i], NULL, io_main_, &c->io_args[i]) == 0);
+    }
     return c;
 }
 
@@ -360,15 +418,15 @@ void pg_cache_free(pg_cache *c) {
     pthread_cond_broadcast(&c->done);
     pthread_mutex_unlock(&c->mu);
     for (int i = 0; i < c->n_io; i++) pthread_join(c->io[i], NULL);
-    for (int i = 0; i < c->n_slots; i++) free(c->slots[i].data);
+    free_slots_(c);
     for (size_t i = 0; i < (size_t)c->L * c->E; i++) free(c->pt[i].err);
-    free(c->slots);
     free(c->pt);
     free(c->loc);
     free(c->demand.q);
     free(c->prefetch.q);
     free(c->stats);
     free(c->io);
+    free(c->io_args);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->work);
     pthread_cond_destroy(&c->done);
@@ -376,6 +434,14 @@ void pg_cache_free(pg_cache *c) {
 }
 
 size_t pg_cache_slot_bytes(const pg_cache *c) { return c->slot_bytes; }
+
+int pg_cache_slot_of(pg_cache *c, int layer, int expert) {
+    pthread_mutex_lock(&c->mu);
+    int si = ent_(c, layer, expert)->slot;
+    PG_ASSERT(si >= 0 && c->slots[si].refs > 0);
+    pthread_mutex_unlock(&c->mu);
+    return si;
+}
 int pg_cache_n_slots(const pg_cache *c) { return c->n_slots; }
 
 void pg_cache_begin_step(pg_cache *c) {

@@ -58,6 +58,12 @@ typedef struct pg_cache pg_cache;
  * naming the minimum. n_io_threads >= 1. */
 pg_cache *pg_cache_new(pg_model *m, pg_store *store, size_t budget, pg_evict policy, int n_io_threads,
                        pg_error *e);
+/* The same with the slots in a device's memory (dev.h): each read lands
+ * in the I/O thread's host staging buffer, then the device copies it into
+ * the slot (after the slot's fence: dev.h). NULL dev: pg_cache_new. */
+struct pg_dev;
+pg_cache *pg_cache_new_dev(pg_model *m, pg_store *store, size_t budget, pg_evict policy, int n_io_threads,
+                           struct pg_dev *dev, pg_error *e);
 void pg_cache_free(pg_cache *c); /* joins the I/O threads; NULL-safe */
 
 size_t pg_cache_slot_bytes(const pg_cache *c);
@@ -99,6 +105,9 @@ void pg_cache_set_timeout(pg_cache *c, double seconds);
 /* pg_cache_request + pg_cache_acquire_any of one expert. */
 const pg_expert *pg_cache_acquire(pg_cache *c, int layer, int expert, pg_error *e);
 void pg_cache_release(pg_cache *c, int layer, int expert);
+/* The slot (0..n_slots-1) an acquired expert is in, until its release:
+ * a device pass fences it (dev.h) before releasing. */
+int pg_cache_slot_of(pg_cache *c, int layer, int expert);
 /* Drops the pins of pg_cache_request for experts that will not be acquired
  * (after a failure). */
 void pg_cache_cancel(pg_cache *c, int layer, const int *experts, int n);

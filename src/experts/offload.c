@@ -85,7 +85,7 @@ pg_offload *pg_offload_new(pg_model *m, const pg_offload_params *p, pg_error *e)
     o->store = pg_store_open(m->path, p->store, &p->link, m->gguf ? m->gguf->map : NULL,
                              m->gguf ? m->gguf->size : 0, e);
     if (!o->store) { free(o); return NULL; }
-    o->cache = pg_cache_new(m, o->store, p->expert_mem, p->evict, p->io_threads, e);
+    o->cache = pg_cache_new_dev(m, o->store, p->expert_mem, p->evict, p->io_threads, p->dev, e);
     if (!o->cache) { pg_store_close(o->store); free(o); return NULL; }
     pg_cache_set_timeout(o->cache, p->io_timeout);
     int D = m->hp.dim, E = m->hp.n_expert, L = m->hp.n_layer;

@@ -67,6 +67,7 @@ typedef struct {
                                do worse than on demand; 0 = always prefetch */
     const pg_trace *oracle; /* PG_PREFETCH_ORACLE */
     const pg_predictor *predictor; /* PG_PREFETCH_LEARNED */
+    struct pg_dev *dev;     /* fast tier in this device's memory (dev.h); NULL: host memory */
 } pg_offload_params;
 
 void pg_offload_params_default(pg_offload_params *p);
