@@ -18,10 +18,10 @@
 #include "test.h"
 
 #define N_PROMPT 7
-#define N_GEN 9
+#define N_GEN 15 /* 22 positions: pg_predictor_fit needs 20 */
 #define N_ALL (N_PROMPT + N_GEN)
 /* microseconds the stand-in adds to every kernel: its stream runs behind */
-#define STANDIN_DELAY_US 20
+#define STANDIN_DELAY_US 2
 
 static pg_dev *open_dev_(pg_error *e) {
     const char *want = getenv("PREGATE_TEST_DEV");
@@ -82,12 +82,18 @@ static void check_model_(pg_dev *dev, const char *what, const char *gguf) {
     CHECK(attach_(s, dev, NULL, &e) == 0 && run_(s, tokens, false, res, &e) == 0, "%s: device: %s", what, e.msg);
     float d = max_rel_diff_(res, cpu, n);
     CHECK(d <= 1e-4f, "%s: device logits differ from the cpu pass by %g (relative)", what, d);
+    /* learned heads fitted to the trace (a few epochs: only their use is tested) */
+    pg_predictor pred;
+    pg_fit_params fp;
+    pg_fit_params_default(&fp);
+    fp.epochs = 5;
+    CHECK(pg_predictor_fit(m, &trace, &fp, &pred, NULL, &e) == 0, "%s: fit: %s", what, e.msg);
     /* every mode and policy, at the minimum budget and at 40% */
-    const pg_prefetch_mode modes[] = {PG_PREFETCH_NONE, PG_PREFETCH_NEXT_ALL, PG_PREFETCH_PREGATE, PG_PREFETCH_ORACLE,
-                                      PG_PREFETCH_NATIVE};
+    const pg_prefetch_mode modes[] = {PG_PREFETCH_NONE,   PG_PREFETCH_NEXT_ALL, PG_PREFETCH_PREGATE,
+                                      PG_PREFETCH_ORACLE, PG_PREFETCH_LEARNED,  PG_PREFETCH_NATIVE};
     const pg_evict policies[] = {PG_EVICT_LRU, PG_EVICT_LFU, PG_EVICT_LOOKAHEAD};
     int runs = 0;
-    for (int mi = 0; mi < (m->hp.expert_pregated ? 5 : 4); mi++)
+    for (int mi = 0; mi < (m->hp.expert_pregated ? 6 : 5); mi++)
         for (int pi = 0; pi < 3; pi++)
             for (int budget = 0; budget < 2; budget++) {
                 pg_offload_params p;
@@ -97,6 +103,7 @@ static void check_model_(pg_dev *dev, const char *what, const char *gguf) {
                 p.store = (mi + pi) % 2 ? PG_STORE_MMAP : PG_STORE_PREAD;
                 p.expert_mem = budget ? m->bytes_experts * 2 / 5 : pg_cache_min_budget(m);
                 p.oracle = &trace;
+                p.predictor = &pred;
                 p.depth = 1 + (mi + pi) % 2;
                 p.io_threads = 1 + budget;
                 p.dev = dev;
@@ -135,6 +142,7 @@ static void check_model_(pg_dev *dev, const char *what, const char *gguf) {
           "%s: batch on a device: %s", what, e.msg);
     pg_session_free(s);
     pg_trace_free(&trace);
+    pg_predictor_free(&pred);
     free(cpu); free(res); free(got);
     pg_model_free(m);
 }
