@@ -110,6 +110,8 @@ typedef struct {
                       const int *pos, int window, int H, int KV, int hd, const float *sinks, float *out);
     /* y = silu(g) * u (pgk.silu_mul); y may be g. */
     void (*silu_mul)(pg_dev *d, size_t n, const float *g, const float *u, float *y);
+    /* gpt-oss's clamped SwiGLU (pgk.swiglu_oai); y may be g. */
+    void (*swiglu_oai)(pg_dev *d, size_t n, const float *g, const float *u, float alpha, float limit, float *y);
     /* dst[i][:] = src[idx[i]][:], n rows of D floats. */
     void (*gather_rows)(pg_dev *d, int n, int D, const float *src, const int *idx, float *dst);
     /* dst[idx[i]][:] = src[i][:], n rows of D floats. */

@@ -449,6 +449,27 @@ static void run_silu_mul_(standin *d, const void *p) {
     }
 }
 
+typedef struct {
+    size_t n;
+    const float *g, *u;
+    float alpha, limit;
+    float *y;
+} swiglu_oai_args;
+
+static void run_swiglu_oai_(standin *d, const void *p) {
+    const swiglu_oai_args *a = p;
+    const size_t chunk = (size_t)1 << 30;
+    for (size_t i = 0; i < a->n; i += chunk) {
+        size_t m = a->n - i < chunk ? a->n - i : chunk;
+        pgk.swiglu_oai((int)m, a->g + i, a->u + i, a->alpha, a->limit, a->y + i);
+    }
+}
+
+static void swiglu_oai_(pg_dev *dv, size_t n, const float *g, const float *u, float alpha, float limit, float *y) {
+    swiglu_oai_args a = {n, g, u, alpha, limit, y};
+    enqueue_(as_(dv), run_swiglu_oai_, &a, sizeof a, NULL);
+}
+
 static void silu_mul_(pg_dev *dv, size_t n, const float *g, const float *u, float *y) {
     silu_mul_args a = {n, g, u, y};
     enqueue_(as_(dv), run_silu_mul_, &a, sizeof a, NULL);
@@ -543,6 +564,7 @@ static const pg_dev_ops standin_ops = {
     .set_rows = set_rows_,
     .attention = attention_,
     .silu_mul = silu_mul_,
+    .swiglu_oai = swiglu_oai_,
     .gather_rows = gather_rows_,
     .scatter_rows = scatter_rows_,
     .moe_combine = moe_combine_,

@@ -21,6 +21,7 @@ typedef struct {
     pg_mat wq, wk, wv, wo, ffn_gate, ffn_up, ffn_down, router, shared_gate;
     pg_expert shared;
     pg_expert *experts; /* [E] resident experts; NULL when offloaded */
+    float *eb_gate, *eb_up, *eb_down; /* expert biases [E][F], [E][F], [E][D] (gpt-oss), or NULL */
     pg_mat head;        /* learned predictor head [E x D] (--prefetch learned) */
 } dlayer;
 
@@ -91,6 +92,7 @@ static int dvec_(pg_devfwd *df, const float *src, int n, const float **dst, pg_e
 
 static int dexpert_(pg_devfwd *df, const pg_expert *src, pg_expert *dst, pg_error *e) {
     *dst = *src;
+    dst->b_gate = dst->b_up = dst->b_down = NULL; /* on the device: expert_bias_ */
     return dmat_(df, &src->gate, &dst->gate, e) || dmat_(df, &src->up, &dst->up, e) ||
            dmat_(df, &src->down, &dst->down, e);
 }
@@ -100,14 +102,43 @@ static int check_family_(const pg_session *s, pg_error *e) {
     const char *why = hp->mla ? "multi-head latent attention"
                       : hp->n_enc_layer > 0 ? "encoder-decoder blocks"
                       : hp->ffn_act != PG_FFN_SILU_GLU ? "ReLU FFNs"
-                      : hp->swiglu_limit > 0 ? "clamped SwiGLU experts"
                       : s->n_seq != 1 ? "several sequences per session" : NULL;
-    for (int l = 0; !why && l < hp->n_layer; l++)
-        if (s->m->layers[l].is_moe && s->m->layers[l].experts[0].b_gate) why = "expert biases";
     if (why)
         return pg_fail(e, "%s: the device backend does not run %s yet (arch %s): use --backend cpu", s->m->path, why,
                        pg_arch_get(hp->arch)->name);
     return 0;
+}
+
+/* The experts' biases stay resident on the device, as on the host: a
+ * table per layer, indexed by expert (expert_bias_). */
+static int upload_biases_(pg_devfwd *df, const pg_layer *L, dlayer *d, const pg_hparams *hp, pg_error *e) {
+    int E = hp->n_expert, F = hp->expert_ffn_dim, D = hp->dim;
+    float *h = xmalloc((size_t)E * (F > D ? F : D) * sizeof(float));
+    const float **dst[3] = {(const float **)&d->eb_gate, (const float **)&d->eb_up, (const float **)&d->eb_down};
+    int rc = 0;
+    for (int k = 0; k < 3 && !rc; k++) {
+        int n = k < 2 ? F : D;
+        for (int x = 0; x < E; x++) {
+            const pg_expert *w = &L->experts[x];
+            const float *b = k == 0 ? w->b_gate : k == 1 ? w->b_up : w->b_down;
+            if (b) memcpy(h + (size_t)x * n, b, (size_t)n * sizeof(float));
+            else memset(h + (size_t)x * n, 0, (size_t)n * sizeof(float));
+        }
+        rc = dvec_(df, h, E * n, dst[k], e);
+    }
+    free(h);
+    return rc;
+}
+
+/* Expert x of layer l's weights with its biases on the device. */
+static pg_expert expert_bias_(const pg_devfwd *df, int l, const pg_expert *w, int x) {
+    const dlayer *d = &df->L[l];
+    pg_expert r = *w;
+    int F = w->gate.rows, D = w->down.rows;
+    r.b_gate = d->eb_gate ? d->eb_gate + (size_t)x * F : NULL;
+    r.b_up = d->eb_up ? d->eb_up + (size_t)x * F : NULL;
+    r.b_down = d->eb_down ? d->eb_down + (size_t)x * D : NULL;
+    return r;
 }
 
 static int upload_layer_(pg_devfwd *df, const pg_session *s, int l, pg_error *e) {
@@ -135,6 +166,7 @@ static int upload_layer_(pg_devfwd *df, const pg_session *s, int l, pg_error *e)
                        .data = pr->w + (size_t)l * E * D};
         if (dmat_(df, &head, &d->head, e)) return -1;
     }
+    if (L->experts[0].b_gate && upload_biases_(df, L, d, hp, e)) return -1;
     if (s->off) return 0; /* the experts come through the cache */
     d->experts = xcalloc((size_t)E, sizeof(pg_expert));
     for (int x = 0; x < E; x++)
@@ -214,13 +246,21 @@ size_t pg_devfwd_bytes(const pg_devfwd *df) { return df->bytes; }
 
 /* ---- the pass ---- */
 
-static void swiglu_(pg_devfwd *df, const pg_expert *w, int T, const float *X, int D, float *out) {
+/* out = down(act(gate X + b) * (up X + b)) + b for one expert or a dense FFN
+ * whose biases (if any) are on the device. */
+static void swiglu_(pg_devfwd *df, const pg_hparams *hp, const pg_expert *w, int T, const float *X, float *out) {
     const pg_dev_ops *op = df->op;
-    int F = w->gate.rows;
+    int F = w->gate.rows, D = hp->dim;
     op->matmul(df->dev, &w->gate, T, X, D, df->g, F);
     op->matmul(df->dev, &w->up, T, X, D, df->u, F);
-    op->silu_mul(df->dev, (size_t)T * F, df->g, df->u, df->g);
+    if (w->b_gate) op->add_bias(df->dev, T, F, df->g, w->b_gate);
+    if (w->b_up) op->add_bias(df->dev, T, F, df->u, w->b_up);
+    if (hp->swiglu_limit > 0)
+        op->swiglu_oai(df->dev, (size_t)T * F, df->g, df->u, hp->swiglu_alpha, hp->swiglu_limit, df->g);
+    else
+        op->silu_mul(df->dev, (size_t)T * F, df->g, df->u, df->g);
     op->matmul(df->dev, &w->down, T, df->g, F, out, D);
+    if (w->b_down) op->add_bias(df->dev, T, D, out, w->b_down);
 }
 
 static void attention_(pg_session *s, int l, int T) {
@@ -306,7 +346,8 @@ static void run_expert_(pg_session *s, int l, const pg_expert *w, int x, int K) 
     op->upload_async(df->dev, df->idx_tok, tok, (size_t)n * sizeof(int));
     op->upload_async(df->dev, df->idx_slot, rows, (size_t)n * sizeof(int));
     op->gather_rows(df->dev, n, D, df->xn, df->idx_tok, df->exp_in);
-    swiglu_(df, w, n, df->exp_in, D, df->exp_tmp);
+    pg_expert wb = expert_bias_(df, l, w, x);
+    swiglu_(df, &s->m->hp, &wb, n, df->exp_in, df->exp_tmp);
     op->scatter_rows(df->dev, n, D, df->exp_tmp, df->idx_slot, df->exp_out);
     /* the slot may be refilled once these kernels have read it */
     if (s->off) op->fence_slot(df->dev, pg_cache_slot_of(s->off->cache, l, x));
@@ -327,7 +368,7 @@ static int moe_(pg_session *s, int l, int T, pg_error *e) {
     op->upload_async(df->dev, df->w, s->sel_w, (size_t)T * K * sizeof(float));
     op->moe_combine(df->dev, T, K, D, df->exp_out, df->w, df->acc);
     if (s->m->layers[l].has_shared) {
-        swiglu_(df, &L->shared, T, df->xn, D, df->exp_tmp);
+        swiglu_(df, hp, &L->shared, T, df->xn, df->exp_tmp);
         if (L->shared_gate.data) op->matmul(df->dev, &L->shared_gate, T, df->xn, D, df->zg, 1);
         op->gated_add(df->dev, T, D, df->acc, df->exp_tmp, L->shared_gate.data ? df->zg : NULL);
     }
@@ -356,7 +397,7 @@ static int ffn_(pg_session *s, int l, int T, pg_error *e) {
         if (rc) return -1;
     } else {
         pg_expert dense = {L->ffn_gate, L->ffn_up, L->ffn_down, NULL, NULL, NULL};
-        swiglu_(df, &dense, T, df->xn, D, df->acc);
+        swiglu_(df, hp, &dense, T, df->xn, df->acc);
     }
     op->add(df->dev, (size_t)T * D, df->x, df->acc);
     if (hp->expert_pregated) {

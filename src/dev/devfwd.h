@@ -11,8 +11,11 @@
  * predictor's), T x E floats: the page table lives on the host, which
  * decides what to fetch, so that is one synchronisation per MoE layer.
  *
- * Families: the decoder-only ones with SwiGLU experts (llama, mixtral,
- * qwen2moe, qwen3moe, olmoe); the others are refused with a message.
+ * Families: the decoder-only ones without latent attention (llama,
+ * mixtral, qwen2moe, qwen3moe, olmoe, gpt-oss with its sinks, sliding
+ * windows, YaRN, clamped SwiGLU and expert biases, which stay resident on
+ * the device); deepseek2 (MLA) and switch (encoder-decoder) are refused
+ * with a message.
  * One sequence per session (pg_session_eval; not pg_session_eval_batch).
  */
 #ifndef PG_DEVFWD_H
