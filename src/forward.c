@@ -583,7 +583,6 @@ int pg_session_eval_batch(pg_session *s, int n, const int32_t *tokens, const int
                           const bool *want, float *logits_out, pg_error *e) {
     const pg_hparams *hp = &s->m->hp;
     if (s->ed) return pg_fail(e, "batched evaluation of encoder-decoder models is not supported");
-    if (s->dev) return pg_fail(e, "batched evaluation is not supported on a device backend yet");
     if (n <= 0) return pg_fail(e, "nothing to evaluate");
     for (int q = 0; q < s->n_seq; q++) s->seq_last[q] = -1;
     for (int i = 0; i < n; i++) {
@@ -618,7 +617,8 @@ int pg_session_eval_batch(pg_session *s, int n, const int32_t *tokens, const int
         }
         if (!logits_out) w = none; /* nobody to give logits to */
         if (s->trace) pg_trace_reserve(s->trace, max_pos + 1);
-        if (forward_chunk_(s, tokens + i, T, w, out, e)) return -1;
+        if (s->dev ? pg_devfwd_chunk(s, tokens + i, T, w, out, e) : forward_chunk_(s, tokens + i, T, w, out, e))
+            return -1;
         if (out)
             for (int t = 0; t < T; t++) out += w[t] ? hp->vocab : 0;
     }

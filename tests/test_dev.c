@@ -472,12 +472,13 @@ typedef struct {
     size_t bytes;
     int rc;
     double returned_at;
+    pg_dev_slots *slots;
 } fill_job;
 
 static void *fill_thread(void *p) {
     fill_job *j = p;
     pg_error e = {{0}};
-    j->rc = j->d->ops->fill_slot(j->d, 0, j->slot, j->dst, j->src, j->bytes, &e);
+    j->rc = j->d->ops->fill_slot(j->d, j->slots, 0, j->slot, j->dst, j->src, j->bytes, &e);
     j->returned_at = pg_time_s();
     return NULL;
 }
@@ -493,7 +494,9 @@ static void test_slot_fence(void) {
     pg_dev *d = pg_dev_standin_new(20000, &e);
     CHECK(d, "%s", e.msg);
     if (!d) return;
-    CHECK(d->ops->slots_init(d, 2, 1, &e) == 0, "slots_init: %s", e.msg);
+    pg_dev_slots *slots = d->ops->slots_new(d, 2, 1, &e);
+    CHECK(slots != NULL, "slots_new: %s", e.msg);
+    if (!slots) { pg_dev_free(d); return; }
     const size_t n = 64, bytes = n * sizeof(float);
     float *old = random_floats(n, 1), *fresh = random_floats(n, 1), *got = xmalloc(bytes);
     float *slot0 = on_dev(d, old, bytes), *slot1 = on_dev(d, old, bytes);
@@ -502,9 +505,9 @@ static void test_slot_fence(void) {
     double t0 = pg_time_s();
     d->ops->zero(d, n, out);
     d->ops->add(d, n, out, slot0);
-    d->ops->fence_slot(d, 0);
+    d->ops->fence_slot(d, slots, 0);
     for (int i = 0; i < 8; i++) d->ops->zero(d, n, other);
-    fill_job job = {d, 0, slot0, fresh, bytes, -1, 0};
+    fill_job job = {d, 0, slot0, fresh, bytes, -1, 0, slots};
     pthread_t th;
     PG_ASSERT(pthread_create(&th, NULL, fill_thread, &job) == 0);
     pthread_join(th, NULL);
@@ -519,7 +522,7 @@ static void test_slot_fence(void) {
 
     for (int i = 0; i < 10; i++) d->ops->zero(d, n, other);
     double t1 = pg_time_s();
-    CHECK(d->ops->fill_slot(d, 0, 1, slot1, fresh, bytes, &e) == 0, "fill_slot: %s", e.msg);
+    CHECK(d->ops->fill_slot(d, slots, 0, 1, slot1, fresh, bytes, &e) == 0, "fill_slot: %s", e.msg);
     double unfenced = pg_time_s() - t1;
     CHECK(unfenced < 0.100, "a slot never fenced took %.1f ms to refill", unfenced * 1e3);
     CHECK(d->ops->sync(d, &e) == 0, "sync: %s", e.msg);
@@ -527,6 +530,7 @@ static void test_slot_fence(void) {
     CHECK(!memcmp(got, fresh, bytes), "the refill of the unfenced slot did not arrive");
 
     d->ops->free(d, slot0), d->ops->free(d, slot1), d->ops->free(d, out), d->ops->free(d, other);
+    d->ops->slots_free(d, slots);
     pg_dev_free(d);
     free(old), free(fresh), free(got);
 }

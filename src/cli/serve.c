@@ -117,10 +117,6 @@ int cmd_serve(int argc, char **argv) {
     pg_sched *sc = NULL;
     pg_server *srv = NULL;
     if (!m->tok) { fprintf(stderr, "pregate serve: %s has no tokenizer; the server needs one\n", model_path); goto done; }
-    if (off.backend != PG_BACKEND_CPU) {
-        fprintf(stderr, "pregate serve: the server batches requests, which only the cpu backend does yet\n");
-        goto done;
-    }
     if (cli_offload_load(&off, m, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
     /* the HTTP threads need a core too: compute threads that share every
      * core with them wait on each other at every step */

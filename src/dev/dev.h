@@ -47,6 +47,7 @@
 #include "../util.h"
 
 typedef struct pg_dev pg_dev;
+typedef struct pg_dev_slots pg_dev_slots;
 
 typedef struct {
     const char *name;
@@ -68,16 +69,19 @@ typedef struct {
     int (*sync)(pg_dev *d, pg_error *e);
 
     /* ---- expert slots ---- */
-    /* Prepares n_slots fences and n_io copy streams (before any fill). */
-    int (*slots_init)(pg_dev *d, int n_slots, int n_io, pg_error *e);
+    /* A set of n_slots slot fences and n_io copy streams, one per expert
+     * cache (a device may serve several). NULL with e set on failure. */
+    pg_dev_slots *(*slots_new)(pg_dev *d, int n_slots, int n_io, pg_error *e);
+    /* After the last fill_slot has returned; waits for fences still queued. */
+    void (*slots_free)(pg_dev *d, pg_dev_slots *s);
     /* Queues slot `slot`'s fence after the kernels queued so far. */
-    void (*fence_slot)(pg_dev *d, int slot);
+    void (*fence_slot)(pg_dev *d, pg_dev_slots *s, int slot);
     /* On I/O thread `io`: waits for the slot's last fence (the one queued
      * before the call; a slot never fenced is filled at once), copies n
      * host bytes (host_alloc memory is fastest) to dst in the slot, and
      * returns 0 when they have arrived. Never called for a slot whose
      * fence_slot may run at the same time (the cache owns the slot then). */
-    int (*fill_slot)(pg_dev *d, int io, int slot, void *dst, const void *src, size_t n, pg_error *e);
+    int (*fill_slot)(pg_dev *d, pg_dev_slots *s, int io, int slot, void *dst, const void *src, size_t n, pg_error *e);
 
     /* ---- kernels (queued; rows are contiguous unless a stride is given) ---- */
     /* x[t] = row tokens[t] of W, dequantised (embedding lookup). */

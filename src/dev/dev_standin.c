@@ -52,8 +52,6 @@ struct standin {
     uint64_t queued, done;    /* seq of the last operation queued, finished */
     bool stop;                /* destroy: the worker leaves once the queue is empty */
     char err[PG_ERR_MAX];     /* first failure of the stream ("" if none), reported by sync */
-    uint64_t *fence;          /* [n_slots] seq a refill of the slot waits for (0: none) */
-    int n_slots, n_io;
     void *scratch;            /* worker only: matmul activations, RoPE angles, attention logits */
     size_t scratch_bytes;
 };
@@ -196,36 +194,56 @@ static int sync_(pg_dev *dv, pg_error *e) { return wait_idle_(as_(dv), e); }
 
 /* ---- expert slots -------------------------------------------------------------- */
 
-static int slots_init_(pg_dev *dv, int n_slots, int n_io, pg_error *e) {
-    standin *d = as_(dv);
-    if (n_slots < 0 || n_io < 1) return pg_fail(e, "%s: %d slots and %d I/O streams", dv->name, n_slots, n_io);
+/* A cache's fences: fence[i] is the seq a refill of slot i waits for (0: none). */
+struct pg_dev_slots {
+    uint64_t *fence;
+    int n_slots, n_io;
+};
+
+static pg_dev_slots *slots_new_(pg_dev *dv, int n_slots, int n_io, pg_error *e) {
+    if (n_slots < 0 || n_io < 1) {
+        pg_fail(e, "%s: %d slots and %d I/O streams", dv->name, n_slots, n_io);
+        return NULL;
+    }
+    pg_dev_slots *s = calloc(1, sizeof *s);
     uint64_t *fence = calloc(n_slots ? (size_t)n_slots : 1, sizeof *fence);
-    if (!fence) return pg_fail(e, "%s: out of host memory for %d slot fences", dv->name, n_slots);
-    pthread_mutex_lock(&d->mu);
-    free(d->fence);
-    d->fence = fence;
-    d->n_slots = n_slots;
-    d->n_io = n_io;
-    pthread_mutex_unlock(&d->mu);
-    return 0;
+    if (!s || !fence) {
+        free(s);
+        free(fence);
+        pg_fail(e, "%s: out of host memory for %d slot fences", dv->name, n_slots);
+        return NULL;
+    }
+    s->fence = fence;
+    s->n_slots = n_slots;
+    s->n_io = n_io;
+    return s;
+}
+
+/* Fences are sequence numbers: nothing is left queued to wait for. */
+static void slots_free_(pg_dev *dv, pg_dev_slots *s) {
+    (void)dv;
+    if (!s) return;
+    free(s->fence);
+    free(s);
 }
 
 /* Queues nothing: the fence is the seq of the last operation queued. */
-static void fence_slot_(pg_dev *dv, int slot) {
+static void fence_slot_(pg_dev *dv, pg_dev_slots *s, int slot) {
     standin *d = as_(dv);
+    PG_ASSERT(slot >= 0 && slot < s->n_slots);
     pthread_mutex_lock(&d->mu);
-    PG_ASSERT(slot >= 0 && slot < d->n_slots);
-    d->fence[slot] = d->queued;
+    s->fence[slot] = d->queued;
     pthread_mutex_unlock(&d->mu);
 }
 
 /* The fence read is the slot's last one when the call starts: a later
  * fence belongs to the next refill. */
-static int fill_slot_(pg_dev *dv, int io, int slot, void *dst, const void *src, size_t n, pg_error *e) {
+static int fill_slot_(pg_dev *dv, pg_dev_slots *s, int io, int slot, void *dst, const void *src, size_t n,
+                      pg_error *e) {
     standin *d = as_(dv);
+    PG_ASSERT(slot >= 0 && slot < s->n_slots && io >= 0 && io < s->n_io);
     pthread_mutex_lock(&d->mu);
-    PG_ASSERT(slot >= 0 && slot < d->n_slots && io >= 0 && io < d->n_io);
-    uint64_t fence = d->fence[slot];
+    uint64_t fence = s->fence[slot];
     while (d->done < fence) pthread_cond_wait(&d->done_cv, &d->mu);
     pthread_mutex_unlock(&d->mu);
     memcpy(dst, src, n);
@@ -534,7 +552,6 @@ static void destroy_(pg_dev *dv) {
     pthread_cond_destroy(&d->done_cv);
     pthread_cond_destroy(&d->queued_cv);
     pthread_mutex_destroy(&d->mu);
-    free(d->fence);
     free(d->scratch);
     free(d);
 }
@@ -550,7 +567,8 @@ static const pg_dev_ops standin_ops = {
     .download = download_,
     .upload_async = upload_async_,
     .sync = sync_,
-    .slots_init = slots_init_,
+    .slots_new = slots_new_,
+    .slots_free = slots_free_,
     .fence_slot = fence_slot_,
     .fill_slot = fill_slot_,
     .embed = embed_,

@@ -34,7 +34,7 @@ struct pg_devfwd {
     dlayer *L;
     int n_layer;
     /* state: rows of B = PG_MAX_BATCH */
-    float *k_cache, *v_cache;     /* [n_layer][n_ctx][KV*hd] */
+    float *k_cache, *v_cache;     /* [n_layer][n_seq][n_ctx][KV*hd] */
     float *x, *xn, *xp, *route_in; /* [B][D]: stream, normed, predictor input, pre-gated routing input */
     float *q, *att, *k, *v;       /* [B][H*hd], [B][KV*hd] */
     float *g, *u;                 /* [B][F] */
@@ -42,7 +42,7 @@ struct pg_devfwd {
     float *exp_out;               /* [B][K][D] */
     float *router, *plog, *zg;    /* [B][E], [B][E], [B] */
     float *w;                     /* [B][K] routing weights */
-    int *tok, *pos, *idx_tok, *idx_slot; /* [B], [B], [B*K], [B*K] */
+    int *tok, *pos, *idx_tok, *idx_slot, *idx_out; /* [B], [B], [B*K], [B*K], [B] */
     float *logits;                /* [B][V] */
     size_t bytes;
     void **owned;
@@ -101,8 +101,7 @@ static int check_family_(const pg_session *s, pg_error *e) {
     const pg_hparams *hp = &s->m->hp;
     const char *why = hp->mla ? "multi-head latent attention"
                       : hp->n_enc_layer > 0 ? "encoder-decoder blocks"
-                      : hp->ffn_act != PG_FFN_SILU_GLU ? "ReLU FFNs"
-                      : s->n_seq != 1 ? "several sequences per session" : NULL;
+                      : hp->ffn_act != PG_FFN_SILU_GLU ? "ReLU FFNs" : NULL;
     if (why)
         return pg_fail(e, "%s: the device backend does not run %s yet (arch %s): use --backend cpu", s->m->path, why,
                        pg_arch_get(hp->arch)->name);
@@ -184,15 +183,15 @@ static int alloc_state_(pg_devfwd *df, const pg_session *s, pg_error *e) {
     size_t B = PG_MAX_BATCH, D = hp->dim, qd = (size_t)hp->n_head * hp->head_dim;
     size_t kvd = (size_t)hp->n_head_kv * hp->head_dim, E = max_(hp->n_expert, 1), K = max_(hp->n_expert_used, 1);
     size_t F = max_(max_(hp->ffn_dim, hp->expert_ffn_dim), hp->shared_ffn_dim);
-    DBUF(k_cache, (size_t)hp->n_layer * s->n_ctx * kvd, float);
-    DBUF(v_cache, (size_t)hp->n_layer * s->n_ctx * kvd, float);
+    DBUF(k_cache, (size_t)hp->n_layer * s->n_seq * s->n_ctx * kvd, float);
+    DBUF(v_cache, (size_t)hp->n_layer * s->n_seq * s->n_ctx * kvd, float);
     DBUF(x, B * D, float); DBUF(xn, B * D, float); DBUF(xp, B * D, float); DBUF(route_in, B * D, float);
     DBUF(q, B * qd, float); DBUF(att, B * qd, float); DBUF(k, B * kvd, float); DBUF(v, B * kvd, float);
     DBUF(g, B * F, float); DBUF(u, B * F, float);
     DBUF(acc, B * D, float); DBUF(exp_in, B * D, float); DBUF(exp_tmp, B * D, float);
     DBUF(exp_out, B * K * D, float);
     DBUF(router, B * E, float); DBUF(plog, B * E, float); DBUF(zg, B, float); DBUF(w, B * K, float);
-    DBUF(tok, B, int); DBUF(pos, B, int); DBUF(idx_tok, B * K, int); DBUF(idx_slot, B * K, int);
+    DBUF(tok, B, int); DBUF(pos, B, int); DBUF(idx_tok, B * K, int); DBUF(idx_slot, B * K, int); DBUF(idx_out, B, int);
     DBUF(logits, B * (size_t)hp->vocab, float);
     /* RoPE frequencies: YaRN's (the model's), else base^(-2i/n_rot) */
     int half = hp->n_rot / 2;
@@ -291,11 +290,18 @@ static void attention_(pg_session *s, int l, int T) {
     }
     op->rope(d, T, df->q, H, hd, hp->n_rot, df->pos, df->inv_freq, df->attn_factor, hp->rope_neox);
     op->rope(d, T, df->k, KV, hd, hp->n_rot, df->pos, df->inv_freq, df->attn_factor, hp->rope_neox);
-    float *kc = df->k_cache + (size_t)l * s->n_ctx * kvd, *vc = df->v_cache + (size_t)l * s->n_ctx * kvd;
-    op->set_rows(d, T, kvd, df->k, df->pos, kc);
-    op->set_rows(d, T, kvd, df->v, df->pos, vc);
-    const pg_layer *ML = &s->m->layers[l];
-    op->attention(d, T, df->q, kc, vc, kvd, df->pos, ML->swa ? hp->n_swa : 0, H, KV, hd, L->sinks, df->att);
+    /* each run of rows of one sequence writes its K/V rows, then attends
+     * to its cache (a later run of the same sequence comes later in it) */
+    int window = s->m->layers[l].swa ? hp->n_swa : 0;
+    for (int t0 = 0, t1; t0 < T; t0 = t1) {
+        for (t1 = t0 + 1; t1 < T && s->row_seq[t1] == s->row_seq[t0];) t1++;
+        size_t at = ((size_t)l * s->n_seq + s->row_seq[t0]) * s->n_ctx * kvd;
+        float *kc = df->k_cache + at, *vc = df->v_cache + at;
+        op->set_rows(d, t1 - t0, kvd, df->k + (size_t)t0 * kvd, df->pos + t0, kc);
+        op->set_rows(d, t1 - t0, kvd, df->v + (size_t)t0 * kvd, df->pos + t0, vc);
+        op->attention(d, t1 - t0, df->q + (size_t)t0 * qd, kc, vc, kvd, df->pos + t0, window, H, KV, hd, L->sinks,
+                      df->att + (size_t)t0 * qd);
+    }
     op->matmul(d, &L->wo, T, df->att, qd, df->acc, D);
     if (L->bo) op->add_bias(d, T, D, df->acc, L->bo);
     op->add(d, (size_t)T * D, df->x, df->acc);
@@ -350,7 +356,7 @@ static void run_expert_(pg_session *s, int l, const pg_expert *w, int x, int K) 
     swiglu_(df, &s->m->hp, &wb, n, df->exp_in, df->exp_tmp);
     op->scatter_rows(df->dev, n, D, df->exp_tmp, df->idx_slot, df->exp_out);
     /* the slot may be refilled once these kernels have read it */
-    if (s->off) op->fence_slot(df->dev, pg_cache_slot_of(s->off->cache, l, x));
+    if (s->off) pg_cache_fence(s->off->cache, l, x);
 }
 
 static int moe_(pg_session *s, int l, int T, pg_error *e) {
@@ -429,9 +435,15 @@ int pg_devfwd_chunk(pg_session *s, const int32_t *tokens, int T, const bool *wan
         attention_(s, l, T);
         if (ffn_(s, l, T, e)) return -1;
     }
-    /* every row's logits (want: pg_session_eval's logits_all), or the last row's */
-    int first = want ? 0 : T - 1, n_out = T - first;
-    op->rmsnorm(df->dev, n_out, D, df->x + (size_t)first * D, df->output_norm, hp->norm_eps, df->xn);
+    /* the output head over the rows whose logits are wanted (want NULL: the last) */
+    int rows[PG_MAX_BATCH], n_out = 0;
+    for (int t = 0; t < T; t++)
+        if (want ? want[t] : t == T - 1) rows[n_out++] = t;
+    if (n_out == 0) return 0;
+    PG_ASSERT(out || n_out == 1);
+    op->upload_async(df->dev, df->idx_out, rows, (size_t)n_out * sizeof(int));
+    op->gather_rows(df->dev, n_out, D, df->x, df->idx_out, df->xp);
+    op->rmsnorm(df->dev, n_out, D, df->xp, df->output_norm, hp->norm_eps, df->xn);
     op->matmul(df->dev, &df->output, n_out, df->xn, D, df->logits, V);
     float *dst = out ? out : s->logits;
     if (op->download(df->dev, dst, df->logits, (size_t)n_out * V * sizeof(float), e)) return -1;

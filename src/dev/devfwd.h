@@ -15,8 +15,8 @@
  * mixtral, qwen2moe, qwen3moe, olmoe, gpt-oss with its sinks, sliding
  * windows, YaRN, clamped SwiGLU and expert biases, which stay resident on
  * the device); deepseek2 (MLA) and switch (encoder-decoder) are refused
- * with a message.
- * One sequence per session (pg_session_eval; not pg_session_eval_batch).
+ * with a message. Sessions of several sequences work as on the CPU
+ * (pg_session_eval_batch: the server).
  */
 #ifndef PG_DEVFWD_H
 #define PG_DEVFWD_H
@@ -45,7 +45,7 @@ void pg_devfwd_free(pg_devfwd *df); /* NULL-safe */
 /* Device memory the model's weights and the session's state take. */
 size_t pg_devfwd_bytes(const pg_devfwd *df);
 
-/* forward.c's hooks: one chunk of T rows at s->row_pos (sequence 0); want
+/* forward.c's hooks: one chunk of T rows at s->row_seq / s->row_pos; want
  * as forward.c's forward_chunk_. */
 int pg_devfwd_chunk(struct pg_session *s, const int32_t *tokens, int T, const bool *want, float *out, pg_error *e);
 void pg_devfwd_pred_logits(struct pg_session *s, pg_pred_input in, int target, int T, float *logits);

@@ -70,6 +70,7 @@ struct pg_cache {
     struct io_arg { pg_cache *c; int i; } *io_args;
     pg_dev *dev;              /* slots in a device's memory (NULL: host memory) */
     void **staging;           /* [n_io] host buffers the reads land in before a device copy */
+    pg_dev_slots *dslots;     /* the slots' fences and copy streams on dev */
     bool stop;
     uint64_t tick, step;
     int cur_layer, done_layer;
@@ -214,7 +215,7 @@ static int fill_(pg_cache *c, int io, int si, const request *r, pg_error *e) {
     slot *s = &c->slots[si];
     if (!c->dev) return pg_store_read(c->store, loc, s->data, e);
     if (pg_store_read(c->store, loc, c->staging[io], e)) return -1;
-    return c->dev->ops->fill_slot(c->dev, io, si, s->data, c->staging[io], loc->bytes, e);
+    return c->dev->ops->fill_slot(c->dev, c->dslots, io, si, s->data, c->staging[io], loc->bytes, e);
 }
 
 static void *io_main_(void *arg) {
@@ -325,10 +326,16 @@ static int alloc_slots_(pg_cache *c, pg_error *e) {
         if (!(c->staging[i] = d->host_alloc(c->dev, c->slot_bytes)))
             return pg_fail(e, "%s: cannot allocate a %.2f MiB staging buffer in host memory", c->dev->name,
                            c->slot_bytes / 1048576.0);
-    return d->slots_init(c->dev, c->n_slots, c->n_io, e);
+    return (c->dslots = d->slots_new(c->dev, c->n_slots, c->n_io, e)) ? 0 : -1;
 }
 
+/* After the I/O threads have stopped. Queued kernels may still read the
+ * slots: a device is synchronised before its memory is given back. */
 static void free_slots_(pg_cache *c) {
+    if (c->dev) {
+        c->dev->ops->sync(c->dev, NULL);
+        c->dev->ops->slots_free(c->dev, c->dslots);
+    }
     for (int i = 0; c->slots && i < c->n_slots; i++) {
         if (!c->dev) free(c->slots[i].data);
         else c->dev->ops->free(c->dev, c->slots[i].data);
@@ -435,12 +442,12 @@ void pg_cache_free(pg_cache *c) {
 
 size_t pg_cache_slot_bytes(const pg_cache *c) { return c->slot_bytes; }
 
-int pg_cache_slot_of(pg_cache *c, int layer, int expert) {
+void pg_cache_fence(pg_cache *c, int layer, int expert) {
     pthread_mutex_lock(&c->mu);
     int si = ent_(c, layer, expert)->slot;
-    PG_ASSERT(si >= 0 && c->slots[si].refs > 0);
+    PG_ASSERT(c->dev && si >= 0 && c->slots[si].refs > 0);
     pthread_mutex_unlock(&c->mu);
-    return si;
+    c->dev->ops->fence_slot(c->dev, c->dslots, si);
 }
 int pg_cache_n_slots(const pg_cache *c) { return c->n_slots; }
 

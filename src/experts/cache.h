@@ -105,9 +105,10 @@ void pg_cache_set_timeout(pg_cache *c, double seconds);
 /* pg_cache_request + pg_cache_acquire_any of one expert. */
 const pg_expert *pg_cache_acquire(pg_cache *c, int layer, int expert, pg_error *e);
 void pg_cache_release(pg_cache *c, int layer, int expert);
-/* The slot (0..n_slots-1) an acquired expert is in, until its release:
- * a device pass fences it (dev.h) before releasing. */
-int pg_cache_slot_of(pg_cache *c, int layer, int expert);
+/* Slots on a device (pg_cache_new_dev): queues the fence of an acquired
+ * expert's slot after the kernels that read it, before its release (dev.h),
+ * so that a refill waits for them. */
+void pg_cache_fence(pg_cache *c, int layer, int expert);
 /* Drops the pins of pg_cache_request for experts that will not be acquired
  * (after a failure). */
 void pg_cache_cancel(pg_cache *c, int layer, const int *experts, int n);
