@@ -100,7 +100,9 @@ static void check_model_(pg_dev *dev, const char *what, const char *gguf) {
                 pg_offload_params_default(&p);
                 p.mode = modes[mi];
                 p.evict = policies[pi];
-                p.store = (mi + pi) % 2 ? PG_STORE_MMAP : PG_STORE_PREAD;
+                int sk = (mi + pi + budget) % 3; /* the file read, mapped, or a pinned host tier */
+                p.store = sk == 0 ? PG_STORE_PREAD : PG_STORE_MMAP;
+                p.host_tier = sk == 2;
                 p.expert_mem = budget ? m->bytes_experts * 2 / 5 : pg_cache_min_budget(m);
                 p.oracle = &trace;
                 p.predictor = &pred;

@@ -234,7 +234,8 @@ int cmd_bench(int argc, char **argv) {
             m->bytes_experts / 1048576.0, m->bytes_dense / 1048576.0, P, N, repeat, pg_pool_size(s->pool));
     fprintf(stderr, "pregate bench: expert-mem %s | link %s | store %s | evict %s | prefetch-extra %d depth %d\n",
             off.mem_spec ? off.mem_spec : "-", off.p.link.name,
-            pg_store_kind_name(off.store_given ? off.p.store : pg_store_default(&off.p.link)),
+            off.p.host_tier ? "host" : pg_store_kind_name(off.store_given ? off.p.store
+                                                          : off.dev ? PG_STORE_MMAP : pg_store_default(&off.p.link)),
             pg_evict_name(off.p.evict),
             off.p.extra, off.p.depth);
     if (synthetic)

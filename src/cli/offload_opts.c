@@ -59,7 +59,11 @@ int cli_offload_arg(cli_offload *o, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--backend")) rc = pg_backend_parse(v, &o->backend, &e);
     else if (!strcmp(a, "--prefetch")) { rc = pg_prefetch_parse(v, &o->p.mode, &e); o->mode_given = true; }
     else if (!strcmp(a, "--link")) rc = pg_link_parse(v, &o->p.link, &e);
-    else if (!strcmp(a, "--store")) { rc = pg_store_kind_parse(v, &o->p.store, &e); o->store_given = true; }
+    else if (!strcmp(a, "--store")) {
+        o->p.host_tier = !strcmp(v, "host");
+        if (!o->p.host_tier) rc = pg_store_kind_parse(v, &o->p.store, &e);
+        o->store_given = true;
+    }
     else if (!strcmp(a, "--evict")) rc = pg_evict_parse(v, &o->p.evict, &e);
     else if (!strcmp(a, "--prefetch-extra")) { if (cli_long(a, v, 0, 1024, &x)) return -1; o->p.extra = (int)x; }
     else if (!strcmp(a, "--prefetch-depth")) { if (cli_long(a, v, 1, 2, &x)) return -1; o->p.depth = (int)x; }
@@ -86,7 +90,8 @@ static int attach_offload_(const cli_offload *o, pg_prefetch_mode mode, const pg
     pg_offload_params p = o->p;
     p.mode = mode;
     p.oracle = oracle;
-    if (!o->store_given) p.store = pg_store_default(&p.link);
+    /* a device's slow tier is host memory: the page cache, or pinned (--store host) */
+    if (!o->store_given) p.store = o->dev ? PG_STORE_MMAP : pg_store_default(&p.link);
     if (!o->mem_spec) return pg_fail(e, "offloading needs --expert-mem SIZE (e.g. 25%%, 512MiB)");
     if (pg_parse_mem(o->mem_spec, s->m->bytes_experts, &p.expert_mem, e)) return -1;
     p.dev = o->dev;

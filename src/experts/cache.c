@@ -71,6 +71,8 @@ struct pg_cache {
     pg_dev *dev;              /* slots in a device's memory (NULL: host memory) */
     void **staging;           /* [n_io] host buffers the reads land in before a device copy */
     pg_dev_slots *dslots;     /* the slots' fences and copy streams on dev */
+    uint8_t *host_tier;       /* every expert in the device's pinned host memory, or NULL */
+    size_t *host_off;         /* [L][E] where each expert is in host_tier */
     bool stop;
     uint64_t tick, step;
     int cur_layer, done_layer;
@@ -214,6 +216,10 @@ static int fill_(pg_cache *c, int io, int si, const request *r, pg_error *e) {
     const pg_expert_loc *loc = &c->loc[(size_t)r->layer * c->E + r->expert];
     slot *s = &c->slots[si];
     if (!c->dev) return pg_store_read(c->store, loc, s->data, e);
+    if (c->host_tier) {
+        const uint8_t *src = c->host_tier + c->host_off[(size_t)r->layer * c->E + r->expert];
+        return c->dev->ops->fill_slot(c->dev, c->dslots, io, si, s->data, src, loc->bytes, e);
+    }
     if (pg_store_read(c->store, loc, c->staging[io], e)) return -1;
     return c->dev->ops->fill_slot(c->dev, c->dslots, io, si, s->data, c->staging[io], loc->bytes, e);
 }
@@ -306,7 +312,23 @@ static void *slot_alloc_(size_t bytes) {
 }
 
 pg_cache *pg_cache_new(pg_model *m, pg_store *store, size_t budget, pg_evict policy, int n_io, pg_error *e) {
-    return pg_cache_new_dev(m, store, budget, policy, n_io, NULL, e);
+    return pg_cache_new_dev(m, store, budget, policy, n_io, NULL, false, e);
+}
+
+/* The slow tier in the device's pinned host memory: every expert read once. */
+static int fill_host_tier_(pg_cache *c, pg_error *e) {
+    size_t total = 0;
+    c->host_off = xcalloc((size_t)c->L * c->E, sizeof(size_t));
+    for (size_t i = 0; i < (size_t)c->L * c->E; i++) {
+        c->host_off[i] = total;
+        total += c->loc[i].bytes;
+    }
+    if (!(c->host_tier = c->dev->ops->host_alloc(c->dev, total ? total : 1)))
+        return pg_fail(e, "%s: cannot pin %.2f GiB of host memory for the experts (--store host): use --store mmap",
+                       c->dev->name, total / 1073741824.0);
+    for (size_t i = 0; i < (size_t)c->L * c->E; i++)
+        if (c->loc[i].bytes && pg_store_read(c->store, &c->loc[i], c->host_tier + c->host_off[i], e)) return -1;
+    return 0;
 }
 
 /* The slots' memory and the staging buffers: on the device, or slot_alloc_. */
@@ -335,6 +357,8 @@ static void free_slots_(pg_cache *c) {
     if (c->dev) {
         c->dev->ops->sync(c->dev, NULL);
         c->dev->ops->slots_free(c->dev, c->dslots);
+        if (c->host_tier) c->dev->ops->host_free(c->dev, c->host_tier);
+        free(c->host_off);
     }
     for (int i = 0; c->slots && i < c->n_slots; i++) {
         if (!c->dev) free(c->slots[i].data);
@@ -346,7 +370,8 @@ static void free_slots_(pg_cache *c) {
 }
 
 pg_cache *pg_cache_new_dev(pg_model *m, pg_store *store, size_t budget, pg_evict policy, int n_io, pg_dev *dev,
-                           pg_error *e) {
+                           bool host_tier, pg_error *e) {
+    PG_ASSERT(dev || !host_tier);
     if (!m->gguf) {
         pg_fail(e, "%s: expert offloading needs a GGUF file (convert it with `pregate convert --from hf`)", m->path);
         return NULL;
@@ -397,6 +422,13 @@ pg_cache *pg_cache_new_dev(pg_model *m, pg_store *store, size_t budget, pg_evict
                 lc->bytes += lc->size[k];
             }
         }
+    if (host_tier && fill_host_tier_(c, e)) {
+        free_slots_(c);
+        free(c->pt);
+        free(c->loc);
+        free(c);
+        return NULL;
+    }
     c->stats = xcalloc((size_t)c->L, sizeof(pg_cache_layer_stats));
     c->cur_layer = c->done_layer = -1;
     pthread_mutex_init(&c->mu, NULL);

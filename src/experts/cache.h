@@ -60,10 +60,13 @@ pg_cache *pg_cache_new(pg_model *m, pg_store *store, size_t budget, pg_evict pol
                        pg_error *e);
 /* The same with the slots in a device's memory (dev.h): each read lands
  * in the I/O thread's host staging buffer, then the device copies it into
- * the slot (after the slot's fence: dev.h). NULL dev: pg_cache_new. */
+ * the slot (after the slot's fence: dev.h). With host_tier, every expert
+ * is read once, here, into the device's pinned host memory, which is then
+ * the slow tier: slots are filled straight from it (the store is not used
+ * again). NULL dev: pg_cache_new (host_tier must be false). */
 struct pg_dev;
 pg_cache *pg_cache_new_dev(pg_model *m, pg_store *store, size_t budget, pg_evict policy, int n_io_threads,
-                           struct pg_dev *dev, pg_error *e);
+                           struct pg_dev *dev, bool host_tier, pg_error *e);
 void pg_cache_free(pg_cache *c); /* joins the I/O threads; NULL-safe */
 
 size_t pg_cache_slot_bytes(const pg_cache *c);

@@ -80,12 +80,18 @@ pg_offload *pg_offload_new(pg_model *m, const pg_offload_params *p, pg_error *e)
         pg_fail(e, "--prefetch-extra must be between 0 and the expert count (%d)", m->hp.n_expert);
         return NULL;
     }
+    if (p->host_tier && !p->dev) {
+        pg_fail(e, "--store host is for device backends (--backend cuda): on the cpu backend use --store mmap");
+        return NULL;
+    }
     pg_offload *o = xcalloc(1, sizeof *o);
     o->p = *p;
-    o->store = pg_store_open(m->path, p->store, &p->link, m->gguf ? m->gguf->map : NULL,
+    /* a host tier is read once, from the page cache, without a link model */
+    pg_link none = {.name = "none"};
+    o->store = pg_store_open(m->path, p->host_tier ? PG_STORE_MMAP : p->store, p->host_tier ? &none : &p->link, m->gguf ? m->gguf->map : NULL,
                              m->gguf ? m->gguf->size : 0, e);
     if (!o->store) { free(o); return NULL; }
-    o->cache = pg_cache_new_dev(m, o->store, p->expert_mem, p->evict, p->io_threads, p->dev, e);
+    o->cache = pg_cache_new_dev(m, o->store, p->expert_mem, p->evict, p->io_threads, p->dev, p->host_tier, e);
     if (!o->cache) { pg_store_close(o->store); free(o); return NULL; }
     pg_cache_set_timeout(o->cache, p->io_timeout);
     int D = m->hp.dim, E = m->hp.n_expert, L = m->hp.n_layer;

@@ -68,6 +68,8 @@ typedef struct {
     const pg_trace *oracle; /* PG_PREFETCH_ORACLE */
     const pg_predictor *predictor; /* PG_PREFETCH_LEARNED */
     struct pg_dev *dev;     /* fast tier in this device's memory (dev.h); NULL: host memory */
+    bool host_tier;         /* with dev: the slow tier is the device's pinned host memory, filled
+                               from the file once (`--store host`; the link model is not applied) */
 } pg_offload_params;
 
 void pg_offload_params_default(pg_offload_params *p);
