@@ -219,35 +219,77 @@ static float dot_iq4_nl(int n, const void *wv, const void *xv) {
 #undef S1
 }
 
-/* MXFP4's scales of four blocks. */
-static inline __m128 e8m0_half4(const block_mxfp4 *w) {
-    return qx86_e8m0_half4(_mm_setr_epi32(w[0].e, w[1].e, w[2].e, w[3].e));
+/* MXFP4, 8 blocks at a time, the scales computed one group ahead and
+ * each broadcast from memory (a load instead of a lane permute). The
+ * exponents (byte 17k of the group) fall on distinct bytes of the group's
+ * first four 32-byte lines (bytes 2m and 2m + 17 of line m: exponents 2m,
+ * 2m + 1), so three blends merge the lines and one in-lane shuffle spreads
+ * them to dwords: lane 0 holds the even blocks, lane 1 the odd ones, i.e.
+ * block k's scale at position MXFP4_POS(k). The activation halves (bytes
+ * 34k) are gathered in integer registers in that order. */
+#define MXFP4_POS(k) ((k) % 2 ? 4 + (k) / 2 : (k) / 2)
+static const uint8_t mxfp4_sel_[3][32] __attribute__((aligned(32))) = {
+    {[2] = 0x80, [19] = 0x80}, {[4] = 0x80, [21] = 0x80}, {[6] = 0x80, [23] = 0x80}};
+
+static inline void mxfp4_scales8(const block_mxfp4 *w, const block_q8_0 *x, float *sc) {
+    const char *pw = (const char *)w;
+    __m256i e = loadu(pw);
+    for (int m = 1; m < 4; m++)
+        e = _mm256_blendv_epi8(e, loadu(pw + 32 * m), _mm256_load_si256((const __m256i *)mxfp4_sel_[m - 1]));
+    const __m256i ei = _mm256_shuffle_epi8(e, _mm256_setr_epi8(0, -1, -1, -1, 2, -1, -1, -1, 4, -1, -1, -1, 6, -1, -1, -1,
+                                                               1, -1, -1, -1, 3, -1, -1, -1, 5, -1, -1, -1, 7, -1, -1, -1));
+    /* 2^(e-128) as qx86_e8m0_half: (e - 1) << 23, subnormal (0x00200000 << e) below e = 2 */
+    const __m256i normal = _mm256_slli_epi32(_mm256_sub_epi32(ei, _mm256_set1_epi32(1)), 23);
+    const __m256i sub = _mm256_sllv_epi32(_mm256_set1_epi32(0x00200000), ei);
+    const __m256i half = _mm256_blendv_epi8(normal, sub, _mm256_cmpgt_epi32(_mm256_set1_epi32(2), ei));
+#define H4(a, b, c, i3) \
+    _mm_cvtsi64_si128((long long)((uint64_t)x[a].d | (uint64_t)x[b].d << 16 | (uint64_t)x[c].d << 32 | (uint64_t)x[i3].d << 48))
+    const __m256 dx = _mm256_cvtph_ps(_mm_unpacklo_epi64(H4(0, 2, 4, 6), H4(1, 3, 5, 7)));
+#undef H4
+    _mm256_store_ps(sc, _mm256_mul_ps(_mm256_castsi256_ps(half), dx)); /* one rounding, as the reference */
 }
 
 /* MXFP4's doubled E2M1 values plus 12: 0..24, unsigned. */
 static const int8_t mxfp4_plus12_[16] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
 
-/* MXFP4: sum v y = sum (v + 12) y - 12 sum y (cheaper than the sign trick:
- * one maddubs instead of two sign ops); v + 12 <= 24, pairs <= 6096. */
-static inline __m256i mxfp4_block(const block_mxfp4 *w, const block_q8_0 *x, __m256i tab) {
+/* One block's 8 float partial sums: sum v y = sum (v + 12) y - 12 sum y
+ * (cheaper than the sign trick: one maddubs instead of two sign ops);
+ * v + 12 <= 24, pairs <= 6096. The indices: the 16 bytes in both lanes,
+ * the upper lane shifted by 4. */
+static inline __m256 mxfp4_block(const block_mxfp4 *w, const block_q8_0 *x, __m256i tab) {
+    const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w->qs));
+    const __m256i idx = _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)),
+                                         _mm256_set1_epi8(0x0F));
     const __m256i y = loadu(x->qs);
-    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(_mm256_shuffle_epi8(tab, nibbles32(w->qs)), y),
+    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(_mm256_shuffle_epi8(tab, idx), y),
                                        _mm256_maddubs_epi16(_mm256_set1_epi8(12), y));
-    return sum_pairs(p);
+    return _mm256_cvtepi32_ps(sum_pairs(p));
 }
 
 static float dot_mxfp4(int n, const void *wv, const void *xv) {
     const block_mxfp4 *w = wv;
     const block_q8_0 *x = xv;
+    const int nb = n / PG_QK_MXFP4, ng = nb / 8;
     const __m256i tab = table16(mxfp4_plus12_);
-#define BD(i) mxfp4_block(w + (i), x + (i), tab)
-#define S4(i) _mm_mul_ps(e8m0_half4(w + (i)), halves4(&x[i].d, sizeof *x))
-#define S1(i) (qx86_e8m0_half(w[i].e) * f16(x[i].d))
-    DOT32_LOOP(n / PG_QK_MXFP4, BD, S4, S1, NO_EXTRA, NO_EXTRA);
-#undef BD
-#undef S4
-#undef S1
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    _Alignas(32) float sc[2][8];
+    if (ng) mxfp4_scales8(w, x, sc[0]);
+    for (int g = 0; g < ng; g++) {
+        const block_mxfp4 *wg = w + 8 * g;
+        const block_q8_0 *xg = x + 8 * g;
+        const float *d = sc[g & 1];
+        if (g + 1 < ng) mxfp4_scales8(wg + 8, xg + 8, sc[(g + 1) & 1]);
+        __asm__("" : "+m"(sc)); /* broadcast each scale from memory (else: permutes from registers) */
+#define B(k, acc) acc = _mm256_fmadd_ps(mxfp4_block(wg + (k), xg + (k), tab), _mm256_broadcast_ss(d + MXFP4_POS(k)), acc)
+        B(0, acc0), B(1, acc1), B(2, acc2), B(3, acc3), B(4, acc0), B(5, acc1), B(6, acc2), B(7, acc3);
+#undef B
+    }
+    for (int ib = 8 * ng; ib < nb; ib++)
+        acc0 = _mm256_fmadd_ps(mxfp4_block(w + ib, x + ib, tab), _mm256_set1_ps(qx86_e8m0_half(w[ib].e) * f16(x[ib].d)),
+                               acc0);
+    return qx86_hsum8(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 }
+#undef MXFP4_POS
 
 /* ---- 256-element formats x Q8_K ------------------------------------------------ */
 

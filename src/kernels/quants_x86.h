@@ -78,11 +78,4 @@ static inline float qx86_e8m0_half(uint8_t e) {
     return f;
 }
 
-/* The same for four exponents in int32 lanes. */
-static inline __m128 qx86_e8m0_half4(__m128i e) {
-    const __m128i normal = _mm_slli_epi32(_mm_sub_epi32(e, _mm_set1_epi32(1)), 23);
-    const __m128i sub = _mm_sllv_epi32(_mm_set1_epi32(0x00200000), e);
-    return _mm_castsi128_ps(_mm_blendv_epi8(normal, sub, _mm_cmpgt_epi32(_mm_set1_epi32(2), e)));
-}
-
 #endif
