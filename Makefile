@@ -4,6 +4,7 @@
 #   make test            build and run every test (tests/run.sh)
 #   make test SANITIZE=1 the same under AddressSanitizer + UBSan (in build-asan/)
 #   make run             generate text with the shipped demo model
+#   make CUDA=1          the same with the CUDA device (src/cuda/, needs nvcc), in build-cuda/
 #   make deps            install the Debian packages the build needs (root)
 #
 # Kernels are compiled three times over (scalar reference, AVX2, AVX-512),
@@ -20,6 +21,28 @@ else
   BUILD  := build
   OPT    := -O2 -g
   LDSAN  :=
+endif
+
+# CUDA=1: the CUDA device (src/cuda/*.cu, compiled by nvcc) joins the
+# library, and pg_dev_cuda_new is the real one (-DPG_HAVE_CUDA) instead of
+# dev.c's stub. Never on by default: the plain build needs no CUDA toolkit.
+CUDA      ?= 0
+CUDA_HOME ?= /usr/local/cuda
+NVCC      ?= nvcc
+# sm_80 (A100) and sm_90 (H100) machine code, and compute_90 PTX that the
+# driver compiles for newer GPUs
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+             -gencode arch=compute_90,code=compute_90
+ifeq ($(CUDA),1)
+  ifeq ($(SANITIZE),1)
+    $(error CUDA=1 with SANITIZE=1: AddressSanitizer and the CUDA runtime do not mix (the shadow memory ASan protects \
+      collides with the address ranges the CUDA driver maps); sanitize the plain build (make test SANITIZE=1) instead)
+  endif
+  ifeq ($(shell command -v $(NVCC) 2>/dev/null),)
+    $(error CUDA=1: '$(NVCC)' not found; install the CUDA toolkit, or give its compiler: \
+      make CUDA=1 NVCC=$(CUDA_HOME)/bin/nvcc)
+  endif
+  BUILD := build-cuda
 endif
 
 CFLAGS  = -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
@@ -41,6 +64,12 @@ ifeq ($(HAVE_MHD),1)
   LDLIBS += -lmicrohttpd
 endif
 
+ifeq ($(CUDA),1)
+  CFLAGS    += -DPG_HAVE_CUDA
+  LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++
+  NVCCFLAGS  = -O2 -std=c++17 -Isrc -Iinclude -DPG_HAVE_CUDA $(CUDA_ARCH) --compiler-options -fPIC,-Wall
+endif
+
 AVX2_FLAGS   = -mavx2 -mfma -mf16c
 AVX512_FLAGS = -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq
 
@@ -52,6 +81,10 @@ CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+ifeq ($(CUDA),1)
+  CU_OBJ  := $(patsubst %.cu,$(BUILD)/%.o,$(wildcard src/cuda/*.cu))
+  LIB_OBJ += $(CU_OBJ)
+endif
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
@@ -71,6 +104,10 @@ $(BUILD)/src/kernels/avx512vnni_quants.o: EXTRA_CFLAGS += $(AVX512_FLAGS) -mavx5
 $(BUILD)/%.o: %.c $(BUILD)/features
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.cu $(BUILD)/features
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
 # The optional libraries found (-DPG_HAVE_...): rewritten only when they
 # change, so that installing one (make deps) rebuilds what depends on it.
@@ -112,7 +149,7 @@ deps-check:
 	@sh tools/install_deps.sh --check-or-install
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-cuda build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 

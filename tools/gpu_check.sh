@@ -4,9 +4,10 @@
 #
 #   sh tools/gpu_check.sh build       make CUDA=1: pregate and the device tests
 #   sh tools/gpu_check.sh kernels     every device kernel against the CPU (test_dev, per-type tolerances)
-#   sh tools/gpu_check.sh models      the device pass against the CPU pass on every fixture family, every
-#                                     offload mode bit-identical to the GPU's resident run (test_devfwd),
-#                                     and greedy text identical to the CPU backend's
+#   sh tools/gpu_check.sh models      the device pass against the CPU pass on the fixture families (those
+#                                     with float weights: the CPU rounds activations of quantized dot
+#                                     products through Q8_0), every offload mode bit-identical to the
+#                                     GPU's resident run (test_devfwd), and greedy text against the CPU's
 #   sh tools/gpu_check.sh sanitizer   compute-sanitizer (memcheck, racecheck, synccheck) on short runs
 #   sh tools/gpu_check.sh bench       pre-gating against resident and on demand on Mixtral- and
 #                                     Qwen3-30B-A3B-shaped synthetic models, --expert-mem 25%
