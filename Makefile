@@ -5,6 +5,7 @@
 #   make test SANITIZE=1 the same under AddressSanitizer + UBSan (in build-asan/)
 #   make run             generate text with the shipped demo model
 #   make CUDA=1          the same with the CUDA device (src/cuda/, needs nvcc), in build-cuda/
+#   make cuda-emu        the CUDA kernels' test on a host emulation of CUDA (tests/cuemu/)
 #   make deps            install the Debian packages the build needs (root)
 #
 # Kernels are compiled three times over (scalar reference, AVX2, AVX-512),
@@ -149,9 +150,30 @@ deps-check:
 	@sh tools/install_deps.sh --check-or-install
 
 clean:
-	rm -rf build build-asan build-cuda build-fuzz
+	rm -rf build build-asan build-cuda build-cuemu build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# ---- the CUDA kernels on the CPU (tests/cuemu/) ----------------------------
+#   make cuda-emu   dev_cuda.cu compiled by g++ against a host emulation of the
+#                   CUDA runtime (every CUDA thread a fiber, real barriers and
+#                   shuffles, cuBLAS by its definition), then tests/test_dev.c
+#                   on it: every kernel against the CPU, without a GPU. It says
+#                   nothing about concurrency or speed (tools/gpu_check.sh).
+CXX   ?= g++
+CUEMU := build-cuemu
+CUEMU_CXXFLAGS = -std=c++20 -O1 -g -w -Itests/cuemu/include -Isrc -Isrc/cuda -Iinclude -DPG_HAVE_CUDA
+.PHONY: cuda-emu
+cuda-emu: build/libpregate.a tests/cuemu/emu.cpp tests/cuemu/convert.py src/cuda/dev_cuda.cu src/cuda/cuda_math.h
+	@mkdir -p $(CUEMU)
+	python3 tests/cuemu/convert.py src/cuda/dev_cuda.cu $(CUEMU)/dev_cuda_emu.cpp
+	$(CXX) $(CUEMU_CXXFLAGS) -c $(CUEMU)/dev_cuda_emu.cpp -o $(CUEMU)/dev_cuda_emu.o
+	$(CXX) $(CUEMU_CXXFLAGS) -c tests/cuemu/emu.cpp -o $(CUEMU)/emu.o
+	$(CC) $(CFLAGS) -DPG_HAVE_CUDA -c src/dev/dev.c -o $(CUEMU)/dev.o
+	$(CC) $(CFLAGS) -Itests -c tests/test_dev.c -o $(CUEMU)/test_dev.o
+	$(CXX) -o $(CUEMU)/test_dev $(CUEMU)/test_dev.o $(CUEMU)/dev.o $(CUEMU)/dev_cuda_emu.o $(CUEMU)/emu.o \
+	    build/libpregate.a $(LDFLAGS) $(LDLIBS)
+	PREGATE_TEST_DEV=cuda $(CUEMU)/test_dev
 
 # ---- libFuzzer targets (tests/fuzz/; issue 8) -------------------------------
 #   make fuzz-build       build each target with clang into build-fuzz/
