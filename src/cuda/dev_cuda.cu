@@ -152,6 +152,23 @@ struct fmt_bf16_ {
     static constexpr int group = 1;
     __device__ static void load(const uint8_t *row, int g, float *y) { y[0] = pg_cm_bf16(((const uint16_t *)row)[g]); }
 };
+/* 16-bit weights eight at a time: one 16-byte load per lane and step, where
+ * a row is 16-byte aligned (with_format_ checks), instead of one element. */
+template <float (*CV)(uint16_t)> struct fmt_16x8_ {
+    static constexpr int group = 8;
+    __device__ static void load(const uint8_t *row, int g, float *y) {
+        const uint4 v = ((const uint4 *)row)[g];
+        const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            y[2 * i] = CV((uint16_t)(w[i] & 0xffffu));
+            y[2 * i + 1] = CV((uint16_t)(w[i] >> 16));
+        }
+    }
+};
+typedef fmt_16x8_<pg_cm_f16> fmt_f16x8_;
+typedef fmt_16x8_<pg_cm_bf16> fmt_bf16x8_;
+
 /* A block format of QK elements per block B, dequantised by DQ (cuda_math.h). */
 template <class B, int QK, void (*DQ)(const B *, int, float *)> struct fmt_block_ {
     static constexpr int group = PG_CM_GROUP;
@@ -170,11 +187,13 @@ typedef fmt_block_<block_q5_K, PG_QK_K, pg_cm_q5_K> fmt_q5_K_;
 typedef fmt_block_<block_q6_K, PG_QK_K, pg_cm_q6_K> fmt_q6_K_;
 
 /* Calls op(format) for W's type; -1 if the type has no format here. */
-template <class Op> static int with_format_(pg_type t, Op &&op) {
-    switch (t) {
+template <class Op> static int with_format_(const pg_mat *W, Op &&op) {
+    /* 16-bit rows that are whole 16-byte units, from a 16-byte aligned start */
+    const bool x8 = W->cols % 8 == 0 && W->row_bytes % 16 == 0 && (uintptr_t)W->data % 16 == 0;
+    switch (W->type) {
     case PG_TYPE_F32: op(fmt_f32_()); return 0;
-    case PG_TYPE_F16: op(fmt_f16_()); return 0;
-    case PG_TYPE_BF16: op(fmt_bf16_()); return 0;
+    case PG_TYPE_F16: if (x8) op(fmt_f16x8_()); else op(fmt_f16_()); return 0;
+    case PG_TYPE_BF16: if (x8) op(fmt_bf16x8_()); else op(fmt_bf16_()); return 0;
     case PG_TYPE_Q4_0: op(fmt_q4_0_()); return 0;
     case PG_TYPE_Q5_0: op(fmt_q5_0_()); return 0;
     case PG_TYPE_Q5_1: op(fmt_q5_1_()); return 0;
@@ -190,7 +209,7 @@ template <class Op> static int with_format_(pg_type t, Op &&op) {
 /* W can be read on this device: a format above, whole blocks per row. */
 static int mat_ok_(cuda_dev *c, const pg_mat *W, const char *op) {
     const pg_type_traits *tt = pg_type_info(W->type);
-    const bool known = with_format_(W->type, [](auto) {}) == 0;
+    const bool known = with_format_(W, [](auto) {}) == 0;
     if (!tt || !known) {
         fail_(c, "%s of type %s is not supported on CUDA", op, pg_type_name(W->type));
         return 0;
@@ -354,7 +373,7 @@ __global__ void embed_kernel_(const uint8_t *W, size_t row_bytes, int rows, int 
 static void embed_(pg_dev *d, const pg_mat *W, int T, const int32_t *tokens, float *x) {
     cuda_dev *c = cd_(d);
     if (T <= 0 || !mat_ok_(c, W, "embed")) return;
-    with_format_(W->type, [&](auto f) {
+    with_format_(W, [&](auto f) {
         embed_kernel_<decltype(f)><<<T, PG_CUDA_THREADS, 0, c->stream>>>(
             (const uint8_t *)W->data, W->row_bytes, W->rows, W->cols, tokens, x, c->fault_dev);
     });
@@ -478,7 +497,7 @@ static void matmul_(pg_dev *d, const pg_mat *W, int T, const float *X, int ldx, 
         gemm_(c, W, T, X, ldx, Y, ldy);
         return;
     }
-    with_format_(W->type, [&](auto f) { matvec_<decltype(f)>(c, W, T, X, ldx, Y, ldy); });
+    with_format_(W, [&](auto f) { matvec_<decltype(f)>(c, W, T, X, ldx, Y, ldy); });
 }
 
 /* ---- element-wise and row kernels ------------------------------------------------------------------------- */
