@@ -8,6 +8,7 @@
 #define PG_TEST_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -43,6 +44,19 @@ static const char *test_current_ = "";
         fprintf(stderr, "\n");                                                    \
         return;                                                                   \
     } while (0)
+
+/* Test inputs: a xorshift generator, deterministic; a program that wants
+ * other inputs sets test_rng_state first (some read PG_TEST_SEED). */
+static uint64_t test_rng_state __attribute__((unused)) = 0x9e3779b97f4a7c15ull;
+static inline uint64_t test_rng_u64(void) {
+    uint64_t x = test_rng_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return test_rng_state = x;
+}
+/* uniform in [-1, 1) */
+static inline float test_rnd(void) { return (float)((double)(test_rng_u64() >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
 
 /* Directory of the shared read-only data (models, tokenizers, corpora). */
 static inline const char *test_shared_data(void) {

@@ -20,21 +20,13 @@
 #include "test.h"
 #include "util.h"
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t rng_u64(void) {
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
-}
-static float rnd(float scale) { return (float)((double)(rng_u64() >> 11) / 9007199254740992.0 * 2 - 1) * scale; }
+static float rnd(float scale) { return test_rnd() * scale; }
 
 static int same_bits_(float a, float b) { return memcmp(&a, &b, 4) == 0; }
 
 /* A random finite half, subnormals and zeros included. */
 static uint16_t rnd_half_(void) {
-    uint16_t h = (uint16_t)rng_u64();
+    uint16_t h = (uint16_t)test_rng_u64();
     return (h & 0x7c00) == 0x7c00 ? (uint16_t)(h & ~0x4000) : h;
 }
 
@@ -89,7 +81,7 @@ static const format_case FORMATS[] = {
 };
 
 static void random_block_(const format_case *f, size_t bytes, uint8_t *b) {
-    for (size_t i = 0; i < bytes; i++) b[i] = (uint8_t)rng_u64();
+    for (size_t i = 0; i < bytes; i++) b[i] = (uint8_t)test_rng_u64();
     for (int k = 0; f->halves[k] >= 0; k++) {
         const uint16_t h = rnd_half_();
         memcpy(b + f->halves[k], &h, 2);
@@ -126,7 +118,7 @@ static void test_rope(void) {
     pg_yarn_inv_freq(N_ROT, 50000.0f, &yarn, inv_freq);
     int bad_cs = 0, bad_x = 0;
     for (int trial = 0; trial < 200; trial++) {
-        const int pos = trial < 100 ? trial : (int)(rng_u64() % 200000);
+        const int pos = trial < 100 ? trial : (int)(test_rng_u64() % 200000);
         const float attn_factor = trial % 2 ? 1.0f : 1.0f + rnd(0.5f);
         const int neox = trial % 3 == 0;
         pg_rope_cache_freqs(pos, N_ROT, inv_freq, attn_factor, cs);

@@ -41,20 +41,10 @@ static const double TOL_DEQUANT = 1e-6, TOL_FLOAT = 1e-5, TOL_ATTENTION = 1e-4;
 
 /* ---- inputs ---------------------------------------------------------------------- */
 
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-static uint64_t rng_u64(void) {
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
-}
-/* uniform in [-1, 1) */
-static float rnd(void) { return (float)((double)(rng_u64() >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
 
 static float *random_floats(size_t n, float scale) {
     float *x = xmalloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) x[i] = rnd() * scale;
+    for (size_t i = 0; i < n; i++) x[i] = test_rnd() * scale;
     return x;
 }
 
@@ -552,6 +542,7 @@ static void test_open(void) {
 }
 
 int main(void) {
+    test_rng_state = 0x2545f4914f6cdd1dull;
     pg_kernels_init(-1);
     TEST_RUN(test_open);
     if (dev) {

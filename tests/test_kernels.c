@@ -27,18 +27,8 @@
 
 static const double EPS = 5.9604644775390625e-08; /* 2^-24 */
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t rng_u64(void) {
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
-}
-/* uniform in [-1, 1) */
-static float rnd(void) { return (float)((double)(rng_u64() >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
 static void fill(float *x, int n, float scale) {
-    for (int i = 0; i < n; i++) x[i] = rnd() * scale;
+    for (int i = 0; i < n; i++) x[i] = test_rnd() * scale;
 }
 
 static const int SIZES[] = {0, 1, 3, 17, 31, 33, 63, 100, 257, 1000, 4099};
@@ -193,7 +183,7 @@ static void test_quantize_q8_0_random(void) {
             for (int i = 0; i < n; i++) {
                 /* a mix of scales, and exact ties: multiples of 0.5 with amax 127 */
                 int mode = (i / 32) % 3;
-                xx[i] = mode == 0 ? rnd() * 10.0f : mode == 1 ? (float)((int)(rnd() * 254)) * 0.5f : rnd() * 1e-6f;
+                xx[i] = mode == 0 ? test_rnd() * 10.0f : mode == 1 ? (float)((int)(test_rnd() * 254)) * 0.5f : test_rnd() * 1e-6f;
             }
             if (QBLOCKS[bi] > 1) xx[32 + 5] = 127.0f;
             pg_quantize_q8_0_ref(n, xx, a);
@@ -344,7 +334,7 @@ static void test_axpy(void) {
             const int n = SIZES[si];
             fill(x, n, 1.0f);
             fill(y0, n, 1.0f);
-            const float a = 0.75f + rnd();
+            const float a = 0.75f + test_rnd();
             memcpy(y, y0, n * 4);
             memcpy(yr, y0, n * 4);
             pg_axpy_ref(n, a, x, yr);
@@ -745,7 +735,7 @@ static void test_init(void) {
 
 int main(void) {
     const char *seed = getenv("PG_TEST_SEED"); /* default: a fixed seed */
-    if (seed && strtoull(seed, NULL, 0)) rng_state = strtoull(seed, NULL, 0);
+    if (seed && strtoull(seed, NULL, 0)) test_rng_state = strtoull(seed, NULL, 0);
     TEST_RUN(test_init);
     TEST_RUN(test_dot_float_types);
     TEST_RUN(test_dot_q8_0);

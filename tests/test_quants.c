@@ -36,16 +36,7 @@
 
 static const double EPS = 5.9604644775390625e-08; /* 2^-24 */
 
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-static uint64_t rng_u64(void) {
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
-}
-static double rnd_unit(void) { return (double)(rng_u64() >> 11) / 9007199254740992.0; } /* [0,1) */
-static float rnd(void) { return (float)(rnd_unit() * 2.0 - 1.0); }                       /* [-1,1) */
+static double rnd_unit(void) { return (double)(test_rng_u64() >> 11) / 9007199254740992.0; } /* [0,1) */
 static float gauss(void) {
     double u = rnd_unit() + 1e-300, v = rnd_unit();
     return (float)(sqrt(-2.0 * log(u)) * cos(2 * M_PI * v));
@@ -305,7 +296,7 @@ static void test_activation_quantizers(void) {
     block_q8_K *aK = xmalloc(n / 256 * sizeof *aK), *bK = xmalloc(n / 256 * sizeof *bK);
     for (int i = 0; i < n; i++) {
         const int mode = (i / 256) % 4;
-        x[i] = mode == 0 ? gauss() : mode == 1 ? (float)((int)(rnd() * 254)) * 0.5f : mode == 2 ? rnd() * 1e-6f : 0.0f;
+        x[i] = mode == 0 ? gauss() : mode == 1 ? (float)((int)(test_rnd() * 254)) * 0.5f : mode == 2 ? test_rnd() * 1e-6f : 0.0f;
     }
     pg_quantize_q8_1_ref(n, x, a1);
     pg_quantize_q8_K_ref(n, x, aK);
@@ -371,7 +362,7 @@ static void test_quantize_error(void) {
     CHECK(rms_of[PG_TYPE_IQ4_NL] < rms_of[PG_TYPE_Q4_0], "IQ4_NL vs Q4_0");
     CHECK(rms_of[PG_TYPE_IQ4_XS] < rms_of[PG_TYPE_Q4_0], "IQ4_XS vs Q4_0");
     /* ternary data is exact in the ternary formats (up to the half scale) */
-    for (int i = 0; i < n; i++) x[i] = (float)((int)(rng_u64() % 3) - 1) * 0.75f;
+    for (int i = 0; i < n; i++) x[i] = (float)((int)(test_rng_u64() % 3) - 1) * 0.75f;
     for (int k = 0; k < 2; k++) {
         const pg_type t = k ? PG_TYPE_TQ2_0 : PG_TYPE_TQ1_0;
         pg_quantize_row_ref(t, n, x, q);
@@ -476,8 +467,9 @@ static void test_traits(void) {
 }
 
 int main(void) {
+    test_rng_state = 0x2545f4914f6cdd1dull;
     const char *seed = getenv("PG_TEST_SEED");
-    if (seed && strtoull(seed, NULL, 0)) rng_state = strtoull(seed, NULL, 0);
+    if (seed && strtoull(seed, NULL, 0)) test_rng_state = strtoull(seed, NULL, 0);
     TEST_RUN(test_traits);
     TEST_RUN(test_dequantize_fixtures);
     TEST_RUN(test_dot_known);

@@ -37,15 +37,7 @@
 
 static const double EPS = 5.9604644775390625e-08; /* 2^-24 */
 
-static uint64_t rng_state = 0x853c49e6748fea9bull;
-static uint64_t rng_u64(void) {
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
-}
-static double rnd_unit(void) { return (double)(rng_u64() >> 11) / 9007199254740992.0; }
+static double rnd_unit(void) { return (double)(test_rng_u64() >> 11) / 9007199254740992.0; }
 static float gauss(void) {
     double u = rnd_unit() + 1e-300, v = rnd_unit();
     return (float)(sqrt(-2.0 * log(u)) * cos(2 * M_PI * v));
@@ -118,8 +110,8 @@ static void put_half_(uint8_t *blk, int off, uint16_t h) {
 
 /* A random finite half of magnitude 2^-12 .. 2^3, either sign. */
 static uint16_t rnd_half_(void) {
-    const float v = (float)ldexp(1.0 + rnd_unit(), (int)(rng_u64() % 16) - 12);
-    return pg_f32_to_f16(rng_u64() & 1 ? -v : v);
+    const float v = (float)ldexp(1.0 + rnd_unit(), (int)(test_rng_u64() % 16) - 12);
+    return pg_f32_to_f16(test_rng_u64() & 1 ? -v : v);
 }
 
 /* Weight rows, by kind:
@@ -145,9 +137,9 @@ static void make_weights_(int fi, int kind, int nb, float *tmp, uint8_t *w) {
     }
     for (int k = 0; k < nb; k++) {
         uint8_t *blk = w + (size_t)k * bs;
-        for (size_t j = 0; j < bs; j++) blk[j] = (uint8_t)rng_u64();
+        for (size_t j = 0; j < bs; j++) blk[j] = (uint8_t)test_rng_u64();
         uint16_t d = rnd_half_(), m = rnd_half_();
-        uint8_t e = (uint8_t)(110 + rng_u64() % 30);
+        uint8_t e = (uint8_t)(110 + test_rng_u64() % 30);
         if (kind == W_EDGE) {
             switch (k % 9) {
             case 0: memset(blk, 0, bs), d = m = 0, e = 0; break;
@@ -235,7 +227,7 @@ static void test_dots(void) {
                 for (int wk = 0; wk < W_KINDS; wk++)
                     for (int xk = 0; xk < X_KINDS; xk++) {
                         /* the same data for every variant */
-                        rng_state = seed++;
+                        test_rng_state = seed++;
                         make_weights_(fi, wk, nb, tmp, w);
                         make_x_(xk, n, xf);
                         pg_quantize_row_ref(vt, n, xf, xq);
@@ -276,8 +268,8 @@ static void fill_x_mode_(float *x, int n, int mode) {
     for (int i = 0; i < n; i++) {
         switch (mode) {
         case 0: x[i] = gauss() * (float)ldexp(1.0, (int)((i / 32) % 9) - 4); break;
-        case 1: x[i] = (float)((int)(rng_u64() % 255) - 127) * 0.5f; break; /* ties at amax 127 */
-        case 2: x[i] = (float)((int)(rng_u64() % 9) - 4); break;            /* many equal magnitudes */
+        case 1: x[i] = (float)((int)(test_rng_u64() % 255) - 127) * 0.5f; break; /* ties at amax 127 */
+        case 2: x[i] = (float)((int)(test_rng_u64() % 9) - 4); break;            /* many equal magnitudes */
         case 3: x[i] = gauss() * 1e-41f; break;                              /* subnormal */
         case 4: x[i] = gauss() * 1e30f; break;
         case 5: x[i] = i % 97 == 0 ? gauss() : 0.0f; break;                  /* mostly zero */
@@ -299,7 +291,7 @@ static void test_activation_quantizers(void) {
              * sign of the Q8_K scale), exact halves after scaling */
             fill_x_mode_(xx, n, 1);
             for (int b = 0; b < n / 256; b++) {
-                const int i0 = 256 * b + (int)(rng_u64() % 128), i1 = i0 + 1 + (int)(rng_u64() % 127);
+                const int i0 = 256 * b + (int)(test_rng_u64() % 128), i1 = i0 + 1 + (int)(test_rng_u64() % 127);
                 xx[i0] = (b % 2 ? 80.0f : -80.0f);
                 xx[i1] = -xx[i0];
             }
@@ -353,7 +345,7 @@ static void test_matmul(void) {
         float *tmp = xmalloc((size_t)cols * 4), *X = xmalloc((size_t)T * cols * 4);
         float *Y = xmalloc((size_t)T * rows * 4), *Yr = xmalloc((size_t)T * rows * 4);
         float *wd = xmalloc((size_t)cols * 4), *xd = xmalloc((size_t)cols * 4);
-        rng_state = 0xabcdef12u + (uint64_t)fi;
+        test_rng_state = 0xabcdef12u + (uint64_t)fi;
         for (int r = 0; r < rows; r++) make_weights_(fi, r % 2 ? W_BYTES : W_QUANT, cols / blck_(t), tmp, W + rb * r);
         for (int i = 0; i < T * cols; i++) X[i] = gauss();
         pg_mat M = {.type = t, .rows = rows, .cols = cols, .row_bytes = rb, .data = W};
@@ -392,6 +384,7 @@ static void test_variants(void) {
 }
 
 int main(void) {
+    test_rng_state = 0x853c49e6748fea9bull;
     TEST_RUN(test_variants);
     TEST_RUN(test_dots);
     TEST_RUN(test_activation_quantizers);
