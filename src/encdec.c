@@ -151,8 +151,7 @@ int pg_session_encode(pg_session *s, const int32_t *tokens, int n, pg_error *e) 
     for (int t = 0; t < n; t++) pg_mat_row_f32(&m->tok_embd, tokens[t], st->enc_x + (size_t)t * D);
     if (s->trace) pg_trace_reserve(s->trace, n);
     if (s->off) {
-        pg_cache_begin_step(s->off->cache);
-        memset(s->off->have_pred, 0, (size_t)hp->n_layer * sizeof(bool));
+        pg_fwd_begin_step(s);
         for (int i0 = 0; i0 < n; i0 += PG_MAX_BATCH) {
             int T = n - i0 < PG_MAX_BATCH ? n - i0 : PG_MAX_BATCH;
             load_chunk_(s, i0, T);
@@ -223,8 +222,7 @@ static int decoder_chunk_(pg_session *s, const int32_t *tokens, int T, float *ou
     int D = hp->dim, n_enc = hp->n_enc_layer;
     for (int t = 0; t < T; t++) pg_mat_row_f32(&m->tok_embd, tokens[t], s->x + (size_t)t * D);
     if (s->off) {
-        pg_cache_begin_step(s->off->cache);
-        memset(s->off->have_pred, 0, (size_t)hp->n_layer * sizeof(bool));
+        pg_fwd_begin_step(s);
         pg_fwd_predict(s, n_enc - 1, T); /* the decoder's first block(s) */
     }
     for (int l = n_enc; l < hp->n_layer; l++) {

@@ -519,8 +519,7 @@ static int forward_chunk_(pg_session *s, const int32_t *tokens, int T, const boo
     }
     trace_hidden_(s, 0, T);
     if (s->off) {
-        pg_cache_begin_step(s->off->cache);
-        memset(s->off->have_pred, 0, (size_t)hp->n_layer * sizeof(bool));
+        pg_fwd_begin_step(s);
         predict_(s, -1, T);
     }
     for (int l = 0; l < hp->n_layer; l++) {
@@ -636,6 +635,11 @@ void pg_fwd_rmsnorm_rows(int T, int n, const float *x, const float *w, float eps
 }
 
 void pg_fwd_predict(pg_session *s, int from, int T) { predict_(s, from, T); }
+
+void pg_fwd_begin_step(pg_session *s) {
+    pg_cache_begin_step(s->off->cache);
+    memset(s->off->have_pred, 0, (size_t)s->m->hp.n_layer * sizeof(bool));
+}
 
 int pg_fwd_ffn(pg_session *s, int l, int T, pg_error *e) { return ffn_(s, l, T, e); }
 

@@ -11,6 +11,8 @@
 void pg_fwd_matmul(pg_session *s, const pg_mat *W, int T, const float *X, int ldx, float *Y, int ldy);
 /* y[t] = rmsnorm(x[t]) * w for T rows of n. */
 void pg_fwd_rmsnorm_rows(int T, int n, const float *x, const float *w, float eps, float *y);
+/* With offloading: a new step for the cache, and no layer predicted yet. */
+void pg_fwd_begin_step(pg_session *s);
 /* With offloading: names the experts of the layers after `from` (-1: the
  * first) from the residual stream s->x[T] and starts loading them. */
 void pg_fwd_predict(pg_session *s, int from, int T);

@@ -427,8 +427,7 @@ int pg_devfwd_chunk(pg_session *s, const int32_t *tokens, int T, const bool *wan
         pg_fwd_trace_hidden(s, 0, T);
     }
     if (s->off) {
-        pg_cache_begin_step(s->off->cache);
-        memset(s->off->have_pred, 0, (size_t)hp->n_layer * sizeof(bool));
+        pg_fwd_begin_step(s);
         pg_fwd_predict(s, -1, T);
     }
     for (int l = 0; l < hp->n_layer; l++) {
