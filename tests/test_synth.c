@@ -1,6 +1,7 @@
 /* test_synth.c - gguf_writer_add_tensor_cb and `pregate synth`: synthesized
  * models load, run, hold the weights they promise, and are reproducible. */
 #include <dirent.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include "model.h"
 #include "synth.h"
 #include "test.h"
+#include "experts/trace.h"
 #include "tokenizer.h"
 
 static char dir_[64];
@@ -199,7 +201,8 @@ static void test_models(void) {
         }
 }
 
-/* Weights: uniform with std 1/sqrt(row length); F16 and Q8_0 hold exactly
+/* Weights: uniform with std 1/sqrt(row length), but token embeddings with
+ * std 1 and attention outputs with a quarter of it (synth.c); F16 and Q8_0 hold exactly
  * the conversion / GGML quantization of the F32 model's floats. The model is
  * large enough that expert tensors span several 4 MiB chunks (Q8_0 blocks
  * split at chunk edges) and the thread pool is used. */
@@ -235,6 +238,8 @@ static void test_values(void) {
             if (fabs(f[i]) > amax) amax = fabs(f[i]);
         }
         double mean = sum / n, sd = sqrt(sq / n - mean * mean), want = 1.0 / sqrt((double)a->ne[0]);
+        if (strstr(names[k], "token_embd")) want = 1.0;
+        if (strstr(names[k], "attn_output")) want *= 0.25;
         CHECK(fabs(sd / want - 1) < 0.02 && fabs(mean) < 0.02 * want && amax <= sqrt(3.0) * want,
               "%s: std %g (want %g), mean %g, max %g", names[k], sd, want, mean, amax);
         bool same16 = true;
@@ -259,6 +264,64 @@ done:
     gguf_close(&g32);
     gguf_close(&gq);
     gguf_close(&g16);
+}
+
+/* Random weights must route near-uniformly and independently from token
+ * to token, as bench says of them: consecutive random tokens share about
+ * k/E of their experts, and every layer uses about E (1 - (1 - k/E)^n) of
+ * its experts over the first n tokens. Before the embedding and attention-output
+ * scales of synth.c, a layer reused 54% of the previous token's experts. */
+static void test_routing(void) {
+    for (int a = 0; a < 2; a++) {
+        pg_synth_params p = {.arch = a ? PG_SYNTH_MIXTRAL : PG_SYNTH_QWEN3MOE, .n_layer = 4, .dim = 256,
+                             .n_expert = 32, .n_expert_used = 4, .expert_ffn = 64, .n_head = 4, .n_head_kv = 2,
+                             .vocab = 1000, .type = PG_TYPE_F32, .seed = 5, .n_threads = 2};
+        pg_error e = {{0}};
+        const char *what = a ? "mixtral" : "qwen3moe";
+        CHECK(pg_synth_write(&p, path_("route.gguf"), &e) == 0, "%s: %s", what, e.msg);
+        pg_model *m = pg_model_open(path_("route.gguf"), &e);
+        CHECK(m != NULL, "%s: %s", what, e.msg);
+        if (!m) continue;
+        enum { N = 96, N_USED = 16 };
+        int32_t tok[N];
+        test_rng_state = 0x1234567ull;
+        for (int i = 0; i < N; i++) tok[i] = (int32_t)(test_rng_u64() % (uint64_t)p.vocab);
+        pg_trace tr;
+        pg_trace_init(&tr, p.n_layer, p.n_expert, p.n_expert_used, p.dim, false);
+        pg_session *s = pg_session_new(m, N, 2, &e);
+        CHECK(s != NULL, "%s", e.msg);
+        if (s) {
+            s->trace = &tr;
+            CHECK(pg_session_eval(s, tok, N, NULL, &e) == 0, "%s: %s", what, e.msg);
+            s->trace = NULL;
+        }
+        const int K = p.n_expert_used, E = p.n_expert;
+        double shared = 0, used = 0;
+        for (int l = 0; l < p.n_layer; l++) {
+            bool seen[32] = {0};
+            for (int t = 0; t < N && tr.n_pos >= N; t++) {
+                const int16_t *x = tr.experts + ((size_t)t * p.n_layer + l) * K;
+                for (int j = 0; j < K; j++) {
+                    if (x[j] >= 0 && x[j] < E && t < N_USED) seen[x[j]] = true;
+                    if (t == 0) continue;
+                    for (int i = 0; i < K; i++) shared += x[j] == x[i - (ptrdiff_t)p.n_layer * K];
+                }
+            }
+            for (int x = 0; x < E; x++) used += seen[x];
+        }
+        const double reuse = shared / ((double)(N - 1) * K * p.n_layer), k_e = (double)K / E;
+        const double used_l = used / p.n_layer, want_used = E * (1 - pow(1 - k_e, N_USED));
+        fprintf(stderr, "  %s: %.1f%% of a token's experts were the previous token's (uniform %.1f%%); a layer "
+                        "used %.1f of %d experts over %d tokens (uniform %.1f)\n",
+                what, 100 * reuse, 100 * k_e, used_l, E, N_USED, want_used);
+        /* 1,520 pairs: the uniform share's standard error is under 1 point */
+        CHECK(reuse < 1.6 * k_e, "%s: consecutive tokens share %.1f%% of experts (uniform %.1f%%)", what, 100 * reuse,
+              100 * k_e);
+        CHECK(used_l > 0.9 * want_used, "%s: a layer used %.1f experts (uniform %.1f)", what, used_l, want_used);
+        pg_session_free(s);
+        pg_trace_free(&tr);
+        pg_model_free(m);
+    }
 }
 
 static void test_reproducible(void) {
@@ -501,6 +564,7 @@ int main(void) {
     TEST_RUN(test_writer_callback);
     TEST_RUN(test_models);
     TEST_RUN(test_values);
+    TEST_RUN(test_routing);
     TEST_RUN(test_reproducible);
     TEST_RUN(test_bad_params);
     TEST_RUN(test_tokenizer);

@@ -10,6 +10,11 @@
 # Needs root and cgroup v1's memory controller at /sys/fs/cgroup/memory.
 # LLAMA_BENCH is a llama.cpp `llama-bench` binary built on this machine
 # (never committed here). Prints one line per run and the medians.
+#
+# Both decode tokens that do not repeat: llama-bench feeds random tokens,
+# and pregate samples at temperature 1, which on random weights is close
+# to uniform over the vocabulary. (Greedy decoding of random weights loops
+# over a few tokens whose repeated routing would flatter pregate's cache.)
 set -eu
 model=$1; limit_mib=$2; expert_mem=$3; llama_bench=$4; n=${5:-32}; reps=${6:-3}
 pregate=${PREGATE:-build/pregate}
@@ -26,7 +31,7 @@ out=$(mktemp)
 pg_rates=""; ll_rates=""
 for r in $(seq 1 "$reps"); do
     drop
-    incg "$pregate" run -m "$model" -p "It was a bright cold day" -n "$n" --temp 0 --ignore-eos -t 2 \
+    incg "$pregate" run -m "$model" -p "It was a bright cold day" -n "$n" --temp 1 --seed 1 --ignore-eos -t 2 \
         --expert-mem "$expert_mem" --prefetch pregate --link none --store direct --stats >/dev/null 2>"$out" || { cat "$out" >&2; exit 1; }
     pg=$(sed -n 's/.*generated [0-9]* tokens, \([0-9.]*\) tok\/s.*/\1/p' "$out")
     peak=$(cat "$cg/memory.max_usage_in_bytes"); echo 0 > "$cg/memory.max_usage_in_bytes" || true

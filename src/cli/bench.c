@@ -6,8 +6,11 @@
  *                 (a natively pre-gated model adds native before the oracle)
  *                 [-p PROMPT | --prompt-tokens N] [-n N] [--repeat R]
  *                 [--json FILE] [-t THREADS] [offload flags]
+ *                 [--decode greedy|random]
  *
- * A resident run first decodes greedily and records the routing trace
+ * A resident run first decodes (greedily; a synthetic model decodes seeded
+ * random tokens, as random weights decode greedily into loops whose
+ * repeated routing flatters the cache) and records the routing trace
  * (which the oracle replays) and a checksum of every step's logits; every
  * later run feeds the same tokens and must reproduce the checksums (the
  * table says so). Each run starts with a cold fast tier, evaluates the
@@ -17,6 +20,7 @@
  * max(compute time, bytes moved / link bandwidth) for the offloaded modes.
  */
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,8 +123,45 @@ static double h2d_bandwidth_(pg_dev *d) {
     return bw;
 }
 
+/* How the decoded positions [from, to) of a trace route, averaged over the
+ * MoE layers from l0 on: the share of a token's experts that the token before it also
+ * used (reuse), and how many of its experts a layer used (used).
+ * Independent uniform routing gives k/E and E (1 - (1 - k/E)^n); both
+ * decide how much any cache can hit. */
+static void routing_stats_(const pg_trace *tr, int l0, int from, int to, double *reuse, double *used) {
+    const int L = tr->n_layer, E = tr->n_expert, K = tr->k;
+    int *count = xcalloc((size_t)E, sizeof(int));
+    double r = 0, q = 0;
+    int n_r = 0, n_q = 0;
+    if (to > tr->n_pos) to = tr->n_pos;
+    for (int l = l0; l < L; l++) {
+        memset(count, 0, (size_t)E * sizeof(int));
+        int total = 0;
+        for (int p = from; p < to; p++) {
+            const int16_t *x = tr->experts + ((size_t)p * L + l) * K;
+            if (x[0] < 0) continue; /* not an MoE layer */
+            for (int j = 0; j < K; j++) {
+                if (x[j] < 0 || x[j] >= E) continue;
+                count[x[j]]++, total++;
+                const int16_t *prev = x - (size_t)L * K;
+                if (p == from || prev[0] < 0) continue;
+                int shared = 0;
+                for (int i = 0; i < K; i++) shared += prev[i] == x[j];
+                r += shared, n_r++;
+            }
+        }
+        int n_used = 0;
+        for (int x = 0; x < E; x++) n_used += count[x] > 0;
+        if (total) q += n_used, n_q++;
+    }
+    *reuse = n_r ? r / n_r : 0;
+    *used = n_q ? q / n_q : 0;
+    free(count);
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *json_path = NULL, *modes_spec = "resident,none,next-layer-all,pregate,oracle";
+    const char *decode = NULL; /* greedy | random; default: random on synthetic models */
     long n_gen = 32, n_prompt = 16, repeat = 3, n_threads = 0;
     bool modes_given = false;
     cli_offload off;
@@ -135,6 +176,15 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { if (!v) goto needv; prompt = v; i++; }
         else if (!strcmp(a, "--modes")) { if (!v) goto needv; modes_spec = v; modes_given = true; i++; }
         else if (!strcmp(a, "--json")) { if (!v) goto needv; json_path = v; i++; }
+        else if (!strcmp(a, "--decode")) {
+            if (!v) goto needv;
+            if (strcmp(v, "greedy") && strcmp(v, "random")) {
+                fprintf(stderr, "pregate bench: --decode: '%s' is not greedy or random\n", v);
+                return 2;
+            }
+            decode = v;
+            i++;
+        }
         else if (!strcmp(a, "--prompt-tokens")) LONGV(n_prompt, 1, 4096);
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) LONGV(n_gen, 1, 1 << 16);
         else if (!strcmp(a, "--repeat")) LONGV(repeat, 1, 1000);
@@ -213,21 +263,26 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "pregate: %s\n", e.msg);
         goto done;
     }
+    /* Random weights decode greedily into loops (a few tokens over and over),
+     * whose repeated routing flatters the cache: synthetic models decode
+     * seeded random tokens instead, teacher-forced like the greedy ones. */
+    bool synthetic = false;
+    if (m->gguf) gguf_get_bool(m->gguf, "pregate.synthetic", &synthetic);
+    bool greedy = decode ? !strcmp(decode, "greedy") : !synthetic;
     double mem_bw = bench_read_bandwidth(s->pool, (size_t)256 << 20, 3);
     double h2d_bw = off.dev ? h2d_bandwidth_(off.dev) : 0;
     double active = active_bytes_(m);
     s->trace = &trace;
     if (eval_prompt_(s, tokens, P, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
+    uint64_t rng = 0x2545F4914F6CDD1Dull;
     for (int i = 0; i < N; i++) {
-        tokens[P + i] = pg_argmax(s->logits, V);
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        tokens[P + i] = greedy ? pg_argmax(s->logits, V) : (int32_t)(rng % (uint64_t)V);
         ref_hash[i] = fnv_(s->logits, (size_t)V);
         if (i + 1 < N && pg_session_eval(s, &tokens[P + i], 1, NULL, &e)) { fprintf(stderr, "pregate: %s\n", e.msg); goto done; }
     }
     s->trace = NULL;
 
-    gguf_file *g = m->gguf;
-    bool synthetic = false;
-    if (g) gguf_get_bool(g, "pregate.synthetic", &synthetic);
     fprintf(stderr, "pregate bench: %s | %s, %d layers, %d experts (top-%d), %.1f MiB of experts, %.1f MiB dense | "
                     "prompt %d tokens, decode %d tokens, %ld repeats, %d threads\n",
             model_path, pg_arch_get(m->hp.arch)->name, m->hp.n_layer, m->hp.n_expert, m->hp.n_expert_used,
@@ -240,6 +295,23 @@ int cmd_bench(int argc, char **argv) {
             off.p.extra, off.p.depth);
     if (synthetic)
         fprintf(stderr, "pregate bench: random weights: routing is near-uniform, the hardest case for caching and prediction\n");
+    {
+        int distinct = 0;
+        for (int i = 0; i < N; i++) {
+            int seen = 0;
+            for (int j = 0; j < i && !seen; j++) seen = tokens[P + j] == tokens[P + i];
+            distinct += !seen;
+        }
+        fprintf(stderr, "pregate bench: decode %s: %d distinct tokens of %d%s\n",
+                greedy ? "greedy" : "seeded random tokens (--decode greedy to change)", distinct, N,
+                greedy && distinct * 2 < N ? " (repeated tokens repeat routing: caching looks easier than on real text)" : "");
+        double reuse, used, k_e = (double)m->hp.n_expert_used / m->hp.n_expert;
+        /* an encoder-decoder's decoder layers, from its position 0 */
+        routing_stats_(&trace, m->hp.n_enc_layer, s->ed ? 0 : P, s->ed ? N : P + N, &reuse, &used);
+        fprintf(stderr, "pregate bench: routing while decoding: %.1f%% of a token's experts were the previous token's, "
+                        "a layer used %.1f of its %d experts (independent uniform routing: %.1f%%, %.1f)\n",
+                100 * reuse, used, m->hp.n_expert, 100 * k_e, m->hp.n_expert * (1 - pow(1 - k_e, N)));
+    }
 
     res = xcalloc((size_t)repeat, sizeof *res);
     for (long r = 0; r < repeat; r++) {

@@ -33,6 +33,7 @@ static void usage_(FILE *f) {
             "  perplexity     pregate perplexity -m MODEL -f TEXT [-c CTX]: mean NLL in windows of CTX tokens\n"
             "  bench          offloading modes compared in one run:\n"
             "                 pregate bench -m MODEL --expert-mem 25%% --link pcie4 [--modes ...] [-n N] [--repeat R]\n"
+            "                 [--decode greedy|random] (synthetic models: random tokens by default)\n"
             "  synth          random-weight MoE model as GGUF:  pregate synth --preset tiny -o OUT.gguf (--help)\n"
             "  quantize       pregate quantize IN.gguf OUT.gguf TYPE [--expert-type TYPE] [--threads N] (--help)\n"
             "  tokenize       stdin to ids:  pregate tokenize --tokenizer PATH [--add-special] [--jsonl]\n"
