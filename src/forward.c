@@ -401,6 +401,7 @@ static int moe_experts_offloaded_(pg_session *s, int l, int K, pg_fwd_run_expert
         pg_cache_score_prediction(o->cache, l, pred, o->n_pred[l], o->uni, n);
     }
     int window = pg_cache_n_slots(o->cache);
+    if (n <= window) pg_cache_routed(o->cache, l); /* else later windows may still use prefetches */
     for (int i0 = 0; i0 < n; i0 += window) {
         int *pending = o->uni + i0, w = n - i0 < window ? n - i0 : window;
         pg_cache_request(o->cache, l, pending, w);

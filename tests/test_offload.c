@@ -54,7 +54,7 @@ static void check_modes_(const char *what, const char *gguf_path) {
     const pg_prefetch_mode modes[] = {PG_PREFETCH_NONE, PG_PREFETCH_NEXT_ALL, PG_PREFETCH_PREGATE, PG_PREFETCH_ORACLE,
                                       PG_PREFETCH_NATIVE};
     const pg_evict policies[] = {PG_EVICT_LRU, PG_EVICT_LFU, PG_EVICT_LOOKAHEAD};
-    const pg_store_kind stores[] = {PG_STORE_PREAD, PG_STORE_DIRECT, PG_STORE_MMAP};
+    const pg_store_kind stores[] = {PG_STORE_PREAD, PG_STORE_DIRECT, PG_STORE_MMAP, PG_STORE_TIMED};
     int runs = 0;
     for (size_t mi = 0; mi < (m->hp.expert_pregated ? 5u : 4u); mi++)
         for (size_t pi = 0; pi < 3; pi++)
@@ -63,7 +63,8 @@ static void check_modes_(const char *what, const char *gguf_path) {
                 pg_offload_params_default(&p);
                 p.mode = modes[mi];
                 p.evict = policies[pi];
-                p.store = stores[(mi + pi + budget) % 3];
+                p.store = stores[(mi + pi + budget) % 4];
+                if (p.store == PG_STORE_TIMED) pg_link_parse("50GBps,1us", &p.link, &e); /* it needs a link */
                 p.expert_mem = budget ? m->bytes_experts * 2 / 5 : min;
                 p.oracle = &ref.trace;
                 p.depth = 1 + (int)((mi + pi) % 2);

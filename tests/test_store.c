@@ -326,6 +326,46 @@ static void test_link_timing(void) {
     }
 }
 
+/* The timed store: a transfer takes the link's time and writes nothing;
+ * it refuses to open without a link or a mapping; faults fail reads as
+ * from the other stores, and bad ranges are refused before any wait. */
+static void test_timed(void) {
+    pg_error e = {{0}};
+    pg_store_kind k;
+    CHECK(pg_store_kind_parse("timed", &k, &e) == 0 && k == PG_STORE_TIMED && !strcmp(pg_store_kind_name(k), "timed"),
+          "%s", e.msg);
+    CHECK(open_(PG_STORE_TIMED, NULL, &e) == NULL && strstr(e.msg, "link"), "no link: '%s'", e.msg);
+    pg_link none, link;
+    CHECK(pg_link_parse("none", &none, &e) == 0 && pg_link_parse("100MBps,1ms", &link, &e) == 0, "%s", e.msg);
+    CHECK(open_(PG_STORE_TIMED, &none, &e) == NULL && strstr(e.msg, "link"), "link none: '%s'", e.msg);
+    CHECK(pg_store_open(path_, PG_STORE_TIMED, &link, NULL, 0, &e) == NULL && strstr(e.msg, "mapping"),
+          "no mapping: '%s'", e.msg);
+    pg_store *s = open_(PG_STORE_TIMED, &link, &e);
+    CHECK(s != NULL && pg_store_kind_used(s) == PG_STORE_TIMED, "%s", e.msg);
+    if (!s) return;
+    pg_expert_loc l = loc3_(100, 400000, 500001, 300000, 1000003, 300000); /* 1 MB */
+    unsigned char *buf = malloc(l.bytes);
+    memset(buf, 0xAB, l.bytes);
+    double t0 = now_();
+    CHECK(pg_store_read(s, &l, buf, &e) == 0, "%s", e.msg);
+    double dt = now_() - t0;
+    CHECK(dt >= 0.011 - 1e-6, "1 MB on 100 MB/s + 1 ms took %.4f s", dt);
+    bool untouched = true;
+    for (size_t i = 0; i < l.bytes; i++) untouched &= buf[i] == 0xAB;
+    CHECK(untouched, "the timed store wrote into dst");
+    CHECK(pg_store_read(s, &l, NULL, &e) == 0 && pg_store_bytes_read(s) == 2 * l.bytes && pg_store_reads(s) == 2,
+          "NULL dst: %s; %llu bytes", e.msg, (unsigned long long)pg_store_bytes_read(s));
+    pg_store_inject(s, PG_FAULT_EIO, 0, 1);
+    CHECK(pg_store_read(s, &l, NULL, &e) != 0 && strstr(e.msg, path_), "EIO: '%s'", e.msg);
+    CHECK(pg_store_read(s, &l, NULL, &e) == 0, "after the fault: %s", e.msg);
+    pg_expert_loc past = loc1_(FILE_SIZE - 10, 20);
+    t0 = now_();
+    CHECK(pg_store_read(s, &past, NULL, &e) != 0 && strstr(e.msg, "past the end") && now_() - t0 < 0.001,
+          "past the end: '%s'", e.msg);
+    free(buf);
+    pg_store_close(s);
+}
+
 static void test_faults(void) {
     for (int ki = 0; ki < 4; ki++) {
         pg_store_kind k = all_kinds_[ki];
@@ -448,6 +488,7 @@ int main(void) {
     TEST_RUN(test_threads);
     TEST_RUN(test_link_parse);
     TEST_RUN(test_link_timing);
+    TEST_RUN(test_timed);
     TEST_RUN(test_faults);
     TEST_RUN(test_bad_ranges);
     TEST_RUN(test_open_errors);

@@ -7,6 +7,7 @@
 #
 #   tools/laptop_case.sh MODEL.gguf LIMIT_MIB EXPERT_MEM LLAMA_BENCH [N_TOKENS] [REPEATS]
 #
+# PREGATE_ARGS adds flags to pregate's run (e.g. "--io-threads 4").
 # Needs root and cgroup v1's memory controller at /sys/fs/cgroup/memory.
 # LLAMA_BENCH is a llama.cpp `llama-bench` binary built on this machine
 # (never committed here). Prints one line per run and the medians.
@@ -32,7 +33,7 @@ pg_rates=""; ll_rates=""
 for r in $(seq 1 "$reps"); do
     drop
     incg "$pregate" run -m "$model" -p "It was a bright cold day" -n "$n" --temp 1 --seed 1 --ignore-eos -t 2 \
-        --expert-mem "$expert_mem" --prefetch pregate --link none --store direct --stats >/dev/null 2>"$out" || { cat "$out" >&2; exit 1; }
+        --expert-mem "$expert_mem" --prefetch pregate --link none --store direct --stats ${PREGATE_ARGS:-} >/dev/null 2>"$out" || { cat "$out" >&2; exit 1; }
     pg=$(sed -n 's/.*generated [0-9]* tokens, \([0-9.]*\) tok\/s.*/\1/p' "$out")
     peak=$(cat "$cg/memory.max_usage_in_bytes"); echo 0 > "$cg/memory.max_usage_in_bytes" || true
     echo "run $r pregate   (expert-mem $expert_mem): $pg tok/s, cgroup peak $((peak >> 20)) MiB; $(grep 'hit rate' "$out" | sed 's/^pregate: //')"

@@ -295,6 +295,9 @@ int cmd_bench(int argc, char **argv) {
             off.p.extra, off.p.depth);
     if (synthetic)
         fprintf(stderr, "pregate bench: random weights: routing is near-uniform, the hardest case for caching and prediction\n");
+    if (off.store_given && !off.p.host_tier && off.p.store == PG_STORE_TIMED)
+        fprintf(stderr, "pregate bench: store timed: each transfer takes the link's time but copies nothing (as a copy "
+                        "engine would); experts are computed from the file mapping, so RSS counts all of it\n");
     {
         int distinct = 0;
         for (int i = 0; i < N; i++) {

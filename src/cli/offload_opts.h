@@ -6,12 +6,14 @@
  *   --prefetch-min-precision P  pregate: stop prefetching for a layer while
  *                       its recent precision is below P (default 0.25)
  *   --link LINK         none | pcie3 | pcie4 | pcie5 | nvme | sata | 12GBps,20us
- *   --store KIND        direct | pread | uring | mmap | host (default: direct
+ *   --store KIND        direct | pread | uring | mmap | timed | host (default: direct
  *                       with --link none, i.e. real disk reads that bypass the
  *                       page cache; mmap with a link model, whose slow tier
  *                       stands for host memory: the page cache plays it, and
  *                       on a device; host: a device's slow tier in pinned host
- *                       memory, every expert read into it once)
+ *                       memory, every expert read into it once; timed: with a link,
+ *                       transfers take its time but move no bytes, as a
+ *                       copy engine whose copies cost the compute nothing)
  *   --evict POLICY      lookahead | lru | lfu           (default lookahead)
  *   --io-threads N      loader threads (default 2)
  *   --predictor FILE    learned heads for --prefetch learned (pregate calibrate)

@@ -68,6 +68,7 @@ struct pg_cache {
     pthread_t *io;
     int n_io;
     struct io_arg { pg_cache *c; int i; } *io_args;
+    bool timed;               /* PG_STORE_TIMED: slots hold no bytes (store.h) */
     pg_dev *dev;              /* slots in a device's memory (NULL: host memory) */
     void **staging;           /* [n_io] host buffers the reads land in before a device copy */
     pg_dev_slots *dslots;     /* the slots' fences and copy streams on dev */
@@ -76,6 +77,7 @@ struct pg_cache {
     bool stop;
     uint64_t tick, step;
     int cur_layer, done_layer;
+    int routed_layer;         /* the last layer whose routing this step is known */
     int filled, peak_filled;
     double timeout_s;         /* acquire gives up after this long (0: never) */
     pg_cache_layer_stats *stats; /* [L] */
@@ -149,6 +151,7 @@ static void q_cancel_(queue *q, int layer, int expert) {
 static void bind_slot_(pg_cache *c, slot *s) {
     const pg_expert *src = &c->m->layers[s->layer].experts[s->expert];
     s->w = *src;
+    if (c->timed) return; /* the slot addresses the mapping: nothing was copied */
     s->w.gate.data = s->data;
     s->w.up.data = s->data + mat_bytes_(&src->gate);
     s->w.down.data = s->data + mat_bytes_(&src->gate) + mat_bytes_(&src->up);
@@ -206,8 +209,12 @@ static int find_slot_(pg_cache *c, bool for_prefetch, float confidence) {
     return best;
 }
 
+/* A prefetch still queued when its layer's routing is known is of no use
+ * (pg_cache_routed): the experts routed to were requested as demand, which
+ * cancels their queued prefetch, so what is left was predicted wrongly. */
 static bool stale_(const pg_cache *c, const request *r) {
-    return r->step < c->step || (r->step == c->step && r->layer <= c->done_layer);
+    int known = c->done_layer > c->routed_layer ? c->done_layer : c->routed_layer;
+    return r->step < c->step || (r->step == c->step && r->layer <= known);
 }
 
 /* Reads expert r into slot si: straight into host slots, or through I/O
@@ -335,7 +342,7 @@ static int fill_host_tier_(pg_cache *c, pg_error *e) {
 static int alloc_slots_(pg_cache *c, pg_error *e) {
     c->slots = xcalloc((size_t)c->n_slots, sizeof(slot));
     if (!c->dev) {
-        for (int i = 0; i < c->n_slots; i++) c->slots[i].data = slot_alloc_(c->slot_bytes);
+        for (int i = 0; i < c->n_slots && !c->timed; i++) c->slots[i].data = slot_alloc_(c->slot_bytes);
         return 0;
     }
     const pg_dev_ops *d = c->dev->ops;
@@ -386,9 +393,15 @@ pg_cache *pg_cache_new_dev(pg_model *m, pg_store *store, size_t budget, pg_evict
                    "one layer's top-k)", budget / 1048576.0, min / 1048576.0, m->hp.n_expert_used, sb / 1048576.0);
         return NULL;
     }
+    bool timed = pg_store_kind_used(store) == PG_STORE_TIMED;
+    if (timed && dev) {
+        pg_fail(e, "%s: the timed store moves no bytes, so it cannot feed a device: use --store mmap", dev->name);
+        return NULL;
+    }
     pg_cache *c = xcalloc(1, sizeof *c);
     c->m = m;
     c->store = store;
+    c->timed = timed;
     c->policy = policy;
     c->L = m->hp.n_layer;
     c->E = m->hp.n_expert;
@@ -430,7 +443,7 @@ pg_cache *pg_cache_new_dev(pg_model *m, pg_store *store, size_t budget, pg_evict
         return NULL;
     }
     c->stats = xcalloc((size_t)c->L, sizeof(pg_cache_layer_stats));
-    c->cur_layer = c->done_layer = -1;
+    c->cur_layer = c->done_layer = c->routed_layer = -1;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->work, NULL);
     /* `done` waits may time out (pg_cache_set_timeout): on the monotonic clock */
@@ -486,13 +499,19 @@ int pg_cache_n_slots(const pg_cache *c) { return c->n_slots; }
 void pg_cache_begin_step(pg_cache *c) {
     pthread_mutex_lock(&c->mu);
     c->step++;
-    c->cur_layer = c->done_layer = -1;
+    c->cur_layer = c->done_layer = c->routed_layer = -1;
     pthread_mutex_unlock(&c->mu);
 }
 
 void pg_cache_begin_layer(pg_cache *c, int layer) {
     pthread_mutex_lock(&c->mu);
     c->cur_layer = layer;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void pg_cache_routed(pg_cache *c, int layer) {
+    pthread_mutex_lock(&c->mu);
+    if (layer > c->routed_layer) c->routed_layer = layer;
     pthread_mutex_unlock(&c->mu);
 }
 

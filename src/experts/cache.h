@@ -79,6 +79,10 @@ size_t pg_cache_min_budget(const pg_model *m);
 void pg_cache_begin_step(pg_cache *c);
 void pg_cache_begin_layer(pg_cache *c, int layer);
 void pg_cache_end_layer(pg_cache *c, int layer);
+/* The routing of `layer` is known and every expert it uses is requested
+ * (pg_cache_request) from now on: its queued prefetches that were not
+ * requested were predicted wrongly, and are dropped rather than loaded. */
+void pg_cache_routed(pg_cache *c, int layer);
 
 /* A hint: load these experts of `layer` if absent (never blocks, may be
  * dropped when no slot is free). `confidence` is the predictor's chance

@@ -81,7 +81,7 @@ struct pg_store {
 
 /* ---- names and parsing ---- */
 
-static const char *const kind_names_[] = {"pread", "direct", "uring", "mmap"};
+static const char *const kind_names_[] = {"pread", "direct", "uring", "mmap", "timed"};
 
 const char *pg_store_kind_name(pg_store_kind k) {
     if ((unsigned)k < sizeof kind_names_ / sizeof kind_names_[0]) return kind_names_[k];
@@ -89,13 +89,13 @@ const char *pg_store_kind_name(pg_store_kind k) {
 }
 
 int pg_store_kind_parse(const char *s, pg_store_kind *out, pg_error *e) {
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < (int)(sizeof kind_names_ / sizeof *kind_names_); i++) {
         if (s && strcmp(s, kind_names_[i]) == 0) {
             *out = (pg_store_kind)i;
             return 0;
         }
     }
-    return pg_fail(e, "unknown store kind '%s' (expected pread, direct, uring or mmap)",
+    return pg_fail(e, "unknown store kind '%s' (expected pread, direct, uring, mmap or timed)",
                    s ? s : "(null)");
 }
 
@@ -582,12 +582,17 @@ static int read_uring_all_(pg_store *s, const pg_expert_loc *loc, char *dst, fau
 
 pg_store *pg_store_open(const char *path, pg_store_kind kind, const pg_link *link, const void *map,
                         size_t map_size, pg_error *e) {
-    if ((unsigned)kind > PG_STORE_MMAP) {
+    if ((unsigned)kind > PG_STORE_TIMED) {
         pg_fail(e, "%s: unknown store kind %d", path, (int)kind);
         return NULL;
     }
-    if (kind == PG_STORE_MMAP && !map) {
-        pg_fail(e, "%s: the mmap store needs the file's mapping", path);
+    if ((kind == PG_STORE_MMAP || kind == PG_STORE_TIMED) && !map) {
+        pg_fail(e, "%s: the %s store needs the file's mapping", path, kind_names_[kind]);
+        return NULL;
+    }
+    if (kind == PG_STORE_TIMED && !(link && link->bandwidth > 0)) {
+        pg_fail(e, "%s: the timed store moves no bytes, only the time of a link: give it one (--link pcie4, ...)",
+                path);
         return NULL;
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -668,7 +673,8 @@ uint64_t pg_store_reads(const pg_store *s) { return atomic_load(&((pg_store *)s)
 int pg_store_read(pg_store *s, const pg_expert_loc *loc, void *dst, pg_error *e) {
     /* bounds (and overflow) checks before any I/O */
     size_t sum = 0;
-    uint64_t limit = s->kind_req == PG_STORE_MMAP ? (uint64_t)s->map_size : s->file_size;
+    uint64_t limit = s->kind_req == PG_STORE_MMAP || s->kind_req == PG_STORE_TIMED ? (uint64_t)s->map_size
+                                                                                   : s->file_size;
     for (int i = 0; i < 3; i++) {
         uint64_t off = loc->offset[i];
         size_t n = loc->size[i];
@@ -705,7 +711,9 @@ int pg_store_read(pg_store *s, const pg_expert_loc *loc, void *dst, pg_error *e)
     int rc;
     char *out = dst;
     switch ((pg_store_kind)atomic_load(&s->kind_used)) {
+    case PG_STORE_TIMED:
     case PG_STORE_MMAP: {
+        bool copy = s->kind_req == PG_STORE_MMAP;
         size_t at = 0;
         rc = 0;
         for (int i = 0; i < 3 && rc == 0; i++) {
@@ -713,7 +721,7 @@ int pg_store_read(pg_store *s, const pg_expert_loc *loc, void *dst, pg_error *e)
             if (!n) continue;
             if (fs.fault == PG_FAULT_EIO) rc = read_fail_(s, n, loc->offset[i], e, strerror(EIO));
             else if (fs.fault == PG_FAULT_SHORT_READ) rc = short_fail_(s, n, loc->offset[i], n / 2, e);
-            else memcpy(out + at, (const char *)s->map + loc->offset[i], n);
+            else if (copy) memcpy(out + at, (const char *)s->map + loc->offset[i], n);
             at += n;
         }
         break;

@@ -12,6 +12,13 @@
  *   PG_STORE_URING   io_uring (liburing), the three ranges in flight at once
  *                    (compiled only with liburing; else falls back to DIRECT)
  *   PG_STORE_MMAP    memcpy out of the file mapping (the page cache decides)
+ *   PG_STORE_TIMED   no bytes move: a transfer only takes the link's time
+ *                    (a link is required), and the fast tier's slots
+ *                    address the file mapping. It stands for a copy engine
+ *                    (a GPU's DMA over PCIe) whose copies cost the compute
+ *                    nothing; on a CPU a memcpy would also take memory
+ *                    bandwidth from the compute, which the machine being
+ *                    modelled does not pay. Faults are injected as for mmap.
  *
  * A link model (pg_link) makes every transfer last at least
  * latency + bytes / bandwidth of a named link, transfers sharing the link's
@@ -29,10 +36,10 @@
 
 #include "../util.h"
 
-typedef enum { PG_STORE_PREAD = 0, PG_STORE_DIRECT, PG_STORE_URING, PG_STORE_MMAP } pg_store_kind;
+typedef enum { PG_STORE_PREAD = 0, PG_STORE_DIRECT, PG_STORE_URING, PG_STORE_MMAP, PG_STORE_TIMED } pg_store_kind;
 
 const char *pg_store_kind_name(pg_store_kind k);
-/* "pread", "direct", "uring", "mmap" */
+/* "pread", "direct", "uring", "mmap", "timed" */
 int pg_store_kind_parse(const char *s, pg_store_kind *out, pg_error *e);
 
 typedef struct {
@@ -72,7 +79,9 @@ typedef enum {
 typedef struct pg_store pg_store;
 
 /* Opens path for expert reads. map/map_size: the caller's read-only mapping
- * of the same file (used by PG_STORE_MMAP; may be NULL for the others). */
+ * of the same file (used by PG_STORE_MMAP and PG_STORE_TIMED; may be NULL for
+ * the others). PG_STORE_TIMED needs a link with a bandwidth. With it, dst of
+ * pg_store_read may be NULL: nothing is written. */
 pg_store *pg_store_open(const char *path, pg_store_kind kind, const pg_link *link, const void *map,
                         size_t map_size, pg_error *e);
 void pg_store_close(pg_store *s); /* NULL-safe */
