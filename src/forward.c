@@ -405,6 +405,19 @@ static int moe_experts_offloaded_(pg_session *s, int l, int K, pg_fwd_run_expert
     for (int i0 = 0; i0 < n; i0 += window) {
         int *pending = o->uni + i0, w = n - i0 < window ? n - i0 : window;
         pg_cache_request(o->cache, l, pending, w);
+        if (o->p.mode == PG_PREFETCH_NONE_SERIAL) { /* every expert here before the first is computed */
+            for (int j = 0; j < w; j++) {
+                if ((o->got[j] = pg_cache_acquire_any(o->cache, l, pending + j, 1, &(int){0}, e))) continue;
+                for (int i = 0; i < j; i++) pg_cache_release(o->cache, l, pending[i]);
+                pg_cache_cancel(o->cache, l, pending + j + 1, w - j - 1);
+                return -1;
+            }
+            for (int j = 0; j < w; j++) {
+                run(s, l, o->got[j], pending[j], K);
+                pg_cache_release(o->cache, l, pending[j]);
+            }
+            continue;
+        }
         while (w > 0) {
             int j;
             const pg_expert *ex = pg_cache_acquire_any(o->cache, l, pending, w, &j, e);

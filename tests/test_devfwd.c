@@ -109,11 +109,12 @@ static void check_model_(pg_dev *dev, const char *what, const char *gguf) {
     fp.epochs = 5;
     CHECK(pg_predictor_fit(m, &trace, &fp, &pred, NULL, &e) == 0, "%s: fit: %s", what, e.msg);
     /* every mode and policy, at the minimum budget and at 40% */
-    const pg_prefetch_mode modes[] = {PG_PREFETCH_NONE,   PG_PREFETCH_NEXT_ALL, PG_PREFETCH_PREGATE,
-                                      PG_PREFETCH_ORACLE, PG_PREFETCH_LEARNED,  PG_PREFETCH_NATIVE};
+    const pg_prefetch_mode modes[] = {PG_PREFETCH_NONE,    PG_PREFETCH_NEXT_ALL, PG_PREFETCH_PREGATE,
+                                      PG_PREFETCH_ORACLE,  PG_PREFETCH_LEARNED,  PG_PREFETCH_NONE_SERIAL,
+                                      PG_PREFETCH_NATIVE};
     const pg_evict policies[] = {PG_EVICT_LRU, PG_EVICT_LFU, PG_EVICT_LOOKAHEAD};
     int runs = 0;
-    for (int mi = 0; mi < (m->hp.expert_pregated ? 6 : 5); mi++)
+    for (int mi = 0; mi < (m->hp.expert_pregated ? 7 : 6); mi++)
         for (int pi = 0; pi < 3; pi++)
             for (int budget = 0; budget < 2; budget++) {
                 pg_offload_params p;

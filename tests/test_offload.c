@@ -52,11 +52,11 @@ static void check_modes_(const char *what, const char *gguf_path) {
     float *got = xmalloc(nlog * sizeof(float));
     size_t min = pg_cache_min_budget(m);
     const pg_prefetch_mode modes[] = {PG_PREFETCH_NONE, PG_PREFETCH_NEXT_ALL, PG_PREFETCH_PREGATE, PG_PREFETCH_ORACLE,
-                                      PG_PREFETCH_NATIVE};
+                                      PG_PREFETCH_NONE_SERIAL, PG_PREFETCH_NATIVE};
     const pg_evict policies[] = {PG_EVICT_LRU, PG_EVICT_LFU, PG_EVICT_LOOKAHEAD};
     const pg_store_kind stores[] = {PG_STORE_PREAD, PG_STORE_DIRECT, PG_STORE_MMAP, PG_STORE_TIMED};
     int runs = 0;
-    for (size_t mi = 0; mi < (m->hp.expert_pregated ? 5u : 4u); mi++)
+    for (size_t mi = 0; mi < (m->hp.expert_pregated ? 6u : 5u); mi++)
         for (size_t pi = 0; pi < 3; pi++)
             for (int budget = 0; budget < 2; budget++) {
                 pg_offload_params p;
@@ -106,14 +106,16 @@ static void check_modes_(const char *what, const char *gguf_path) {
     /* faults: the step fails with a clear message (EIO, short read, a read
      * that never completes) or goes through (EINTR is retried, a 100 ms
      * spike only costs time); either way no reference is left behind and
-     * the next step gives the resident logits */
+     * the next step gives the resident logits; on demand with each expert
+     * computed as it arrives, then with the whole layer awaited first */
     const pg_fault faults[] = {PG_FAULT_EIO, PG_FAULT_SHORT_READ, PG_FAULT_EINTR, PG_FAULT_DELAY, PG_FAULT_HANG};
     const char *expect[] = {"Input/output error", "short read", NULL, NULL, "did not complete within"};
-    for (int fi = 0; fi < 5; fi++) {
+    for (int run = 0; run < 10; run++) {
+        const int fi = run % 5;
         pg_offload_params_default(&p);
         p.expert_mem = min;
         p.store = PG_STORE_PREAD;
-        p.mode = PG_PREFETCH_NONE;
+        p.mode = run < 5 ? PG_PREFETCH_NONE : PG_PREFETCH_NONE_SERIAL;
         p.io_timeout = 0.2;
         o = pg_offload_new(m, &p, &e);
         if (!o) { CHECK(0, "%s", e.msg); break; }

@@ -2,7 +2,7 @@
  * process, interleaved over repeats, on the same tokens.
  *
  *   pregate bench -m MODEL --expert-mem SIZE [--link LINK]
- *                 [--modes resident,none,next-layer-all,pregate,oracle]
+ *                 [--modes resident,none-serial,none,next-layer-all,pregate,oracle]
  *                 (a natively pre-gated model adds native before the oracle)
  *                 [-p PROMPT | --prompt-tokens N] [-n N] [--repeat R]
  *                 [--json FILE] [-t THREADS] [offload flags]
@@ -160,7 +160,7 @@ static void routing_stats_(const pg_trace *tr, int l0, int from, int to, double 
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = NULL, *json_path = NULL, *modes_spec = "resident,none,next-layer-all,pregate,oracle";
+    const char *model_path = NULL, *prompt = NULL, *json_path = NULL, *modes_spec = "resident,none-serial,none,next-layer-all,pregate,oracle";
     const char *decode = NULL; /* greedy | random; default: random on synthetic models */
     long n_gen = 32, n_prompt = 16, repeat = 3, n_threads = 0;
     bool modes_given = false;

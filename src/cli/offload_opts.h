@@ -1,6 +1,6 @@
 /* offload_opts.h - the offloading flags shared by run, bench (and serve):
  *   --expert-mem SIZE   fast-tier budget: 2GiB, 512MiB, 25% (of expert bytes)
- *   --prefetch MODE     resident | none | next-layer-all | pregate | oracle
+ *   --prefetch MODE     resident | none | none-serial | next-layer-all | pregate | oracle
  *   --prefetch-extra M  pregate: fetch top k + M   (default 2)
  *   --prefetch-depth D  pregate: 1 or 2 layers ahead (default 1)
  *   --prefetch-min-precision P  pregate: stop prefetching for a layer while

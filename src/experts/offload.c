@@ -6,14 +6,16 @@
 #include <math.h>
 #include <stdlib.h>
 
-static const char *mode_names_[] = {"resident", "none", "next-layer-all", "pregate", "oracle", "learned", "native"};
+static const char *mode_names_[] = {"resident", "none",   "next-layer-all", "pregate",
+                                    "oracle",   "learned", "native",         "none-serial"};
 
-const char *pg_prefetch_name(pg_prefetch_mode m) { return m <= PG_PREFETCH_NATIVE ? mode_names_[m] : "?"; }
+const char *pg_prefetch_name(pg_prefetch_mode m) { return m <= PG_PREFETCH_NONE_SERIAL ? mode_names_[m] : "?"; }
 
 int pg_prefetch_parse(const char *s, pg_prefetch_mode *out, pg_error *e) {
-    for (int i = 0; i <= PG_PREFETCH_NATIVE; i++)
+    for (int i = 0; i <= PG_PREFETCH_NONE_SERIAL; i++)
         if (!strcmp(s, mode_names_[i])) { *out = (pg_prefetch_mode)i; return 0; }
-    return pg_fail(e, "unknown prefetch mode '%s' (resident, none, next-layer-all, pregate, oracle, learned, native)", s);
+    return pg_fail(e, "unknown prefetch mode '%s' (resident, none, none-serial, next-layer-all, pregate, oracle, "
+                      "learned, native)", s);
 }
 
 void pg_offload_params_default(pg_offload_params *p) {
@@ -106,6 +108,7 @@ pg_offload *pg_offload_new(pg_model *m, const pg_offload_params *p, pg_error *e)
     o->precision = xmalloc((size_t)L * sizeof(float));
     for (int l = 0; l < L; l++) o->precision[l] = 0.3f; /* until measured: prefetch, and stop after one or two poor steps */
     o->uni = xcalloc((size_t)E, sizeof(int));
+    o->got = xcalloc((size_t)E, sizeof *o->got);
     o->mark = xcalloc((size_t)E, 1);
     o->ones = xmalloc((size_t)D * sizeof(float));
     for (int i = 0; i < D; i++) o->ones[i] = 1.0f;
@@ -118,6 +121,6 @@ void pg_offload_free(pg_offload *o) {
     pg_store_close(o->store);
     free(o->xn); free(o->logits); free(o->probs);
     free(o->sel_w); free(o->idx); free(o->pred); free(o->n_pred);
-    free(o->have_pred); free(o->precision); free(o->uni); free(o->mark); free(o->ones);
+    free(o->have_pred); free(o->precision); free(o->uni); free(o->got); free(o->mark); free(o->ones);
     free(o);
 }

@@ -6,7 +6,10 @@
  * loading them while this layer computes:
  *
  *   PG_PREFETCH_NONE      on demand: route, fetch what is missing, compute
- *                         (the paper's MoE-OnDemand)
+ *                         each expert as soon as it has arrived
+ *   PG_PREFETCH_NONE_SERIAL  on demand, the paper's MoE-OnDemand: every
+ *                         missing expert of the layer has arrived before
+ *                         the first is computed (no overlap at all)
  *   PG_PREFETCH_NEXT_ALL  every expert of layer l+1 while layer l runs
  *                         (the paper's MoE-Prefetch)
  *   PG_PREFETCH_PREGATE   training-free pre-gating: layer l+1's router (and
@@ -42,9 +45,10 @@ typedef enum {
     PG_PREFETCH_ORACLE,
     PG_PREFETCH_LEARNED,
     PG_PREFETCH_NATIVE,
+    PG_PREFETCH_NONE_SERIAL,
 } pg_prefetch_mode;
 
-/* "resident", "none", "next-layer-all", "pregate", "oracle", "learned", "native" */
+/* "resident", "none", "next-layer-all", "pregate", "oracle", "learned", "native", "none-serial" */
 const char *pg_prefetch_name(pg_prefetch_mode m);
 int pg_prefetch_parse(const char *s, pg_prefetch_mode *out, pg_error *e);
 
@@ -90,6 +94,7 @@ typedef struct pg_offload {
     bool *have_pred;             /* [L] */
     float *precision;            /* [L] moving average of each layer's prediction precision */
     int *uni;                    /* [E] union of the experts a chunk routes to */
+    const pg_expert **got;       /* [E] none-serial: the acquired experts of a window */
     unsigned char *mark;         /* [E] */
     float *ones;                 /* [D] RMS normalisation without a weight (learned heads) */
 } pg_offload;
