@@ -325,7 +325,7 @@ static int parse_tensor_infos_(cur_t *c, gguf_file *g) {
         uint32_t type;
         c->field = "type";
         if (rd_u32_(c, &type, what)) return -1;
-        const pg_type_traits *tt = pg_type_info((int)type);
+        const pg_type_traits *tt = type == PG_TYPE_Q16_0 ? NULL : pg_type_info((int)type); /* ours, not GGML's */
         if (!tt) return pg_fail(c->e, "%s: %s has unknown type id %" PRIu32, c->path, what, type);
         t->type = (pg_type)type;
         if (t->ne[0] % tt->blck)

@@ -34,6 +34,7 @@ static const pg_type_traits traits_[PG_TYPE_COUNT] = {
     [PG_TYPE_TQ1_0] = {"TQ1_0", 256, 54, true},
     [PG_TYPE_TQ2_0] = {"TQ2_0", 256, 66, true},
     [PG_TYPE_MXFP4] = {"MXFP4", 32, 17, true},
+    [PG_TYPE_Q16_0] = {"Q16_0", 32, 68, false},
 };
 
 const pg_type_traits *pg_type_info(int type) {

@@ -37,7 +37,8 @@ typedef enum {
     PG_TYPE_TQ1_0 = 34,
     PG_TYPE_TQ2_0 = 35,
     PG_TYPE_MXFP4 = 39,
-    PG_TYPE_COUNT = 40,
+    PG_TYPE_Q16_0 = 64, /* pregate's own activation format, not a GGML id: never in a file */
+    PG_TYPE_COUNT = 65,
 } pg_type;
 
 /* The quantized block layouts are in kernels/quants.h. */

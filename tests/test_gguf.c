@@ -461,6 +461,7 @@ static void test_damaged(void) {
         {"Q8_0 row not a block multiple", L.ti_ne[1], 8, 33, 0, 0, 0, "block size 32"},
         {"unknown type 200", L.ti_type[0], 4, 200, 0, 0, 0, "unknown type id 200"},
         {"removed type id 4", L.ti_type[2], 4, 4, 0, 0, 0, "unknown type id 4"},
+        {"pregate's own Q16_0 id", L.ti_type[2], 4, PG_TYPE_Q16_0, 0, 0, 0, "unknown type id 64"},
         {"tensor offset past end", L.ti_off[2], 8, 1ull << 20, 0, 0, 0, "extends past end of file"},
         {"tensor offset near 2^64", L.ti_off[2], 8, UINT64_MAX - 31, 0, 0, 0, "extends past end of file"},
         {"misaligned offset", L.ti_off[1], 8, L.ti_offv[1] + 1, 0, 0, 0, "not a multiple of the alignment"},

@@ -92,7 +92,7 @@ static void test_dot_q8_0(void) {
     const int NMAX = 129 * 32;
     float *xw = xmalloc(NMAX * sizeof(float)), *xx = xmalloc(NMAX * sizeof(float));
     block_q8_0 *qw = xmalloc((NMAX / 32 + 1) * sizeof(block_q8_0));
-    block_q8_0 *qx = xmalloc((NMAX / 32 + 1) * sizeof(block_q8_0));
+    block_q16_0 *qx = xmalloc((NMAX / 32 + 1) * sizeof(block_q16_0)); /* Q8_0's activations (quants.h) */
     for (int isa = 0; isa < n_isas(); isa++) {
         pg_kernels_init(isa);
         for (int bi = 0; bi < NQBLOCKS; bi++) {
@@ -101,7 +101,7 @@ static void test_dot_q8_0(void) {
             fill(xx, n, 0.5f);
             if (nb > 2) memset(xw + 32, 0, 32 * sizeof(float)); /* an all-zero block: d = 0 */
             pg_quantize_q8_0_ref(n, xw, qw);
-            pg_quantize_q8_0_ref(n, xx, qx);
+            pg_quantize_q16_0_ref(n, xx, qx);
             double exact = 0, mag = 0;
             for (int b = 0; b < nb; b++) {
                 int sumi = 0, sumabs = 0;
@@ -109,7 +109,7 @@ static void test_dot_q8_0(void) {
                     sumi += qw[b].qs[j] * qx[b].qs[j];
                     sumabs += abs(qw[b].qs[j] * qx[b].qs[j]);
                 }
-                const double d = (double)pg_f16_to_f32(qw[b].d) * pg_f16_to_f32(qx[b].d);
+                const double d = (double)pg_f16_to_f32(qw[b].d) * qx[b].d;
                 exact += sumi * d;
                 mag += sumabs * d;
             }

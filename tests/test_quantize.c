@@ -4,10 +4,11 @@
  * Quality: the trained demo model (models/demo-moe.gguf, F16) is quantized
  * into a temporary directory and run teacher-forced over the first
  * QUALITY_TOKENS tokens of the held-out slice (windows of 128). Against the
- * F16 model: top-1 agreement of the next-token prediction >= 99% (Q8_0),
- * >= 95% (Q4_K_M), counting a pick whose F16 logit is within TIE of the
- * F16 model's best as agreeing (near-ties flip with any rounding); without
- * that allowance 2 points less. Perplexity within 1% (Q8_0), 5% (Q4_K_M).
+ * F16 model: top-1 agreement of the next-token prediction >= 99% (Q8_0,
+ * whose dot products take 16-bit activations: quants.h), >= 95% (Q4_K_M),
+ * the latter counting a pick whose F16 logit is within TIE of the F16
+ * model's best as agreeing (near-ties flip with any rounding) and 2 points
+ * less without that allowance. Perplexity within 1% (Q8_0), 5% (Q4_K_M).
  * The other formats' perplexities and agreements are printed, with the
  * types each tensor group got. The Q4_K_M model also runs offloaded (experts read into
  * cache slots byte for byte) and must give bit-identical logits.
@@ -259,12 +260,12 @@ static void print_types_(const char *path) {
             snprintf(grp[ng].key, sizeof grp[ng].key, "%s", key);
             grp[ng++].types = 0;
         }
-        if (k < ng) grp[k].types |= 1ull << t->type;
+        if (k < ng && t->type < 64) grp[k].types |= 1ull << t->type;
     }
     fprintf(stderr, "    types:");
     for (int k = 0; k < ng; k++) {
         fprintf(stderr, "%s %s ", k ? "," : "", grp[k].key);
-        for (int t = 0, first = 1; t < PG_TYPE_COUNT; t++)
+        for (int t = 0, first = 1; t < PG_TYPE_COUNT && t < 64; t++) /* file types are below 64 */
             if (grp[k].types >> t & 1) fprintf(stderr, "%s%s", first ? "" : "/", pg_type_name(t)), first = 0;
     }
     fprintf(stderr, "\n");
@@ -289,9 +290,9 @@ static void test_demo_quality(void) {
     fprintf(stderr, "  F16 (reference)  perplexity %.4f over %ld tokens\n", exp(q0.nll), q0.scored);
     static const struct {
         const char *type;
-        double min_agree, max_rel_ppl; /* 0: report only */
-    } cases[] = {{"Q8_0", 0.99, 0.01}, {"Q6_K", 0, 0}, {"Q5_K_M", 0, 0}, {"Q4_K_M", 0.95, 0.05},
-                 {"Q4_0", 0, 0},       {"MXFP4", 0, 0}};
+        double min_agree, ties_allowance, max_rel_ppl; /* 0: report only */
+    } cases[] = {{"Q8_0", 0.99, 0, 0.01}, {"Q6_K", 0, 0, 0},  {"Q5_K_M", 0, 0, 0}, {"Q4_K_M", 0.95, 0.02, 0.05},
+                 {"Q4_0", 0, 0, 0},       {"MXFP4", 0, 0, 0}};
     for (size_t c = 0; ref && c < sizeof cases / sizeof *cases; c++) {
         char path[128];
         snprintf(path, sizeof path, "%s/demo-%s.gguf", dir_, cases[c].type);
@@ -320,8 +321,8 @@ static void test_demo_quality(void) {
         if (cases[c].min_agree > 0) {
             CHECK(q.agree_ties >= cases[c].min_agree, "%s: top-1 agreement (ties counted) %.4f < %.2f", cases[c].type,
                   q.agree_ties, cases[c].min_agree);
-            CHECK(q.agree >= cases[c].min_agree - 0.02, "%s: top-1 agreement %.4f < %.2f", cases[c].type, q.agree,
-                  cases[c].min_agree - 0.02);
+            CHECK(q.agree >= cases[c].min_agree - cases[c].ties_allowance, "%s: top-1 agreement %.4f < %.2f",
+                  cases[c].type, q.agree, cases[c].min_agree - cases[c].ties_allowance);
             CHECK(fabs(rel) <= cases[c].max_rel_ppl, "%s: perplexity %.4f vs F16 %.4f (%.2f%% > %.0f%%)", cases[c].type,
                   exp(q.nll), exp(q0.nll), 100 * rel, 100 * cases[c].max_rel_ppl);
         }

@@ -228,7 +228,7 @@ static void test_dot_products(void) {
         const pg_type t = FORMATS[fi].t, vt = pg_vec_dot_type(t);
         pg_dot_fn ref = pg_dot_ref(t);
         CHECK(ref != NULL, "%s has no reference dot", pg_type_name(t));
-        CHECK(vt == PG_TYPE_Q8_0 || vt == PG_TYPE_Q8_1 || vt == PG_TYPE_Q8_K, "%s: vec_dot_type %s",
+        CHECK(vt == PG_TYPE_Q8_0 || vt == PG_TYPE_Q8_1 || vt == PG_TYPE_Q8_K || vt == PG_TYPE_Q16_0, "%s: vec_dot_type %s",
               pg_type_name(t), pg_type_name(vt));
         if (!ref) continue;
         for (size_t k = 0; k < sizeof NBLOCKS / sizeof *NBLOCKS; k++) {
@@ -321,6 +321,34 @@ static void test_activation_quantizers(void) {
               pg_isa_name(pgk.isa));
     }
     pg_kernels_init(-1);
+    /* Q16_0 (Q8_0's activations): d = amax / 32767 as a float, each element
+     * within d / 2 of its value, the largest at +-32767, a zero block zero;
+     * through the table bit-identical to the reference */
+    block_q16_0 *a16 = xmalloc(n / 32 * sizeof *a16), *b16 = xmalloc(n / 32 * sizeof *b16);
+    pg_quantize_q16_0_ref(n, x, a16);
+    bool ok16 = true;
+    for (int i = 0; i < n / 32 && ok16; i++) {
+        float amax = 0;
+        int qmax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[32 * i + j]));
+        ok16 = a16[i].d == amax / 32767.0f;
+        for (int j = 0; j < 32 && ok16; j++) {
+            /* float rounding of x / d and of q * d: a few ulps of |x| */
+            ok16 = fabsf(a16[i].qs[j] * a16[i].d - x[32 * i + j]) <= 0.5f * a16[i].d + 4e-7f * fabsf(x[32 * i + j]);
+            qmax = abs(a16[i].qs[j]) > qmax ? abs(a16[i].qs[j]) : qmax;
+        }
+        ok16 = ok16 && qmax == (amax > 0 ? 32767 : 0);
+        CHECK(ok16, "q16_0 block %d: d %g, amax %g, qmax %d", i, a16[i].d, amax, qmax);
+    }
+    for (int isa = 0; isa < n_isas(); isa++) {
+        pg_kernels_init(isa);
+        memset(b16, 0x55, n / 32 * sizeof *b16);
+        pgk.quantize_q16_0(n, x, b16);
+        CHECK(memcmp(a16, b16, n / 32 * sizeof *a16) == 0, "%s quantize_q16_0 differs from the reference",
+              pg_isa_name(pgk.isa));
+    }
+    pg_kernels_init(-1);
+    free(a16), free(b16);
     free(x), free(a1), free(b1), free(aK), free(bK);
 }
 

@@ -208,12 +208,13 @@ static void test_dots(void) {
     static const int NBLOCKS_32[] = {1, 3, 7, 33, 1024}; /* 32-element formats: the same large row */
     const int NMAX = 128 * 256;
     float *xf = xmalloc(NMAX * 4), *tmp = xmalloc(NMAX * 4), *wd = xmalloc(NMAX * 4), *xd = xmalloc(NMAX * 4);
-    uint8_t *wbuf = xmalloc(NMAX * 2 + 64), *xbuf = xmalloc(NMAX * 2 + 64); /* <= 36 / 32 and 292 / 256 bytes per element */
+    /* weights <= 36 / 32 bytes per element, activations <= 68 / 32 (Q16_0) */
+    uint8_t *wbuf = xmalloc(NMAX * 2 + 64), *xbuf = xmalloc(NMAX * 3 + 64);
     for (int fi = 0; fi < NFORMATS; fi++) {
         const pg_type t = FORMATS[fi].t, vt = pg_vec_dot_type(t);
         const int is_k = blck_(t) == PG_QK_K;
         uint8_t *w = wbuf + balign_(t);        /* odd (or 2 mod 4) addresses */
-        void *xq = xbuf + (vt == PG_TYPE_Q8_K ? 4 : 2);
+        void *xq = xbuf + (vt == PG_TYPE_Q8_K || vt == PG_TYPE_Q16_0 ? 4 : 2); /* float or half scales */
         int worst_ulps = 0, checked = 0, bad = 0;
         double worst_rel = 0;
         for (int v = 0; v < NVARIANTS; v++) {

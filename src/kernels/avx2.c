@@ -100,15 +100,6 @@ static float dot_bf16(int n, const void *wv, const void *xv) {
     return s;
 }
 
-/* Integer dot of one block as 8 int32 partial sums: |a| * (b * sign(a)),
- * unsigned x signed bytes, as ggml does it (no overflow: |q| <= 127). */
-static inline __m256i block_dot8(const int8_t *a, const int8_t *b) {
-    __m256i qa = _mm256_loadu_si256((const __m256i *)a);
-    __m256i qb = _mm256_loadu_si256((const __m256i *)b);
-    __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qa, qa), _mm256_sign_epi8(qb, qa));
-    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-}
-
 /* The scales of 4 consecutive blocks as floats (one 64-bit move and one
  * conversion instead of four scalar half conversions). */
 static inline __m128 scales4(const block_q8_0 *x) {
@@ -116,26 +107,39 @@ static inline __m128 scales4(const block_q8_0 *x) {
     return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)v));
 }
 
+/* Q8_0 weights x Q16_0 activations, one block as 8 int32 partial sums:
+ * the weights widened to int16, pairs multiplied and added by vpmaddwd
+ * (|pair| <= 2 * 127 * 32767 < 2^31, and the 8 lanes' sum too). */
+static inline __m256i block_dot16(const int8_t *a, const int16_t *b) {
+    const __m256i lo = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a)),
+                                         _mm256_loadu_si256((const __m256i *)b));
+    const __m256i hi = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + 16))),
+                                         _mm256_loadu_si256((const __m256i *)(b + 16)));
+    return _mm256_add_epi32(lo, hi);
+}
+
 static float dot_q8_0(int n, const void *wv, const void *xv) {
-    const block_q8_0 *a = wv, *b = xv;
+    const block_q8_0 *a = wv;
+    const block_q16_0 *b = xv;
     const int nb = n / PG_QK8_0;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
     int ib = 0;
     for (; ib + 4 <= nb; ib += 4) {
-        /* d[k] = f16(a.d) * f16(b.d) for blocks ib..ib+3, as the reference rounds it */
-        const __m256 d = _mm256_castps128_ps256(_mm_mul_ps(scales4(a + ib), scales4(b + ib)));
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot8(a[ib].qs, b[ib].qs)),
+        /* d[k] = f16(a.d) * b.d for blocks ib..ib+3, as the reference rounds it */
+        const __m128 db = _mm_setr_ps(b[ib].d, b[ib + 1].d, b[ib + 2].d, b[ib + 3].d);
+        const __m256 d = _mm256_castps128_ps256(_mm_mul_ps(scales4(a + ib), db));
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot16(a[ib].qs, b[ib].qs)),
                                _mm256_permutevar8x32_ps(d, _mm256_set1_epi32(0)), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot8(a[ib + 1].qs, b[ib + 1].qs)),
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot16(a[ib + 1].qs, b[ib + 1].qs)),
                                _mm256_permutevar8x32_ps(d, _mm256_set1_epi32(1)), acc1);
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot8(a[ib + 2].qs, b[ib + 2].qs)),
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot16(a[ib + 2].qs, b[ib + 2].qs)),
                                _mm256_permutevar8x32_ps(d, _mm256_set1_epi32(2)), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot8(a[ib + 3].qs, b[ib + 3].qs)),
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot16(a[ib + 3].qs, b[ib + 3].qs)),
                                _mm256_permutevar8x32_ps(d, _mm256_set1_epi32(3)), acc1);
     }
     for (; ib < nb; ib++) {
-        __m256 d0 = _mm256_set1_ps(_cvtsh_ss(a[ib].d) * _cvtsh_ss(b[ib].d));
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot8(a[ib].qs, b[ib].qs)), d0, acc0);
+        __m256 d0 = _mm256_set1_ps(_cvtsh_ss(a[ib].d) * b[ib].d);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot16(a[ib].qs, b[ib].qs)), d0, acc0);
     }
     return qx86_hsum8(_mm256_add_ps(acc0, acc1));
 }

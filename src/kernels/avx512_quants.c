@@ -137,22 +137,27 @@ static inline __m512i table16(const int8_t t[16]) { return _mm512_broadcast_i32x
 
 /* ---- 32-element formats x Q8_0 / Q8_1 ----------------------------------------- */
 
-/* Q8_0: |w| * (+-y); |w| <= 128 (-128 as the unsigned 128), pairs <= 32512. */
-static inline __m512i q8_0_pair(const block_q8_0 *a, const block_q8_0 *b, __m512i y) {
-    const __m512i w = pair32(a->qs, b ? b->qs : NULL);
-    const __m512i sy = _mm512_mask_sub_epi8(y, _mm512_movepi8_mask(w), _mm512_setzero_si512(), y);
-    return dpbusd(_mm512_setzero_si512(), _mm512_abs_epi8(w), sy);
+/* Q8_0 weights x Q16_0 activations: one block per zmm, the weights widened
+ * to int16 and multiplied pairwise by vpdpwssd (|pair| <= 2 * 127 * 32767,
+ * a lane's sum of 2 pairs < 2^31). */
+static inline __m512 q8_0_block(const block_q8_0 *a, const block_q16_0 *b) {
+    const __m512i w = _mm512_cvtepi8_epi16(loadu256(a->qs));
+    return _mm512_cvtepi32_ps(dpwssd(_mm512_setzero_si512(), w, loadu512(b->qs)));
 }
 
 static float dot_q8_0(int n, const void *wv, const void *xv) {
-    const block_q8_0 *w = wv, *x = xv;
-#define PAIR(i, j) q8_0_pair(w + (i), BLK(w, j), pair32(x[i].qs, QS(x, j)))
-#define S4(i) _mm_mul_ps(W_D(w, i), Q8_0_D(x, i))
-#define S1(i) (f16(w[i].d) * f16(x[i].d))
-    DOT32_LOOP(n / PG_QK8_0, PAIR, S4, S1, NO_EXTRA, NO_EXTRA);
-#undef PAIR
-#undef S4
-#undef S1
+    const block_q8_0 *w = wv;
+    const block_q16_0 *x = xv;
+    const int nb = n / PG_QK8_0;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+    int ib = 0;
+    for (; ib + 2 <= nb; ib += 2) {
+        acc0 = _mm512_fmadd_ps(q8_0_block(w + ib, x + ib), _mm512_set1_ps(f16(w[ib].d) * x[ib].d), acc0);
+        acc1 = _mm512_fmadd_ps(q8_0_block(w + ib + 1, x + ib + 1), _mm512_set1_ps(f16(w[ib + 1].d) * x[ib + 1].d),
+                               acc1);
+    }
+    if (ib < nb) acc0 = _mm512_fmadd_ps(q8_0_block(w + ib, x + ib), _mm512_set1_ps(f16(w[ib].d) * x[ib].d), acc0);
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
 /* Q4_0: sum (q - 8) y = sum q y - 8 sum y; q <= 15 (pairs <= 3810). */

@@ -44,6 +44,7 @@ typedef struct {
     pg_dot_fn dot[PG_TYPE_COUNT];           /* NULL where the type has no kernel */
     void (*quantize_q8_0)(int n, const float *x, block_q8_0 *y); /* n % 32 == 0 */
     void (*quantize_q8_1)(int n, const float *x, block_q8_1 *y); /* n % 32 == 0 */
+    void (*quantize_q16_0)(int n, const float *x, block_q16_0 *y); /* n % 32 == 0 */
     void (*quantize_q8_K)(int n, const float *x, block_q8_K *y); /* n % 256 == 0 */
     void (*f16_to_f32)(int n, const uint16_t *x, float *y);
     void (*bf16_to_f32)(int n, const uint16_t *x, float *y);
@@ -85,7 +86,7 @@ pg_dot_fn pg_dot_ref(pg_type t);
 float pg_dot_f32_ref(int n, const void *w, const void *x);
 float pg_dot_f16_ref(int n, const void *w, const void *x);
 float pg_dot_bf16_ref(int n, const void *w, const void *x);
-float pg_dot_q8_0_ref(int n, const void *w, const void *x);
+float pg_dot_q8_0_ref(int n, const void *w, const void *x); /* x: Q16_0 (quants.h) */
 void pg_quantize_q8_0_ref(int n, const float *x, block_q8_0 *y);
 void pg_dequantize_q8_0_ref(int n, const block_q8_0 *x, float *y);
 void pg_rmsnorm_ref(int n, const float *x, const float *w, float eps, float *y);

@@ -116,6 +116,12 @@ static void dequant_q8_0_(int64_t nb, const void *vx, float *y) {
     }
 }
 
+static void dequant_q16_0_(int64_t nb, const void *vx, float *y) {
+    const block_q16_0 *x = vx;
+    for (int64_t i = 0; i < nb; i++, y += 32)
+        for (int j = 0; j < 32; j++) y[j] = x[i].qs[j] * x[i].d;
+}
+
 static void dequant_q8_1_(int64_t nb, const void *vx, float *y) {
     const block_q8_1 *x = vx;
     for (int64_t i = 0; i < nb; i++, y += 32) {
@@ -610,6 +616,9 @@ static void quant_q5_1_(int64_t nb, const float *x, void *vy) {
 static void quant_q8_0_(int64_t nb, const float *x, void *y) {
     pg_quantize_q8_0_ref((int)(nb * 32), x, y);
 }
+static void quant_q16_0_(int64_t nb, const float *x, void *y) {
+    pg_quantize_q16_0_ref((int)(nb * 32), x, y);
+}
 static void quant_q8_1_(int64_t nb, const float *x, void *y) {
     pg_quantize_q8_1_ref((int)(nb * 32), x, y);
 }
@@ -1062,7 +1071,8 @@ static const qtraits_ qtraits_tab_[PG_TYPE_COUNT] = {
     [PG_TYPE_Q4_1] = {dequant_q4_1_, quant_q4_1_, PG_TYPE_Q8_1},
     [PG_TYPE_Q5_0] = {dequant_q5_0_, quant_q5_0_, PG_TYPE_Q8_0},
     [PG_TYPE_Q5_1] = {dequant_q5_1_, quant_q5_1_, PG_TYPE_Q8_1},
-    [PG_TYPE_Q8_0] = {dequant_q8_0_, quant_q8_0_, PG_TYPE_Q8_0},
+    [PG_TYPE_Q8_0] = {dequant_q8_0_, quant_q8_0_, PG_TYPE_Q16_0},
+    [PG_TYPE_Q16_0] = {dequant_q16_0_, quant_q16_0_, PG_TYPE_F32},
     [PG_TYPE_Q8_1] = {dequant_q8_1_, quant_q8_1_, PG_TYPE_F32},
     [PG_TYPE_Q2_K] = {dequant_q2_K_, quant_q2_K_, PG_TYPE_Q8_K},
     [PG_TYPE_Q3_K] = {dequant_q3_K_, quant_q3_K_, PG_TYPE_Q8_K},

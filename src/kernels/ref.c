@@ -47,14 +47,27 @@ float pg_dot_bf16_ref(int n, const void *w, const void *x) {
 }
 
 float pg_dot_q8_0_ref(int n, const void *w, const void *x) {
-    const block_q8_0 *a = w, *b = x;
+    const block_q8_0 *a = w;
+    const block_q16_0 *b = x;
     float s = 0;
     for (int ib = 0; ib < n / PG_QK8_0; ib++) {
-        int sumi = 0;
+        int32_t sumi = 0; /* |sum| <= 32 * 127 * 32767 < 2^31 */
         for (int j = 0; j < PG_QK8_0; j++) sumi += a[ib].qs[j] * b[ib].qs[j];
-        s += sumi * (pg_f16_to_f32(a[ib].d) * pg_f16_to_f32(b[ib].d));
+        s += (float)sumi * (pg_f16_to_f32(a[ib].d) * b[ib].d);
     }
     return s;
+}
+
+void pg_quantize_q16_0_ref(int n, const float *x, block_q16_0 *y) {
+    PG_ASSERT(n % PG_QK8_0 == 0);
+    for (int ib = 0; ib < n / PG_QK8_0; ib++) {
+        const float *xb = x + ib * PG_QK8_0;
+        float amax = 0;
+        for (int j = 0; j < PG_QK8_0; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        const float d = amax / 32767.0f, id = d ? 32767.0f / amax : 0.0f;
+        y[ib].d = d;
+        for (int j = 0; j < PG_QK8_0; j++) y[ib].qs[j] = (int16_t)lrintf(fminf(fmaxf(xb[j] * id, -32767.0f), 32767.0f));
+    }
 }
 
 void pg_quantize_q8_0_ref(int n, const float *x, block_q8_0 *y) {
@@ -158,6 +171,7 @@ static void fill_scalar(pg_kernel_table *t) {
     memcpy(t->dot, dot_ref_, sizeof t->dot);
     t->quantize_q8_0 = pg_quantize_q8_0_ref;
     t->quantize_q8_1 = pg_quantize_q8_1_ref;
+    t->quantize_q16_0 = pg_quantize_q16_0_ref;
     t->quantize_q8_K = pg_quantize_q8_K_ref;
     t->f16_to_f32 = f16_to_f32_ref;
     t->bf16_to_f32 = bf16_to_f32_ref;
@@ -257,18 +271,19 @@ size_t pg_matmul_scratch_bytes(const pg_mat *W, int T) {
 }
 
 size_t pg_matmul_scratch_max_bytes(int cols, int T) {
-    /* Q8_K is the widest activation format per element (292 bytes per 256) */
+    /* Q16_0 is the widest activation format per element (68 bytes per 32) */
     const int64_t c = ((int64_t)cols + PG_QK_K - 1) / PG_QK_K * PG_QK_K;
-    return (size_t)T * pg_row_bytes(PG_TYPE_Q8_K, c);
+    return (size_t)T * pg_row_bytes(PG_TYPE_Q16_0, c);
 }
 
 /* One row of n floats into activation type vt through the table (vt is
- * Q8_0, Q8_1 or Q8_K). */
+ * Q8_0, Q8_1, Q8_K or Q16_0). */
 static void quantize_act_(pg_type vt, int n, const float *x, void *y) {
     switch (vt) {
     case PG_TYPE_Q8_0: pgk.quantize_q8_0(n, x, y); break;
     case PG_TYPE_Q8_1: pgk.quantize_q8_1(n, x, y); break;
     case PG_TYPE_Q8_K: pgk.quantize_q8_K(n, x, y); break;
+    case PG_TYPE_Q16_0: pgk.quantize_q16_0(n, x, y); break;
     default: PG_ASSERT(!"quantize_act_: not an activation type");
     }
 }
@@ -301,7 +316,7 @@ typedef struct {
     float *Y;
     int ldy;
     const char *xv;   /* prepared activations (quantized rows) or NULL: use X */
-    pg_type xv_type;  /* their type (Q8_0, Q8_1, Q8_K) */
+    pg_type xv_type;  /* their type (Q8_0, Q8_1, Q8_K, Q16_0) */
     size_t xv_bytes;  /* bytes per prepared row */
     pg_dot_fn dot;
     long chunk;       /* rows taken at a time */
