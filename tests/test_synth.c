@@ -425,9 +425,10 @@ static void test_tokenizer(void) {
 }
 
 /* The CLI: bad arguments exit 2 with one line; a good run matches the library. */
-static int run_cli_(const char *bin, const char *args, int *lines) {
+/* `pregate SUB ARGS`: exit status, and lines written to stderr (cli.err). */
+static int run_sub_(const char *bin, const char *sub, const char *args, int *lines) {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s' synth %s >'%s' 2>'%s'", bin, args, path_("cli.out"), path_("cli.err"));
+    snprintf(cmd, sizeof cmd, "'%s' %s %s >'%s' 2>'%s'", bin, sub, args, path_("cli.out"), path_("cli.err"));
     int st = system(cmd);
     char *err = NULL;
     size_t n = 0;
@@ -438,6 +439,18 @@ static int run_cli_(const char *bin, const char *args, int *lines) {
         free(err);
     }
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int run_cli_(const char *bin, const char *args, int *lines) { return run_sub_(bin, "synth", args, lines); }
+
+static bool file_has_(const char *name, const char *needle) {
+    char *text = NULL;
+    size_t n = 0;
+    pg_error e;
+    if (pg_read_file(path_(name), &text, &n, &e)) return false;
+    bool has = strstr(text, needle) != NULL;
+    free(text);
+    return has;
 }
 
 static void test_cli(void) {
@@ -492,6 +505,21 @@ static void test_cli(void) {
               "summary on stderr:\n%s", err);
         free(err);
     }
+
+    /* bench on the synthetic model: random tokens, the routing measured, the paper's on-demand mode;
+     * bad flags named; the timed store refused without a link */
+    snprintf(args, sizeof args, "-m '%s' --expert-mem 50%% -n 6 --repeat 1 --modes resident,none-serial,none", out);
+    rc = run_sub_(bin, "bench", args, &lines);
+    CHECK(rc == 0 && file_has_("cli.err", "seeded random tokens") && file_has_("cli.err", "routing while decoding") &&
+              file_has_("cli.out", "none-serial") && !file_has_("cli.out", "DIFFER"),
+          "pregate bench %s: exit %d", args, rc);
+    snprintf(args, sizeof args, "-m '%s' --expert-mem 50%% --decode sometimes", out);
+    rc = run_sub_(bin, "bench", args, &lines);
+    CHECK(rc == 2 && lines == 1 && file_has_("cli.err", "--decode"), "bench --decode sometimes: exit %d, %d lines", rc,
+          lines);
+    snprintf(args, sizeof args, "-m '%s' -p hi -n 2 --expert-mem 50%% --store timed", out);
+    rc = run_sub_(bin, "run", args, &lines);
+    CHECK(rc == 1 && file_has_("cli.err", "--link"), "run --store timed without a link: exit %d", rc);
 }
 
 /* Quantized types: each matrix has the type `pregate quantize` gives it, and
