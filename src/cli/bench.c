@@ -20,8 +20,8 @@
  * max(compute time, bytes moved / link bandwidth) for the offloaded modes.
  */
 #include <errno.h>
-#include <math.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,10 +124,10 @@ static double h2d_bandwidth_(pg_dev *d) {
 }
 
 /* How the decoded positions [from, to) of a trace route, averaged over the
- * MoE layers from l0 on: the share of a token's experts that the token before it also
- * used (reuse), and how many of its experts a layer used (used).
- * Independent uniform routing gives k/E and E (1 - (1 - k/E)^n); both
- * decide how much any cache can hit. */
+ * MoE layers from l0 on: the share of a token's experts that the token
+ * before it also used (reuse), and how many of its experts a layer used
+ * (used). Independent uniform routing gives k/E and E (1 - (1 - k/E)^n);
+ * both decide how much any cache can hit. */
 static void routing_stats_(const pg_trace *tr, int l0, int from, int to, double *reuse, double *used) {
     const int L = tr->n_layer, E = tr->n_expert, K = tr->k;
     int *count = xcalloc((size_t)E, sizeof(int));
@@ -300,13 +300,15 @@ int cmd_bench(int argc, char **argv) {
                         "engine would); experts are computed from the file mapping, so RSS counts all of it\n");
     {
         int distinct = 0;
+        unsigned char *seen = xcalloc((size_t)V, 1);
         for (int i = 0; i < N; i++) {
-            int seen = 0;
-            for (int j = 0; j < i && !seen; j++) seen = tokens[P + j] == tokens[P + i];
-            distinct += !seen;
+            distinct += !seen[tokens[P + i]];
+            seen[tokens[P + i]] = 1;
         }
+        free(seen);
         fprintf(stderr, "pregate bench: decode %s: %d distinct tokens of %d%s\n",
-                greedy ? "greedy" : "seeded random tokens (--decode greedy to change)", distinct, N,
+                greedy ? "greedy" : decode ? "seeded random tokens" : "seeded random tokens (--decode greedy to change)",
+                distinct, N,
                 greedy && distinct * 2 < N ? " (repeated tokens repeat routing: caching looks easier than on real text)" : "");
         double reuse, used, k_e = (double)m->hp.n_expert_used / m->hp.n_expert;
         /* an encoder-decoder's decoder layers, from its position 0 */
