@@ -520,6 +520,17 @@ static void test_cli(void) {
     snprintf(args, sizeof args, "-m '%s' -p hi -n 2 --expert-mem 50%% --store timed", out);
     rc = run_sub_(bin, "run", args, &lines);
     CHECK(rc == 1 && file_has_("cli.err", "--link"), "run --store timed without a link: exit %d", rc);
+
+    /* bench-kernels, small: the decode row with its in-cache rate; bad flags refused */
+    rc = run_sub_(bin, "bench-kernels", "-t 1 --mb 1 --cache-mb 1 --reps 1 --types Q4_K --prompt 0", &lines);
+    CHECK(rc == 0 && file_has_("cli.out", "in-cache") && file_has_("cli.out", "of-bound") &&
+              file_has_("cli.out", "Q4_K "),
+          "bench-kernels: exit %d", rc);
+    static const char *bad_bk[] = {"--types Q9_9", "--cache-mb -1", "--reps 0", "--bogus"};
+    for (size_t i = 0; i < sizeof bad_bk / sizeof bad_bk[0]; i++) {
+        rc = run_sub_(bin, "bench-kernels", bad_bk[i], &lines);
+        CHECK(rc == 2 && file_has_("cli.err", "usage"), "bench-kernels %s: exit %d", bad_bk[i], rc);
+    }
 }
 
 /* Quantized types: each matrix has the type `pregate quantize` gives it, and

@@ -2,8 +2,8 @@
  * kernels come to the memory bandwidth, the physical limit of decoding, and
  * how fast a prompt goes through them.
  *
- *   pregate bench-kernels [-t N] [--mb SIZE] [--reps R] [--types LIST]
- *                         [--prompt T] [--compare]
+ *   pregate bench-kernels [-t N] [--mb SIZE] [--cache-mb CACHE] [--reps R]
+ *                         [--types LIST] [--prompt T] [--compare]
  *
  * (a) memory bandwidth on the pool: a copy (memcpy per thread) and a
  *     read-only sum of a buffer of SIZE MiB, best of R;
@@ -12,7 +12,11 @@
  *     GB/s of weight bytes streamed (median and best of R) and as a fraction
  *     of the read bandwidth: each repetition follows a read pass, and the
  *     median of the per-repetition ratios is reported (steadier than best
- *     against best when other processes load the machine);
+ *     against best when other processes load the machine). Beside it, the
+ *     same product with W of CACHE MiB, small enough to stay in the L3:
+ *     how fast the kernels go when memory is not the limit. A format whose
+ *     in-cache rate is below the read bandwidth is compute-bound on these
+ *     threads, and the last column is its GB/s over the lower of the two;
  * (c) prompt, Y = W X through pg_matmul for a batch of T = 512 tokens with a
  *     4096 x 4096 W (activation quantization included), in GFLOP/s and
  *     tokens/s.
@@ -230,6 +234,25 @@ static decode_result time_decode(pg_pool *pool, bw_task *bw, const pg_mat *W, co
     return out;
 }
 
+/* Decode y = W x over a W that stays in the cache, called back to back
+ * until about 256 MiB went through: the kernels' own rate, in GB/s
+ * (median of reps). */
+static double time_in_cache(pg_pool *pool, const pg_mat *W, const float *X, float *Y, void *scratch, int reps) {
+    const double wbytes = (double)W->row_bytes * W->rows;
+    int calls = (int)((256.0 * 1048576.0) / wbytes);
+    if (calls < 1) calls = 1;
+    double *gbs = xmalloc(sizeof(double) * (size_t)reps);
+    pg_matmul(pool, W, 1, X, W->cols, Y, W->rows, scratch); /* brings W into the cache */
+    for (int r = 0; r < reps; r++) {
+        const double t0 = pg_time_s();
+        for (int c = 0; c < calls; c++) pg_matmul(pool, W, 1, X, W->cols, Y, W->rows, scratch);
+        gbs[r] = wbytes * calls / (pg_time_s() - t0) / 1e9;
+    }
+    const double out = median(gbs, reps);
+    free(gbs);
+    return out;
+}
+
 /* ---- kernel variants ------------------------------------------------------------------ */
 
 typedef struct {
@@ -282,9 +305,11 @@ static int parse_types(const char *list, pg_type *out) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: pregate bench-kernels [-t N] [--mb SIZE] [--reps R] [--types LIST] [--prompt T] [--compare]\n"
+    fprintf(stderr, "usage: pregate bench-kernels [-t N] [--mb SIZE] [--cache-mb CACHE] [--reps R] [--types LIST]\n"
+                    "                              [--prompt T] [--compare]\n"
                     "  -t N          threads (default: all %d CPUs)\n"
                     "  --mb SIZE     decode matrix and buffer size in MiB (default 256; keep it above the L3)\n"
+                    "  --cache-mb C  the in-cache matrix in MiB (default 8; keep it inside the L3; 0 skips it)\n"
                     "  --reps R      repetitions (default 5); best and median are reported\n"
                     "  --types LIST  weight types, comma-separated (default: all, e.g. Q4_K,Q8_0)\n"
                     "  --prompt T    tokens of the prompt batch (default 512; 0 skips it)\n"
@@ -297,13 +322,14 @@ static void usage(void) {
 #define PROMPT_COLS 4096
 
 int cmd_bench_kernels(int argc, char **argv) {
-    int n_threads = 0, mb = 256, reps = 5, prompt_T = 512, compare = 0, n_types = N_ALL_TYPES;
+    int n_threads = 0, mb = 256, cache_mb = 8, reps = 5, prompt_T = 512, compare = 0, n_types = N_ALL_TYPES;
     pg_type types[N_ALL_TYPES];
     memcpy(types, ALL_TYPES, sizeof types);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && i + 1 < argc) n_threads = atoi(argv[++i]);
         else if (!strcmp(a, "--mb") && i + 1 < argc) mb = atoi(argv[++i]);
+        else if (!strcmp(a, "--cache-mb") && i + 1 < argc) cache_mb = atoi(argv[++i]);
         else if (!strcmp(a, "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(a, "--prompt") && i + 1 < argc) prompt_T = atoi(argv[++i]);
         else if (!strcmp(a, "--compare")) compare = 1;
@@ -313,7 +339,7 @@ int cmd_bench_kernels(int argc, char **argv) {
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
         else { fprintf(stderr, "bench-kernels: unknown or incomplete option '%s'\n", a); usage(); return 2; }
     }
-    if (mb < 1 || reps < 1 || n_threads < 0 || prompt_T < 0) { usage(); return 2; }
+    if (mb < 1 || cache_mb < 0 || reps < 1 || n_threads < 0 || prompt_T < 0) { usage(); return 2; }
     pg_pool *pool = pg_pool_new(n_threads);
     const pg_isa isa = pg_kernels_init(-1);
     printf("pregate bench-kernels: isa %s%s (cpu supports %s), %d threads, %d MiB, %d reps\n\n", pg_isa_name(isa),
@@ -339,8 +365,15 @@ int cmd_bench_kernels(int argc, char **argv) {
            "follows one read-bandwidth pass; limit = the best of those passes, ratio = the median over the\n"
            "repetitions of GB/s over the bandwidth measured just before (steady when other load comes and goes)\n",
            BENCH_COLS, reps);
-    printf("  %-7s %-14s %7s %8s %9s %9s %8s %8s\n", "type", "kernels", "rows", "MiB", "median", "best", "limit",
+    if (cache_mb > 0)
+        printf("in-cache = the same product over a %d MiB W that stays in the cache (median): the kernels' own\n"
+               "rate; below the limit, the format is compute-bound on these threads. of-bound = median GB/s\n"
+               "over the lower of limit and in-cache\n",
+               cache_mb);
+    printf("  %-7s %-14s %7s %8s %9s %9s %8s %8s", "type", "kernels", "rows", "MiB", "median", "best", "limit",
            "ratio");
+    if (cache_mb > 0) printf(" %9s %8s", "in-cache", "of-bound");
+    printf("\n");
     for (int ti = 0; ti < n_types; ti++) {
         const size_t row_bytes = pg_row_bytes(types[ti], BENCH_COLS);
         int rows = (int)(((size_t)mb << 20) / row_bytes);
@@ -350,14 +383,27 @@ int cmd_bench_kernels(int argc, char **argv) {
         const size_t wbytes = W.row_bytes * (size_t)W.rows;
         float *Y = xmalloc(sizeof(float) * (size_t)W.rows);
         void *scratch = xmalloc(pg_matmul_scratch_bytes(&W, 1) + 1);
+        pg_mat C = {0};
+        if (cache_mb > 0) {
+            int crows = (int)(((size_t)cache_mb << 20) / row_bytes);
+            crows -= crows % 64;
+            C = make_matrix(pool, types[ti], crows < 64 ? 64 : crows, BENCH_COLS);
+        }
         for (int k = 0; k < nv; k++) {
             variant_init(vlist[k]);
-            const decode_result d =
-                time_decode(pool, &bw, &W, X, Y, scratch, VARIANTS[vlist[k]].isa == PG_ISA_SCALAR ? 1 : reps);
-            printf("  %-7s %-14s %7d %8.1f %9.2f %9.2f %8.2f %7.0f%%\n", pg_type_name(W.type), VARIANTS[vlist[k]].name,
+            const int r = VARIANTS[vlist[k]].isa == PG_ISA_SCALAR ? 1 : reps;
+            const decode_result d = time_decode(pool, &bw, &W, X, Y, scratch, r);
+            printf("  %-7s %-14s %7d %8.1f %9.2f %9.2f %8.2f %7.0f%%", pg_type_name(W.type), VARIANTS[vlist[k]].name,
                    W.rows, wbytes / 1048576.0, d.median_gbs, d.best_gbs, d.best_limit, 100.0 * d.median_ratio);
+            if (cache_mb > 0) {
+                const double in_cache = time_in_cache(pool, &C, X, Y, scratch, r);
+                const double bound = in_cache < d.best_limit ? in_cache : d.best_limit;
+                printf(" %9.2f %7.0f%%", in_cache, 100.0 * d.median_gbs / bound);
+            }
+            printf("\n");
             fflush(stdout);
         }
+        free((void *)C.data);
         free(scratch);
         free(Y);
         free((void *)W.data);
