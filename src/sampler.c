@@ -49,10 +49,43 @@ static double uniform_(pg_sampler *s) {
     return (double)((s->rng * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/* The candidates' order: higher logit first, ties by lower id (a total
+ * order, so that any way of finding the first k gives the same list). */
+static inline int before_(const pg_candidate *x, const pg_candidate *y) {
+    return x->logit != y->logit ? x->logit > y->logit : x->id < y->id;
+}
+
 static int by_logit_desc_(const void *a, const void *b) {
     const pg_candidate *x = a, *y = b;
-    if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
-    return x->id - y->id;
+    return before_(x, y) ? -1 : before_(y, x) ? 1 : 0;
+}
+
+/* Restores the heap property of h[0..k) below i: every parent comes after
+ * its children in the candidates' order, so h[0] is the last of them. */
+static void sift_down_(pg_candidate *h, int k, int i) {
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < k && before_(&h[m], &h[l])) m = l;
+        if (r < k && before_(&h[m], &h[r])) m = r;
+        if (m == i) return;
+        const pg_candidate t = h[i];
+        h[i] = h[m], h[m] = t;
+        i = m;
+    }
+}
+
+/* Moves the first k of c[0..n) in the candidates' order to c[0..k), sorted:
+ * a heap of the k best so far, whose last member each other candidate has
+ * to beat (most fail that one comparison), so O(n log k) and not a sort of
+ * the whole vocabulary per token. */
+static void first_k_(pg_candidate *c, int n, int k) {
+    for (int i = k / 2 - 1; i >= 0; i--) sift_down_(c, k, i);
+    for (int i = k; i < n; i++) {
+        if (!before_(&c[i], &c[0])) continue;
+        c[0] = c[i];
+        sift_down_(c, k, 0);
+    }
+    qsort(c, (size_t)k, sizeof *c, by_logit_desc_);
 }
 
 int32_t pg_sampler_sample(pg_sampler *s, const float *logits) {
@@ -74,9 +107,13 @@ int32_t pg_sampler_sample(pg_sampler *s, const float *logits) {
     /* candidates sorted by logit (descending, ties by id); top-k cuts the list */
     pg_candidate *c = s->cand;
     for (int i = 0; i < n; i++) c[i] = (pg_candidate){w[i], i};
-    qsort(c, (size_t)n, sizeof *c, by_logit_desc_);
     int nc = n;
-    if (s->p.top_k > 0 && s->p.top_k < nc) nc = s->p.top_k;
+    if (s->p.top_k > 0 && s->p.top_k < n) {
+        nc = s->p.top_k;
+        first_k_(c, n, nc);
+    } else {
+        qsort(c, (size_t)n, sizeof *c, by_logit_desc_);
+    }
     /* softmax with temperature over the candidates; c[i].logit becomes a probability */
     float mx = c[0].logit;
     double sum = 0;
