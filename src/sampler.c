@@ -74,22 +74,71 @@ static void sift_down_(pg_candidate *h, int k, int i) {
     }
 }
 
-/* Moves the first k of c[0..n) in the candidates' order to c[0..k), sorted:
- * a heap of the k best so far, whose last member each other candidate has
- * to beat (most fail that one comparison), so O(n log k) and not a sort of
- * the whole vocabulary per token. */
+/* Moves the first k of c[0..n) in the candidates' order to c[0..k), sorted,
+ * and the others to c[k..n) in no order: a heap of the k best so far, whose
+ * last member each other candidate has to beat (most fail that one
+ * comparison), so O(n log k) and not a sort of the whole vocabulary. */
 static void first_k_(pg_candidate *c, int n, int k) {
     for (int i = k / 2 - 1; i >= 0; i--) sift_down_(c, k, i);
     for (int i = k; i < n; i++) {
         if (!before_(&c[i], &c[0])) continue;
-        c[0] = c[i];
+        const pg_candidate out = c[0]; /* swapped, so that c stays a permutation */
+        c[0] = c[i], c[i] = out;
         sift_down_(c, k, 0);
     }
     qsort(c, (size_t)k, sizeof *c, by_logit_desc_);
 }
 
+/* Top-p, then min-p, over c[0..nc) sorted and holding probabilities: how
+ * many candidates are kept. */
+static int cut_(const pg_sampler_params *p, const pg_candidate *c, int nc) {
+    if (p->top_p < 1.0f) {
+        double cum = 0;
+        for (int i = 0; i < nc; i++) {
+            cum += c[i].logit;
+            if (cum >= p->top_p) { nc = i + 1; break; }
+        }
+    }
+    if (p->min_p > 0) {
+        const float floor_p = p->min_p * c[0].logit;
+        int keep = 1;
+        while (keep < nc && c[keep].logit >= floor_p) keep++;
+        nc = keep;
+    }
+    return nc;
+}
+
+/* A draw from c[0..nc) weighted by their probabilities, in array order. */
+static int32_t draw_(pg_sampler *s, const pg_candidate *c, int nc) {
+    double total = 0;
+    for (int i = 0; i < nc; i++) total += c[i].logit;
+    double r = uniform_(s) * total, cum = 0;
+    for (int i = 0; i < nc; i++) {
+        cum += c[i].logit;
+        if (r < cum) return c[i].id;
+    }
+    return c[nc - 1].id;
+}
+
+/* The top-p cut of the whole vocabulary (c holds probabilities): the first
+ * m candidates are found by a heap for m = 64, then 1024, until their mass
+ * reaches top-p (a full sort only when the distribution is that flat). */
+static int nucleus_(const pg_sampler_params *p, pg_candidate *c, int n) {
+    for (int m = 64;; m *= 16) {
+        if (m >= n / 4) {
+            qsort(c, (size_t)n, sizeof *c, by_logit_desc_);
+            return cut_(p, c, n);
+        }
+        first_k_(c, n, m);
+        double cum = 0;
+        for (int i = 0; i < m; i++) cum += c[i].logit;
+        if (cum >= p->top_p) return cut_(p, c, m); /* the cut falls inside: same as in the full list */
+    }
+}
+
 int32_t pg_sampler_sample(pg_sampler *s, const float *logits) {
-    int n = s->n_vocab;
+    const int n = s->n_vocab;
+    const float T = s->p.temperature;
     float *w = s->work;
     memcpy(w, logits, (size_t)n * sizeof(float));
     if (s->p.repeat_penalty != 1.0f) {
@@ -103,44 +152,40 @@ int32_t pg_sampler_sample(pg_sampler *s, const float *logits) {
             w[t] = w[t] > 0 ? w[t] / s->p.repeat_penalty : w[t] * s->p.repeat_penalty;
         }
     }
-    if (s->p.temperature <= 0) return pg_argmax(w, n);
-    /* candidates sorted by logit (descending, ties by id); top-k cuts the list */
+    if (T <= 0) return pg_argmax(w, n);
     pg_candidate *c = s->cand;
-    for (int i = 0; i < n; i++) c[i] = (pg_candidate){w[i], i};
-    int nc = n;
     if (s->p.top_k > 0 && s->p.top_k < n) {
-        nc = s->p.top_k;
-        first_k_(c, n, nc);
-    } else {
-        qsort(c, (size_t)n, sizeof *c, by_logit_desc_);
+        /* the k highest logits, sorted; softmax with temperature over them */
+        const int k = s->p.top_k;
+        for (int i = 0; i < n; i++) c[i] = (pg_candidate){w[i], i};
+        first_k_(c, n, k);
+        const float mx = c[0].logit;
+        double sum = 0;
+        for (int i = 0; i < k; i++) sum += (c[i].logit = expf((c[i].logit - mx) / T));
+        for (int i = 0; i < k; i++) c[i].logit = (float)(c[i].logit / sum);
+        return draw_(s, c, cut_(&s->p, c, k));
     }
-    /* softmax with temperature over the candidates; c[i].logit becomes a probability */
-    float mx = c[0].logit;
+    /* every token a candidate: softmax with temperature over the vocabulary */
+    float mx = w[0];
+    for (int i = 1; i < n; i++) mx = w[i] > mx ? w[i] : mx;
     double sum = 0;
-    for (int i = 0; i < nc; i++) {
-        c[i].logit = expf((c[i].logit - mx) / s->p.temperature);
-        sum += c[i].logit;
+    for (int i = 0; i < n; i++) sum += (w[i] = expf((w[i] - mx) / T));
+    float pmax = 0;
+    for (int i = 0; i < n; i++) {
+        w[i] = (float)(w[i] / sum);
+        pmax = w[i] > pmax ? w[i] : pmax;
     }
-    for (int i = 0; i < nc; i++) c[i].logit = (float)(c[i].logit / sum);
+    int nc = 0;
     if (s->p.top_p < 1.0f) {
-        double cum = 0;
-        for (int i = 0; i < nc; i++) {
-            cum += c[i].logit;
-            if (cum >= s->p.top_p) { nc = i + 1; break; }
-        }
+        for (int i = 0; i < n; i++) c[i] = (pg_candidate){w[i], i};
+        nc = nucleus_(&s->p, c, n);
+    } else if (s->p.min_p > 0) { /* those within min-p of the most likely, sorted */
+        for (int i = 0; i < n; i++)
+            if (w[i] >= s->p.min_p * pmax) c[nc++] = (pg_candidate){w[i], i};
+        qsort(c, (size_t)nc, sizeof *c, by_logit_desc_);
+    } else { /* no cut: the draw walks the vocabulary in id order */
+        for (int i = 0; i < n; i++) c[i] = (pg_candidate){w[i], i};
+        nc = n;
     }
-    if (s->p.min_p > 0) {
-        float floor_p = s->p.min_p * c[0].logit;
-        int keep = 1;
-        while (keep < nc && c[keep].logit >= floor_p) keep++;
-        nc = keep;
-    }
-    double total = 0;
-    for (int i = 0; i < nc; i++) total += c[i].logit;
-    double r = uniform_(s) * total, cum = 0;
-    for (int i = 0; i < nc; i++) {
-        cum += c[i].logit;
-        if (r < cum) return c[i].id;
-    }
-    return c[nc - 1].id;
+    return draw_(s, c, nc);
 }

@@ -4,6 +4,12 @@
  * tokens, then greedy if temperature <= 0, else top-k, temperature, softmax,
  * top-p, min-p, and a draw with the seeded generator. Greedy breaks ties by
  * the lowest token id.
+ *
+ * Candidates are ordered by logit (top-k) or probability (no top-k),
+ * highest first, ties by the lowest id; the draw walks the kept ones in
+ * that order, or in id order when nothing is cut (no top-k, top-p or
+ * min-p), which needs no sort. Only a top-p without top-k whose nucleus
+ * holds more than 1024 tokens sorts the whole vocabulary.
  */
 #ifndef PG_SAMPLER_H
 #define PG_SAMPLER_H

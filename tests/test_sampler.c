@@ -20,9 +20,9 @@ static int ref_cmp_(const void *a, const void *b) {
     return x->id - y->id;
 }
 
-/* The candidates that may be drawn and their weights, after the penalty,
- * top-k, temperature, top-p and min-p: the draw itself is shared with the
- * sampler (same generator), so only the list is compared. */
+/* The candidates that may be drawn, in the order the draw walks them, and
+ * their weights (sampler.h): the draw itself is shared with the sampler
+ * (same generator), so only this list is compared. */
 static int ref_candidates_(const pg_sampler_params *p, const int32_t *hist, int n_hist, const float *logits, int n,
                            ref_cand *c) {
     float *w = xmalloc((size_t)n * sizeof(float));
@@ -32,14 +32,25 @@ static int ref_candidates_(const pg_sampler_params *p, const int32_t *hist, int 
         for (int j = 0; j < i; j++) seen |= hist[j] == hist[i];
         if (!seen) w[hist[i]] = w[hist[i]] > 0 ? w[hist[i]] / p->repeat_penalty : w[hist[i]] * p->repeat_penalty;
     }
-    for (int i = 0; i < n; i++) c[i] = (ref_cand){w[i], i};
+    int nc = n;
+    if (p->top_k > 0 && p->top_k < n) { /* softmax over the k highest logits */
+        for (int i = 0; i < n; i++) c[i] = (ref_cand){w[i], i};
+        qsort(c, (size_t)n, sizeof *c, ref_cmp_);
+        nc = p->top_k;
+        float mx = c[0].p;
+        double sum = 0;
+        for (int i = 0; i < nc; i++) sum += (c[i].p = expf((c[i].p - mx) / p->temperature));
+        for (int i = 0; i < nc; i++) c[i].p = (float)(c[i].p / sum);
+    } else { /* softmax over all, summed in id order; sorted by probability */
+        float mx = w[0];
+        for (int i = 1; i < n; i++) mx = fmaxf(mx, w[i]);
+        double sum = 0;
+        for (int i = 0; i < n; i++) sum += (w[i] = expf((w[i] - mx) / p->temperature));
+        for (int i = 0; i < n; i++) c[i] = (ref_cand){(float)(w[i] / sum), i};
+        if (p->top_p >= 1.0f && p->min_p <= 0) { free(w); return n; } /* nothing cut: id order */
+        qsort(c, (size_t)n, sizeof *c, ref_cmp_);
+    }
     free(w);
-    qsort(c, (size_t)n, sizeof *c, ref_cmp_);
-    int nc = p->top_k > 0 && p->top_k < n ? p->top_k : n;
-    float mx = c[0].p;
-    double sum = 0;
-    for (int i = 0; i < nc; i++) sum += (c[i].p = expf((c[i].p - mx) / p->temperature));
-    for (int i = 0; i < nc; i++) c[i].p = (float)(c[i].p / sum);
     if (p->top_p < 1.0f) {
         double cum = 0;
         for (int i = 0; i < nc; i++)
@@ -75,6 +86,9 @@ static void test_against_reference(void) {
         {.temperature = 1.0f, .top_k = 0, .top_p = 0.9f, .min_p = 0, .repeat_penalty = 1.0f, .repeat_last_n = 64},
         {.temperature = 0.5f, .top_k = 200, .top_p = 1.0f, .min_p = 0.1f, .repeat_penalty = 1.1f, .repeat_last_n = 16},
         {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0, .repeat_penalty = 1.0f, .repeat_last_n = 0},
+        {.temperature = 0.3f, .top_k = 0, .top_p = 0.95f, .min_p = 0, .repeat_penalty = 1.0f, .repeat_last_n = 64},
+        {.temperature = 0.7f, .top_k = 0, .top_p = 1.0f, .min_p = 0.05f, .repeat_penalty = 1.2f, .repeat_last_n = 64},
+        {.temperature = 0.2f, .top_k = 0, .top_p = 0.5f, .min_p = 0.2f, .repeat_penalty = 1.0f, .repeat_last_n = 64},
     };
     int bad = 0, runs = 0;
     for (size_t v = 0; v < sizeof vocabs / sizeof vocabs[0]; v++) {
